@@ -1,0 +1,325 @@
+//! The command line: argument parsing (pure, tested) and the client commands.
+
+use crate::config;
+use crate::control::client::{self, CallError};
+use serde_json::Value;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "usage: roadie [-c CONFIG] [-s SOCKET] [--log-level LEVEL] COMMAND
+commands:
+  daemon                 run in the foreground (procd runs this)
+  status [--json]        human summary; --json prints the same object as `call status`
+  list                   methods and their parameters
+  call METHOD [JSON]     call a method, print its JSON reply
+  check-config           validate the config; errors name file:line:column
+  --version              print the version
+options:
+  -c, --config PATH      config file (default /etc/roadie/roadie.toml)
+  -s, --socket PATH      control socket (default: [daemon].socket, else /var/run/roadie.sock)
+      --log-level LEVEL  error|warn|info|debug|trace (daemon; overrides the config)
+exit codes: 0 ok, 1 runtime failure (e.g. daemon not running), 2 usage or config error";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Daemon,
+    Status { json: bool },
+    List,
+    Call { method: String, params: Value },
+    CheckConfig,
+    Version,
+    Help,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cli {
+    pub config: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub log_level: Option<log::LevelFilter>,
+    pub command: Command,
+}
+
+impl Cli {
+    pub fn config_path(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG))
+    }
+}
+
+/// Parse arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<Cli, String> {
+    let mut cli = Cli {
+        config: None,
+        socket: None,
+        log_level: None,
+        command: Command::Help,
+    };
+    let mut it = args.iter();
+    let mut rest: Vec<&String> = Vec::new();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "-c" | "--config" if rest.is_empty() => cli.config = Some(value(a)?.into()),
+            "-s" | "--socket" if rest.is_empty() => cli.socket = Some(value(a)?.into()),
+            "--log-level" if rest.is_empty() => {
+                let v = value(a)?;
+                cli.log_level = Some(
+                    v.parse()
+                        .map_err(|_| format!("--log-level {v:?}: expected error, warn, info, debug or trace"))?,
+                );
+            }
+            _ => rest.push(a),
+        }
+    }
+    let Some((cmd, args)) = rest.split_first() else {
+        return Err("no command given".into());
+    };
+    let no_more = |c: Command| -> Result<Command, String> {
+        match args.first() {
+            Some(extra) => Err(format!("{cmd}: unexpected argument {extra:?}")),
+            None => Ok(c),
+        }
+    };
+    cli.command = match cmd.as_str() {
+        "daemon" => no_more(Command::Daemon)?,
+        "list" => no_more(Command::List)?,
+        "check-config" => no_more(Command::CheckConfig)?,
+        "--version" | "version" | "-V" => no_more(Command::Version)?,
+        "-h" | "--help" | "help" => Command::Help,
+        "status" => match args {
+            [] => Command::Status { json: false },
+            [j] if j.as_str() == "--json" => Command::Status { json: true },
+            [other, ..] => return Err(format!("status: unexpected argument {other:?}")),
+        },
+        "call" => match args {
+            [] => return Err("call: which method? (see `roadie list`)".into()),
+            [m] => Command::Call {
+                method: m.to_string(),
+                params: Value::Object(Default::default()),
+            },
+            [m, p] => {
+                let params: Value =
+                    serde_json::from_str(p).map_err(|e| format!("call {m}: parameters are not valid JSON: {e}"))?;
+                if !params.is_object() {
+                    return Err(format!("call {m}: parameters must be a JSON object like '{{\"prefix\":\"10.9.8.0/24\"}}'"));
+                }
+                Command::Call {
+                    method: m.to_string(),
+                    params,
+                }
+            }
+            [_, _, extra, ..] => return Err(format!("call: unexpected argument {extra:?}")),
+        },
+        other => return Err(format!("unknown command {other:?}")),
+    };
+    Ok(cli)
+}
+
+/// The socket a client talks to: -s, else the config's, else the default.
+fn socket_path(cli: &Cli) -> PathBuf {
+    if let Some(s) = &cli.socket {
+        return s.clone();
+    }
+    match config::load(&cli.config_path()) {
+        Ok(c) => c.daemon.socket,
+        Err(_) => PathBuf::from(config::DEFAULT_SOCKET),
+    }
+}
+
+/// Run a client command; returns the exit code.
+pub fn run_client(cli: &Cli) -> i32 {
+    let (method, params) = match &cli.command {
+        Command::Status { .. } => ("status", Value::Object(Default::default())),
+        Command::List => ("list", Value::Object(Default::default())),
+        Command::Call { method, params } => (method.as_str(), params.clone()),
+        _ => return 2,
+    };
+    match client::call(&socket_path(cli), method, &params) {
+        Ok(v) => {
+            match &cli.command {
+                Command::Status { json: false } => print!("{}", human_status(&v)),
+                Command::List => print!("{}", human_list(&v)),
+                _ => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+            }
+            0
+        }
+        Err(CallError::Unreachable(m)) => {
+            eprintln!("roadie: {m}");
+            1
+        }
+        Err(CallError::Daemon(m)) => {
+            eprintln!("roadie: {method}: {m}");
+            1
+        }
+    }
+}
+
+pub fn check_config(cli: &Cli) -> i32 {
+    match config::load(&cli.config_path()) {
+        Ok(_) => {
+            println!("ok");
+            0
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
+}
+
+fn human_list(v: &Value) -> String {
+    let mut out = String::from("roadie\n");
+    if let Value::Object(m) = v {
+        for (name, params) in m {
+            out.push_str(&format!("\t\"{name}\":{params}\n"));
+        }
+    }
+    out
+}
+
+fn ago(at: u64, now: u64) -> String {
+    let s = now.saturating_sub(at);
+    match s {
+        0..120 => format!("{s} s ago"),
+        120..7200 => format!("{} min ago", s / 60),
+        7200..172800 => format!("{} h ago", s / 3600),
+        _ => format!("{} days ago", s / 86400),
+    }
+}
+
+/// The human summary of a status object: what is up, what moved and why.
+pub fn human_status(v: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let now = crate::lan::now_unix();
+    let mut out = format!(
+        "roadie {}, running for {} s\n",
+        s(&v["version"]),
+        v["uptime_s"].as_u64().unwrap_or(0)
+    );
+    for w in v["wan"].as_array().into_iter().flatten() {
+        let addrs: Vec<String> = w["addresses"].as_array().into_iter().flatten().map(s).collect();
+        let state = if w["up"].as_bool() == Some(true) { "up" } else { "down" };
+        let addrs = if addrs.is_empty() { "no address".to_string() } else { addrs.join(", ") };
+        let gw = w["gateway"].as_str().map(|g| format!(", gateway {g}")).unwrap_or_default();
+        out.push_str(&format!("uplink {}: {state}, {addrs}{gw}\n", s(&w["interface"])));
+    }
+    let lan = &v["lan"];
+    let moved = if lan["prefix"] == lan["home"] {
+        "at home".to_string()
+    } else {
+        format!("moved away from home {}", s(&lan["home"]))
+    };
+    out.push_str(&format!(
+        "LAN {}: {} ({moved})\n",
+        s(&lan["interface"]),
+        s(&lan["address"])
+    ));
+    if lan["settling"].as_bool() == Some(true) {
+        out.push_str("  waiting for the uplink to settle\n");
+    }
+    if let Some(c) = lan["collision"].as_object() {
+        out.push_str(&format!(
+            "  COLLISION: {} overlaps {}\n",
+            s(&lan["prefix"]),
+            c.get("what").and_then(Value::as_str).unwrap_or("?")
+        ));
+    }
+    if let Some(p) = lan["problem"].as_str() {
+        out.push_str(&format!("  PROBLEM: {p}\n"));
+    }
+    if let Some(h) = lan["history"].as_array().and_then(|h| h.last()) {
+        out.push_str(&format!(
+            "  last move {}: {} -> {}: {}\n",
+            ago(h["at"].as_u64().unwrap_or(0), now),
+            s(&h["from"]),
+            s(&h["to"]),
+            s(&h["reason"])
+        ));
+    }
+    if let Some(h) = lan["hook"].as_object() {
+        let ok = h.get("ok").and_then(Value::as_bool) == Some(true);
+        out.push_str(&format!(
+            "  hook {}: {}\n",
+            if ok { "ok" } else { "FAILED" },
+            h.get("message").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    let tunnels = v["tunnels"].as_array().map(Vec::len).unwrap_or(0);
+    if tunnels == 0 {
+        out.push_str("tunnels: none\n");
+    }
+    for t in v["tunnels"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "tunnel {}: {} via {} {} -> {}\n",
+            s(&t["name"]),
+            s(&t["state"]),
+            s(&t["server"]),
+            s(&t["remote"]),
+            s(&t["target"])
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_the_contract_commands() {
+        let c = parse(&args("-c /tmp/r.toml -s /tmp/s.sock status --json")).unwrap();
+        assert_eq!(c.config, Some("/tmp/r.toml".into()));
+        assert_eq!(c.socket, Some("/tmp/s.sock".into()));
+        assert_eq!(c.command, Command::Status { json: true });
+        assert_eq!(parse(&args("daemon")).unwrap().command, Command::Daemon);
+        assert_eq!(parse(&args("--log-level debug daemon")).unwrap().log_level, Some(log::LevelFilter::Debug));
+        assert_eq!(parse(&args("list")).unwrap().command, Command::List);
+        assert_eq!(parse(&args("check-config")).unwrap().command, Command::CheckConfig);
+        assert_eq!(parse(&args("--version")).unwrap().command, Command::Version);
+        let c = parse(&["call".into(), "readdress".into(), r#"{"prefix":"10.9.8.0/24"}"#.into()]).unwrap();
+        assert_eq!(
+            c.command,
+            Command::Call {
+                method: "readdress".into(),
+                params: json!({"prefix":"10.9.8.0/24"})
+            }
+        );
+    }
+
+    #[test]
+    fn usage_errors_say_what_is_wrong() {
+        for (a, want) in [
+            ("", "no command"),
+            ("frobnicate", "unknown command"),
+            ("status --yaml", "unexpected argument"),
+            ("call", "which method"),
+            ("call status [1]", "must be a JSON object"),
+            ("call status {", "not valid JSON"),
+            ("-c", "needs a value"),
+            ("--log-level loud daemon", "--log-level"),
+            ("daemon extra", "unexpected argument"),
+        ] {
+            let e = parse(&args(a)).unwrap_err();
+            assert!(e.contains(want), "{a}: {e}");
+        }
+    }
+
+    #[test]
+    fn human_status_tells_what_happened() {
+        let v = json!({"version":"0.1.0","uptime_s":5,
+            "wan":[{"interface":"eth1","up":true,"addresses":["192.168.1.57/24"],"gateway":"192.168.1.254"}],
+            "lan":{"interface":"br-lan","address":"10.77.1.1/24","prefix":"10.77.1.0/24","home":"192.168.1.0/24",
+                   "collision":null,"problem":null,"settling":false,"evaluations":1,
+                   "history":[{"at":0,"from":"192.168.1.0/24","to":"10.77.1.0/24","reason":"collides with eth1"}],
+                   "hook":{"at":0,"ok":false,"message":"hook failed: exit status: 3"}},
+            "tunnels":[]});
+        let h = human_status(&v);
+        assert!(h.contains("uplink eth1: up, 192.168.1.57/24, gateway 192.168.1.254"), "{h}");
+        assert!(h.contains("LAN br-lan: 10.77.1.1/24 (moved away from home 192.168.1.0/24)"), "{h}");
+        assert!(h.contains("192.168.1.0/24 -> 10.77.1.0/24: collides with eth1"), "{h}");
+        assert!(h.contains("hook FAILED"), "{h}");
+    }
+}

@@ -1,0 +1,2178 @@
+//! Configuration: TOML schema, defaults, validation with file:line:column errors.
+//!
+//! Parsing goes through span-carrying raw structs (`raw` below) so that every
+//! error, syntactic or semantic, can name where it is; the validated
+//! [`Config`] holds plain types only.
+
+use ipnet::Ipv4Net;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_CONFIG: &str = "/etc/roadie/roadie.toml";
+pub const DEFAULT_SOCKET: &str = "/var/run/roadie.sock";
+pub const DEFAULT_STATE: &str = "/etc/roadie/state.toml";
+pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/roadie/known_hosts";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it was read from (used in messages and by `reload`).
+    pub path: PathBuf,
+    pub daemon: Daemon,
+    pub wan: Wan,
+    pub lan: Lan,
+    pub servers: Vec<Server>,
+    pub tunnels: Vec<Tunnel>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Daemon {
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub log_level: log::LevelFilter,
+    pub url_hook: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wan {
+    pub interfaces: Vec<String>,
+    pub probe_url: Option<String>,
+    pub probe_expect: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyMode {
+    Netlink,
+    Uci,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lan {
+    pub interface: String,
+    /// The router's home address with its prefix length, e.g. 192.168.1.1/24.
+    pub address: Ipv4Net,
+    pub pools: Vec<Ipv4Net>,
+    pub avoid: Vec<Ipv4Net>,
+    pub apply: ApplyMode,
+    pub hook: Option<PathBuf>,
+    pub settle_ms: u64,
+    pub return_home: bool,
+    pub hosts: Vec<Host>,
+}
+
+impl Lan {
+    /// The home prefix (network part of `address`).
+    pub fn home(&self) -> Ipv4Net {
+        self.address.trunc()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    pub name: String,
+    pub address: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionMode {
+    None,
+    Shell,
+    Exec(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity: Option<PathBuf>,
+    pub known_hosts: PathBuf,
+    pub host_key: Option<String>,
+    pub session: SessionMode,
+    pub keepalive_s: u64,
+}
+
+/// `remote = "ui_julio:80"` or `remote = "80"`: bind address (may be empty) and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub bind: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetHost {
+    /// A `[[lan.host]]` name.
+    Name(String),
+    Addr(Ipv4Addr),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: TargetHost,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Via {
+    pub server: String,
+    pub remote: Remote,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tunnel {
+    pub name: String,
+    pub target: Target,
+    /// Ways out in order of preference; `server` + `remote` on the tunnel is the one-entry form.
+    pub via: Vec<Via>,
+    pub max_connections: u32,
+    pub service: Option<String>,
+    pub public_host: Option<String>,
+    pub failover_s: u64,
+}
+
+/// One problem found in a config file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diag {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Diag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// All problems found; `Display` prints one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub diags: Vec<Diag>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diags.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Read and validate a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        diags: vec![Diag {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+        }],
+    })?;
+    parse(&text, path)
+}
+
+/// Parse and validate config text; `path` is used in messages and kept in the result.
+///
+/// Syntax and type errors stop at the first one (that is all the TOML parser
+/// reports); semantic errors are all collected, in file order.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut cx = Ctx {
+        text,
+        file: path.display().to_string(),
+        diags: Vec::new(),
+    };
+    let file: raw::File = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let mut message = e.message().lines().next().unwrap_or("").trim().to_string();
+            if message.is_empty() {
+                message = "invalid TOML".to_string();
+            }
+            // `[server]` where `[[server]]` was meant.
+            let at = text.get(span.clone()).unwrap_or("");
+            if message.contains("expected a sequence")
+                && at.starts_with('[')
+                && !at.starts_with("[[")
+            {
+                message.push_str(" (write [[...]] with double brackets for each entry)");
+            }
+            cx.err(span, message);
+            return Err(cx.finish());
+        }
+    };
+    let cfg = validate(&mut cx, &file, path);
+    match cfg {
+        Some(cfg) if cx.diags.is_empty() => Ok(cfg),
+        _ => {
+            if cx.diags.is_empty() {
+                // Cannot happen: every `None` above comes with a diagnostic.
+                cx.err(0..0, "invalid configuration");
+            }
+            Err(cx.finish())
+        }
+    }
+}
+
+impl Lan {
+    /// The `[[lan.host]]` entry with this name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+impl Config {
+    /// The `[[server]]` entry with this name.
+    pub fn server(&self, name: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+}
+
+impl fmt::Display for Remote {
+    /// As written in the config: `bind:port`, or just `port` when there is no bind address.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.bind.is_empty() {
+            write!(f, "{}", self.port)
+        } else {
+            write!(f, "{}:{}", self.bind, self.port)
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    /// As written in the config: `master:80` or `192.168.1.100:80`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            TargetHost::Name(n) => write!(f, "{n}:{}", self.port),
+            TargetHost::Addr(a) => write!(f, "{a}:{}", self.port),
+        }
+    }
+}
+
+/// What the TOML looks like, with spans; every key optional so that missing
+/// keys are reported together with everything else.
+mod raw {
+    use serde::Deserialize;
+    use toml::Spanned;
+
+    pub type Str = Spanned<String>;
+    pub type Int = Spanned<i64>;
+    pub type List = Spanned<Vec<Str>>;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        pub daemon: Option<Spanned<Daemon>>,
+        pub wan: Option<Spanned<Wan>>,
+        pub lan: Option<Spanned<Lan>>,
+        #[serde(default)]
+        pub server: Vec<Spanned<Server>>,
+        #[serde(default)]
+        pub tunnel: Vec<Spanned<Tunnel>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Daemon {
+        pub state: Option<Str>,
+        pub socket: Option<Str>,
+        pub log_level: Option<Str>,
+        pub url_hook: Option<Str>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Wan {
+        pub interfaces: Option<List>,
+        pub probe_url: Option<Str>,
+        pub probe_expect: Option<Str>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Lan {
+        pub interface: Option<Str>,
+        pub address: Option<Str>,
+        pub pools: Option<List>,
+        pub avoid: Option<List>,
+        pub apply: Option<Str>,
+        pub hook: Option<Str>,
+        pub settle_ms: Option<Int>,
+        pub return_home: Option<bool>,
+        #[serde(default)]
+        pub host: Vec<Spanned<Host>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Host {
+        pub name: Option<Str>,
+        pub address: Option<Str>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Server {
+        pub name: Option<Str>,
+        pub host: Option<Str>,
+        pub port: Option<Int>,
+        pub user: Option<Str>,
+        pub identity: Option<Str>,
+        pub known_hosts: Option<Str>,
+        pub host_key: Option<Str>,
+        pub session: Option<Str>,
+        pub keepalive_s: Option<Int>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Tunnel {
+        pub name: Option<Str>,
+        pub target: Option<Str>,
+        pub server: Option<Str>,
+        pub remote: Option<Str>,
+        pub via: Option<Spanned<Vec<Spanned<Via>>>>,
+        pub max_connections: Option<Int>,
+        pub service: Option<Str>,
+        pub public_host: Option<Str>,
+        pub failover_s: Option<Int>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Via {
+        pub server: Option<Str>,
+        pub remote: Option<Str>,
+    }
+}
+
+use raw::{Int, List, Str};
+use std::collections::HashMap;
+use std::ops::Range;
+use toml::Spanned;
+
+const DEFAULT_POOLS: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+const DEFAULT_AVOID: [&str; 2] = ["10.42.0.0/16", "10.43.0.0/16"];
+const DEFAULT_SETTLE_MS: i64 = 250;
+const MAX_SETTLE_MS: i64 = 60_000;
+const DEFAULT_PORT: i64 = 22;
+const DEFAULT_USER: &str = "roadie";
+const DEFAULT_KEEPALIVE_S: i64 = 15;
+const DEFAULT_MAX_CONNECTIONS: i64 = 256;
+const DEFAULT_FAILOVER_S: i64 = 30;
+/// Linux IFNAMSIZ minus the terminating NUL.
+const MAX_IFNAME: usize = 15;
+
+/// Collects diagnostics for one file.
+struct Ctx<'a> {
+    text: &'a str,
+    file: String,
+    diags: Vec<Diag>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, column) = line_col(self.text, span.start);
+        self.diags.push(Diag {
+            file: self.file.clone(),
+            line,
+            column,
+            message: message.into(),
+        });
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        line_col(self.text, span.start).0
+    }
+
+    fn finish(mut self) -> ConfigError {
+        // Stable: messages at the same place keep the order they were found in.
+        self.diags.sort_by_key(|d| (d.line, d.column));
+        ConfigError { diags: self.diags }
+    }
+
+    /// A required key: reports it missing at the table's header.
+    fn required<'r, T>(
+        &mut self,
+        value: &'r Option<Spanned<T>>,
+        table: &Range<usize>,
+        what: &str,
+        key: &str,
+        hint: &str,
+    ) -> Option<&'r Spanned<T>> {
+        if value.is_none() {
+            self.err(table.clone(), format!("{what} is missing `{key}` ({hint})"));
+        }
+        value.as_ref()
+    }
+
+    /// A non-empty string.
+    fn text_value(&mut self, v: &Str, key: &str) -> Option<String> {
+        if v.get_ref().trim().is_empty() {
+            self.err(v.span(), format!("`{key}` must not be empty"));
+            return None;
+        }
+        Some(v.get_ref().clone())
+    }
+
+    fn opt_text(&mut self, v: &Option<Str>, key: &str) -> Option<Option<String>> {
+        match v {
+            None => Some(None),
+            Some(v) => self.text_value(v, key).map(Some),
+        }
+    }
+
+    /// A non-empty string without whitespace (host names, user names, ...).
+    fn word(&mut self, v: &Str, key: &str) -> Option<String> {
+        let s = self.text_value(v, key)?;
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.err(
+                v.span(),
+                format!("`{key}` must not contain spaces, got {s:?}"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    fn path(&mut self, v: &Option<Str>, key: &str, default: &str) -> Option<PathBuf> {
+        match v {
+            None => Some(PathBuf::from(default)),
+            Some(v) => self.text_value(v, key).map(PathBuf::from),
+        }
+    }
+
+    fn opt_path(&mut self, v: &Option<Str>, key: &str) -> Option<Option<PathBuf>> {
+        self.opt_text(v, key).map(|o| o.map(PathBuf::from))
+    }
+
+    /// An integer in `min..=max`, or `default` when absent.
+    fn int(&mut self, v: &Option<Int>, key: &str, default: i64, min: i64, max: i64) -> Option<i64> {
+        let Some(v) = v else {
+            return Some(default);
+        };
+        let n = *v.get_ref();
+        if n < min || n > max {
+            let expected = if max == i64::MAX {
+                format!("at least {min}")
+            } else {
+                format!("between {min} and {max}")
+            };
+            self.err(v.span(), format!("`{key}` must be {expected}, got {n}"));
+            return None;
+        }
+        Some(n)
+    }
+
+    /// A kernel link name as `ip link` would accept it.
+    fn ifname(&mut self, v: &Str, key: &str) -> Option<String> {
+        let s = v.get_ref();
+        let problem = if s.is_empty() {
+            Some("must not be empty".to_string())
+        } else if s.len() > MAX_IFNAME {
+            Some(format!(
+                "is {} bytes long; Linux allows at most {MAX_IFNAME}",
+                s.len()
+            ))
+        } else if s == "."
+            || s == ".."
+            || s.chars()
+                .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+        {
+            Some("is not a valid link name (no '/', ':' or spaces)".to_string())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            self.err(
+                v.span(),
+                format!("{key} {s:?} {p}; expected a kernel link name such as \"eth1\""),
+            );
+            return None;
+        }
+        Some(s.clone())
+    }
+
+    /// A prefix with its host bits zero (pools, avoid).
+    fn prefix(&mut self, v: &Str, what: &str) -> Option<Ipv4Net> {
+        let s = v.get_ref();
+        let Ok(net) = s.parse::<Ipv4Net>() else {
+            self.err(
+                v.span(),
+                format!("{what} {s:?} is not an IPv4 prefix; expected e.g. \"10.0.0.0/8\""),
+            );
+            return None;
+        };
+        if net.trunc() != net {
+            self.err(
+                v.span(),
+                format!(
+                    "{what} {s} has host bits set; did you mean {}?",
+                    net.trunc()
+                ),
+            );
+            return None;
+        }
+        Some(net)
+    }
+
+    /// A list of prefixes, or the defaults.
+    fn prefixes(
+        &mut self,
+        v: &Option<List>,
+        what: &str,
+        default: &[&str],
+    ) -> Option<Vec<(Ipv4Net, Range<usize>)>> {
+        let Some(list) = v else {
+            return Some(
+                default
+                    .iter()
+                    .map(|s| (s.parse().expect("default prefix"), 0..0))
+                    .collect(),
+            );
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in list.get_ref() {
+            match self.prefix(item, what) {
+                Some(net) => out.push((net, item.span())),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut off = offset.min(text.len());
+    while !text.is_char_boundary(off) {
+        off -= 1;
+    }
+    let before = &text[..off];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
+/// Digits only, `min..=65535`.
+fn parse_port(s: &str, min: u16) -> Result<u16, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port {s:?} is not a number"));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n >= u32::from(min) && n <= 65535 => Ok(n as u16),
+        _ => Err(format!("port {s} is out of range {min}-65535")),
+    }
+}
+
+/// `[a-z0-9-_]`, 1 to 63 characters.
+fn valid_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// `"a", "b"` for messages.
+fn list_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names
+        .into_iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
+    let daemon = validate_daemon(cx, file.daemon.as_ref());
+    let wan = match &file.wan {
+        Some(w) => validate_wan(cx, w),
+        None => {
+            cx.err(
+                0..0,
+                "missing [wan] table; expected e.g. [wan] interfaces = [\"eth1\"]",
+            );
+            None
+        }
+    };
+    let (lan, host_names) = match &file.lan {
+        Some(l) => validate_lan(cx, l),
+        None => {
+            cx.err(
+                0..0,
+                "missing [lan] table; expected e.g. [lan] interface = \"br-lan\", address = \"192.168.1.1/24\"",
+            );
+            (None, Vec::new())
+        }
+    };
+    if let (Some(w), Some(l)) = (&file.wan, &file.lan)
+        && let (Some(wi), Some(li)) = (&w.get_ref().interfaces, &l.get_ref().interface)
+        && wi.get_ref().iter().any(|i| i.get_ref() == li.get_ref())
+    {
+        cx.err(
+            li.span(),
+            format!(
+                "LAN interface {:?} is also listed in [wan] interfaces; the LAN needs its own link",
+                li.get_ref()
+            ),
+        );
+    }
+
+    // Servers: names first, so tunnels can refer to them even when a server
+    // has some other problem.
+    let mut servers = Vec::new();
+    let mut server_names: Vec<&str> = Vec::new();
+    let mut seen: HashMap<&str, Range<usize>> = HashMap::new();
+    for s in &file.server {
+        if let Some(n) = &s.get_ref().name {
+            if let Some(first) = seen.get(n.get_ref().as_str()) {
+                let line = cx.line(first);
+                cx.err(
+                    n.span(),
+                    format!(
+                        "duplicate server name {:?} (first defined on line {line})",
+                        n.get_ref()
+                    ),
+                );
+            } else {
+                seen.insert(n.get_ref(), n.span());
+                server_names.push(n.get_ref());
+            }
+        }
+        servers.push(validate_server(cx, s));
+    }
+
+    let mut tunnels = Vec::new();
+    let mut seen: HashMap<&str, Range<usize>> = HashMap::new();
+    // (server, bind, port) -> tunnel name, for remotes requested twice.
+    let mut remotes: HashMap<(String, String, u16), String> = HashMap::new();
+    for t in &file.tunnel {
+        if let Some(n) = &t.get_ref().name
+            && let Some(first) = seen.insert(n.get_ref(), n.span())
+        {
+            let line = cx.line(&first);
+            cx.err(
+                n.span(),
+                format!(
+                    "duplicate tunnel name {:?} (first defined on line {line})",
+                    n.get_ref()
+                ),
+            );
+            // Keep pointing at the first definition.
+            seen.insert(n.get_ref(), first);
+        }
+        let tunnel = validate_tunnel(cx, t, &server_names, &host_names);
+        if let Some(tun) = &tunnel {
+            for (v, span) in tun.via.iter().zip(via_spans(t.get_ref())) {
+                if v.remote.port == 0 {
+                    continue;
+                }
+                let key = (v.server.clone(), v.remote.bind.clone(), v.remote.port);
+                if let Some(other) = remotes.get(&key) {
+                    cx.err(
+                        span,
+                        format!(
+                            "remote \"{}\" on server {:?} is already requested by tunnel {other:?}; the server can only forward it once",
+                            v.remote, v.server
+                        ),
+                    );
+                } else {
+                    remotes.insert(key, tun.name.clone());
+                }
+            }
+        }
+        tunnels.push(tunnel);
+    }
+
+    let servers: Option<Vec<Server>> = servers.into_iter().collect();
+    let tunnels: Option<Vec<Tunnel>> = tunnels.into_iter().collect();
+    let (Some(daemon), Some(wan), Some(lan), Some(servers), Some(tunnels)) =
+        (daemon, wan, lan, servers, tunnels)
+    else {
+        return None;
+    };
+    Some(Config {
+        path: path.to_path_buf(),
+        daemon,
+        wan,
+        lan,
+        servers,
+        tunnels,
+    })
+}
+
+/// Spans of a tunnel's `remote` values, in the order of its `via` list.
+fn via_spans(t: &raw::Tunnel) -> Vec<Range<usize>> {
+    match (&t.via, &t.remote) {
+        (Some(via), _) => via
+            .get_ref()
+            .iter()
+            .map(|v| v.get_ref().remote.as_ref().map_or(v.span(), |r| r.span()))
+            .collect(),
+        (None, Some(r)) => vec![r.span()],
+        (None, None) => Vec::new(),
+    }
+}
+
+fn validate_daemon(cx: &mut Ctx<'_>, d: Option<&Spanned<raw::Daemon>>) -> Option<Daemon> {
+    let Some(d) = d else {
+        return Some(Daemon {
+            state: PathBuf::from(DEFAULT_STATE),
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            log_level: log::LevelFilter::Info,
+            url_hook: None,
+        });
+    };
+    let d = d.get_ref();
+    let state = cx.path(&d.state, "state", DEFAULT_STATE);
+    let socket = cx.path(&d.socket, "socket", DEFAULT_SOCKET);
+    let log_level = match &d.log_level {
+        None => Some(log::LevelFilter::Info),
+        Some(v) => {
+            let level = match v.get_ref().to_ascii_lowercase().as_str() {
+                "off" => Some(log::LevelFilter::Off),
+                "error" => Some(log::LevelFilter::Error),
+                "warn" => Some(log::LevelFilter::Warn),
+                "info" => Some(log::LevelFilter::Info),
+                "debug" => Some(log::LevelFilter::Debug),
+                "trace" => Some(log::LevelFilter::Trace),
+                _ => None,
+            };
+            if level.is_none() {
+                cx.err(
+                    v.span(),
+                    format!(
+                        "unknown log_level {:?}; expected one of \"error\", \"warn\", \"info\", \"debug\", \"trace\", \"off\"",
+                        v.get_ref()
+                    ),
+                );
+            }
+            level
+        }
+    };
+    let url_hook = cx.opt_path(&d.url_hook, "url_hook");
+    let (Some(state), Some(socket), Some(log_level), Some(url_hook)) =
+        (state, socket, log_level, url_hook)
+    else {
+        return None;
+    };
+    Some(Daemon {
+        state,
+        socket,
+        log_level,
+        url_hook,
+    })
+}
+
+fn validate_wan(cx: &mut Ctx<'_>, w: &Spanned<raw::Wan>) -> Option<Wan> {
+    let span = w.span();
+    let w = w.get_ref();
+    let interfaces = cx
+        .required(
+            &w.interfaces,
+            &span,
+            "[wan]",
+            "interfaces",
+            "the uplinks' kernel link names, e.g. [\"eth1\"]",
+        )
+        .and_then(|list| {
+            if list.get_ref().is_empty() {
+                cx.err(
+                    list.span(),
+                    "`interfaces` must list at least one link, e.g. [\"eth1\"]",
+                );
+                return None;
+            }
+            let mut out: Vec<String> = Vec::new();
+            let mut ok = true;
+            for item in list.get_ref() {
+                match cx.ifname(item, "interface") {
+                    Some(name) if out.contains(&name) => {
+                        cx.err(item.span(), format!("interface {name:?} is listed twice"));
+                        ok = false;
+                    }
+                    Some(name) => out.push(name),
+                    None => ok = false,
+                }
+            }
+            ok.then_some(out)
+        });
+    let probe_url = match &w.probe_url {
+        None => Some(None),
+        Some(v) => {
+            let s = v.get_ref();
+            let rest = s
+                .strip_prefix("http://")
+                .or_else(|| s.strip_prefix("https://"));
+            if rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
+                Some(Some(s.clone()))
+            } else {
+                cx.err(v.span(), format!("probe_url {s:?} is not a URL; expected e.g. \"http://connectivitycheck.gstatic.com/generate_204\""));
+                None
+            }
+        }
+    };
+    let probe_expect = cx.opt_text(&w.probe_expect, "probe_expect");
+    let (Some(interfaces), Some(probe_url), Some(probe_expect)) =
+        (interfaces, probe_url, probe_expect)
+    else {
+        return None;
+    };
+    Some(Wan {
+        interfaces,
+        probe_url,
+        probe_expect,
+    })
+}
+
+/// The router's address on the LAN, with a host part and a sensible length.
+fn lan_address(cx: &mut Ctx<'_>, v: &Str) -> Option<Ipv4Net> {
+    let s = v.get_ref();
+    const EXPECTED: &str =
+        "expected the router's address with its prefix length, e.g. \"192.168.1.1/24\"";
+    if !s.contains('/') {
+        cx.err(
+            v.span(),
+            format!("address {s:?} has no prefix length; {EXPECTED}"),
+        );
+        return None;
+    }
+    let Ok(net) = s.parse::<Ipv4Net>() else {
+        cx.err(
+            v.span(),
+            format!("address {s:?} is not an IPv4 address; {EXPECTED}"),
+        );
+        return None;
+    };
+    if !(8..=30).contains(&net.prefix_len()) {
+        cx.err(
+            v.span(),
+            format!(
+                "address {s}: prefix length /{} is out of range; expected /8 to /30",
+                net.prefix_len()
+            ),
+        );
+        return None;
+    }
+    let which = if net.addr() == net.network() {
+        "network"
+    } else if net.addr() == net.broadcast() {
+        "broadcast"
+    } else {
+        return Some(net);
+    };
+    let example = Ipv4Net::new(
+        Ipv4Addr::from(u32::from(net.network()) + 1),
+        net.prefix_len(),
+    )
+    .expect("valid length");
+    cx.err(
+        v.span(),
+        format!(
+            "address {s} is the {which} address of {}, not a host address; {EXPECTED} (here: {example})",
+            net.trunc()
+        ),
+    );
+    None
+}
+
+/// Returns the validated section and every host name written (valid or not),
+/// so that tunnels naming them are not reported a second time.
+fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<String>) {
+    let span = l.span();
+    let l = l.get_ref();
+    let interface = cx
+        .required(
+            &l.interface,
+            &span,
+            "[lan]",
+            "interface",
+            "the LAN's kernel link name, e.g. \"br-lan\"",
+        )
+        .and_then(|v| cx.ifname(v, "interface"));
+    let address = cx
+        .required(
+            &l.address,
+            &span,
+            "[lan]",
+            "address",
+            "the router's home address, e.g. \"192.168.1.1/24\"",
+        )
+        .and_then(|v| lan_address(cx, v));
+
+    let pools = cx.prefixes(&l.pools, "pool", &DEFAULT_POOLS).and_then(|pools| {
+        if pools.is_empty() {
+            let span = l.pools.as_ref().map_or(0..0, |p| p.span());
+            cx.err(span, "`pools` must list at least one prefix, e.g. [\"10.0.0.0/8\"]");
+            return None;
+        }
+        let Some(addr) = address else {
+            return Some(pools.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
+        };
+        let mut ok = true;
+        for (pool, pspan) in &pools {
+            if pool.prefix_len() > addr.prefix_len() {
+                cx.err(
+                    pspan.clone(),
+                    format!("pool {pool} cannot hold a /{} LAN prefix; use a pool of /{} or shorter", addr.prefix_len(), addr.prefix_len()),
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| pools.into_iter().map(|(n, _)| n).collect())
+    });
+    let avoid = cx
+        .prefixes(&l.avoid, "avoid entry", &DEFAULT_AVOID)
+        .map(|v| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
+
+    let apply = match &l.apply {
+        None => Some(ApplyMode::Netlink),
+        Some(v) => match v.get_ref().as_str() {
+            "netlink" => Some(ApplyMode::Netlink),
+            "uci" => Some(ApplyMode::Uci),
+            other => {
+                cx.err(
+                    v.span(),
+                    format!("unknown apply mode {other:?}; expected \"netlink\" or \"uci\""),
+                );
+                None
+            }
+        },
+    };
+    let hook = cx.opt_path(&l.hook, "hook");
+    let settle_ms = cx.int(
+        &l.settle_ms,
+        "settle_ms",
+        DEFAULT_SETTLE_MS,
+        0,
+        MAX_SETTLE_MS,
+    );
+    let return_home = l.return_home.unwrap_or(false);
+
+    let mut names: Vec<String> = Vec::new();
+    let mut first_at: HashMap<String, Range<usize>> = HashMap::new();
+    let mut hosts = Vec::new();
+    let mut hosts_ok = true;
+    for h in &l.host {
+        let hspan = h.span();
+        let h = h.get_ref();
+        let name = cx
+            .required(&h.name, &hspan, "[[lan.host]]", "name", "e.g. \"master\"")
+            .and_then(|v| {
+                let s = v.get_ref();
+                if !names.contains(s) {
+                    names.push(s.clone());
+                }
+                if !valid_host_name(s) {
+                    cx.err(
+                        v.span(),
+                        format!("host name {s:?} is not valid; expected 1-63 characters from a-z, 0-9, '-' and '_'"),
+                    );
+                    return None;
+                }
+                if let Some(first) = first_at.get(s) {
+                    let line = cx.line(first);
+                    cx.err(v.span(), format!("duplicate host name {s:?} (first defined on line {line})"));
+                    return None;
+                }
+                first_at.insert(s.clone(), v.span());
+                Some(s.clone())
+            });
+        let haddr = cx
+            .required(&h.address, &hspan, "[[lan.host]]", "address", "an address in the home prefix, e.g. \"192.168.1.100\"")
+            .and_then(|v| {
+                let s = v.get_ref();
+                let Ok(a) = s.parse::<Ipv4Addr>() else {
+                    cx.err(v.span(), format!("host address {s:?} is not an IPv4 address; expected e.g. \"192.168.1.100\" (no prefix length)"));
+                    return None;
+                };
+                let net = address?;
+                let home = net.trunc();
+                let problem = if !home.contains(&a) {
+                    Some(format!("is outside the home prefix {home}"))
+                } else if a == home.network() {
+                    Some(format!("is the network address of {home}"))
+                } else if a == home.broadcast() {
+                    Some(format!("is the broadcast address of {home}"))
+                } else if a == net.addr() {
+                    Some("is the router's own address".to_string())
+                } else {
+                    None
+                };
+                if let Some(p) = problem {
+                    cx.err(v.span(), format!("host address {a} {p}; expected a host address inside {home} other than {}", net.addr()));
+                    return None;
+                }
+                Some(a)
+            });
+        match (name, haddr) {
+            (Some(name), Some(address)) => hosts.push(Host { name, address }),
+            _ => hosts_ok = false,
+        }
+    }
+
+    let (
+        Some(interface),
+        Some(address),
+        Some(pools),
+        Some(avoid),
+        Some(apply),
+        Some(hook),
+        Some(settle_ms),
+        true,
+    ) = (
+        interface, address, pools, avoid, apply, hook, settle_ms, hosts_ok,
+    )
+    else {
+        return (None, names);
+    };
+    (
+        Some(Lan {
+            interface,
+            address,
+            pools,
+            avoid,
+            apply,
+            hook,
+            settle_ms: settle_ms as u64,
+            return_home,
+            hosts,
+        }),
+        names,
+    )
+}
+
+fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server> {
+    let span = s.span();
+    let s = s.get_ref();
+    let name = cx
+        .required(
+            &s.name,
+            &span,
+            "[[server]]",
+            "name",
+            "what tunnels call it, e.g. \"serveo\"",
+        )
+        .and_then(|v| cx.word(v, "name"));
+    let host = cx
+        .required(
+            &s.host,
+            &span,
+            "[[server]]",
+            "host",
+            "the SSH server's host name or address, e.g. \"serveo.net\"",
+        )
+        .and_then(|v| cx.word(v, "host"));
+    let port = cx.int(&s.port, "port", DEFAULT_PORT, 1, 65535);
+    let user = match &s.user {
+        None => Some(DEFAULT_USER.to_string()),
+        Some(v) => cx.word(v, "user"),
+    };
+    let identity = cx.opt_path(&s.identity, "identity");
+    let known_hosts = cx.path(&s.known_hosts, "known_hosts", DEFAULT_KNOWN_HOSTS);
+    let host_key = match &s.host_key {
+        None => Some(None),
+        Some(v) => {
+            let k = v.get_ref();
+            match k.strip_prefix("SHA256:") {
+                Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+                    Some(Some(k.clone()))
+                }
+                _ => {
+                    cx.err(
+                        v.span(),
+                        format!("host_key {k:?} is not a key fingerprint; expected \"SHA256:...\" as printed by ssh-keygen -lf"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let session = match &s.session {
+        None => Some(SessionMode::Shell),
+        Some(v) => match v.get_ref().as_str() {
+            "none" => Some(SessionMode::None),
+            "shell" => Some(SessionMode::Shell),
+            other => match other.strip_prefix("exec:") {
+                Some(cmd) if !cmd.trim().is_empty() => Some(SessionMode::Exec(cmd.to_string())),
+                _ => {
+                    cx.err(
+                        v.span(),
+                        format!("unknown session {other:?}; expected \"none\", \"shell\" or \"exec:<command>\""),
+                    );
+                    None
+                }
+            },
+        },
+    };
+    let keepalive_s = cx.int(
+        &s.keepalive_s,
+        "keepalive_s",
+        DEFAULT_KEEPALIVE_S,
+        1,
+        i64::MAX,
+    );
+    let (
+        Some(name),
+        Some(host),
+        Some(port),
+        Some(user),
+        Some(identity),
+        Some(known_hosts),
+        Some(host_key),
+        Some(session),
+        Some(keepalive_s),
+    ) = (
+        name,
+        host,
+        port,
+        user,
+        identity,
+        known_hosts,
+        host_key,
+        session,
+        keepalive_s,
+    )
+    else {
+        return None;
+    };
+    Some(Server {
+        name,
+        host,
+        port: port as u16,
+        user,
+        identity,
+        known_hosts,
+        host_key,
+        session,
+        keepalive_s: keepalive_s as u64,
+    })
+}
+
+/// `bind:port` or `port`; port 0 lets the server choose.
+fn remote(cx: &mut Ctx<'_>, v: &Str) -> Option<Remote> {
+    let s = v.get_ref();
+    let (bind, port) = s.rsplit_once(':').unwrap_or(("", s));
+    match parse_port(port, 0) {
+        Ok(port) => Some(Remote {
+            bind: bind.to_string(),
+            port,
+        }),
+        Err(e) => {
+            cx.err(v.span(), format!("remote {s:?}: {e}; expected \"bind:port\" or \"port\", e.g. \"ui:80\" or \"8080\""));
+            None
+        }
+    }
+}
+
+/// A server reference: must name a `[[server]]`.
+fn server_ref(cx: &mut Ctx<'_>, v: &Str, servers: &[&str]) -> Option<String> {
+    let s = v.get_ref();
+    if servers.contains(&s.as_str()) {
+        return Some(s.clone());
+    }
+    let known = if servers.is_empty() {
+        "no [[server]] is defined".to_string()
+    } else {
+        format!("known servers: {}", list_names(servers.iter().copied()))
+    };
+    cx.err(v.span(), format!("unknown server {s:?}; {known}"));
+    None
+}
+
+fn validate_tunnel(
+    cx: &mut Ctx<'_>,
+    t: &Spanned<raw::Tunnel>,
+    servers: &[&str],
+    hosts: &[String],
+) -> Option<Tunnel> {
+    let span = t.span();
+    let t = t.get_ref();
+    let name = cx
+        .required(&t.name, &span, "[[tunnel]]", "name", "e.g. \"ui\"")
+        .and_then(|v| cx.word(v, "name"));
+    let target = cx
+        .required(
+            &t.target,
+            &span,
+            "[[tunnel]]",
+            "target",
+            "a [[lan.host]] name or IPv4 address and a port, e.g. \"master:80\"",
+        )
+        .and_then(|v| {
+            let s = v.get_ref();
+            let Some((host, port)) = s.rsplit_once(':') else {
+                cx.err(
+                    v.span(),
+                    format!("target {s:?} has no port; expected \"host:port\", e.g. \"master:80\""),
+                );
+                return None;
+            };
+            let port = match parse_port(port, 1) {
+                Ok(p) => p,
+                Err(e) => {
+                    cx.err(
+                        v.span(),
+                        format!("target {s:?}: {e}; expected \"host:port\", e.g. \"master:80\""),
+                    );
+                    return None;
+                }
+            };
+            let host = if let Ok(a) = host.parse::<Ipv4Addr>() {
+                TargetHost::Addr(a)
+            } else if hosts.iter().any(|h| h == host) {
+                TargetHost::Name(host.to_string())
+            } else {
+                let known = if hosts.is_empty() {
+                    "no [[lan.host]] is defined; use an IPv4 address or add one".to_string()
+                } else {
+                    format!(
+                        "known hosts: {}; or use an IPv4 address",
+                        list_names(hosts.iter().map(String::as_str))
+                    )
+                };
+                cx.err(
+                    v.span(),
+                    format!("target {s:?}: unknown host {host:?}; {known}"),
+                );
+                return None;
+            };
+            Some(Target { host, port })
+        });
+
+    let via = match (&t.server, &t.remote, &t.via) {
+        (None, None, None) => {
+            cx.err(
+                span.clone(),
+                "[[tunnel]] has no way out; set `server` and `remote`, or add [[tunnel.via]] entries",
+            );
+            None
+        }
+        (None, None, Some(via)) => {
+            if via.get_ref().is_empty() {
+                cx.err(
+                    via.span(),
+                    "`via` must list at least one way out (server and remote)",
+                );
+                None
+            } else {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for v in via.get_ref() {
+                    let vspan = v.span();
+                    let v = v.get_ref();
+                    let server = cx
+                        .required(
+                            &v.server,
+                            &vspan,
+                            "[[tunnel.via]]",
+                            "server",
+                            "a [[server]] name",
+                        )
+                        .and_then(|s| server_ref(cx, s, servers));
+                    let remote = cx
+                        .required(
+                            &v.remote,
+                            &vspan,
+                            "[[tunnel.via]]",
+                            "remote",
+                            "\"bind:port\" or \"port\", e.g. \"ui:80\"",
+                        )
+                        .and_then(|r| remote(cx, r));
+                    match (server, remote) {
+                        (Some(server), Some(remote)) => out.push(Via { server, remote }),
+                        _ => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            }
+        }
+        (s, r, Some(via)) => {
+            let at = s.as_ref().or(r.as_ref()).map_or(via.span(), |v| v.span());
+            cx.err(
+                at,
+                "[[tunnel]] has both `server`/`remote` and [[tunnel.via]]; use one form: the shorthand is a single [[tunnel.via]]",
+            );
+            None
+        }
+        (s, r, None) => {
+            let server = cx
+                .required(
+                    s,
+                    &span,
+                    "[[tunnel]]",
+                    "server",
+                    "a [[server]] name, used with `remote`",
+                )
+                .and_then(|s| server_ref(cx, s, servers));
+            let remote = cx
+                .required(
+                    r,
+                    &span,
+                    "[[tunnel]]",
+                    "remote",
+                    "\"bind:port\" or \"port\", used with `server`",
+                )
+                .and_then(|r| remote(cx, r));
+            match (server, remote) {
+                (Some(server), Some(remote)) => Some(vec![Via { server, remote }]),
+                _ => None,
+            }
+        }
+    };
+
+    let max_connections = cx.int(
+        &t.max_connections,
+        "max_connections",
+        DEFAULT_MAX_CONNECTIONS,
+        1,
+        i64::from(u32::MAX),
+    );
+    let service = match &t.service {
+        None => Some(None),
+        Some(v) => {
+            let s = v.get_ref();
+            let ok = match s.rsplit_once(':') {
+                Some((name, port)) => {
+                    !name.is_empty()
+                        && !name.contains(char::is_whitespace)
+                        && parse_port(port, 1).is_ok()
+                }
+                None => false,
+            };
+            if ok {
+                Some(Some(s.clone()))
+            } else {
+                cx.err(v.span(), format!("service {s:?} is not \"name:port\"; expected e.g. \"ui:80\" with a port 1-65535"));
+                None
+            }
+        }
+    };
+    let public_host = match &t.public_host {
+        None => Some(None),
+        Some(v) => cx.word(v, "public_host").map(Some),
+    };
+    let failover_s = cx.int(&t.failover_s, "failover_s", DEFAULT_FAILOVER_S, 1, i64::MAX);
+
+    let (
+        Some(name),
+        Some(target),
+        Some(via),
+        Some(max_connections),
+        Some(service),
+        Some(public_host),
+        Some(failover_s),
+    ) = (
+        name,
+        target,
+        via,
+        max_connections,
+        service,
+        public_host,
+        failover_s,
+    )
+    else {
+        return None;
+    };
+    Some(Tunnel {
+        name,
+        target,
+        via,
+        max_connections: max_connections as u32,
+        service,
+        public_host,
+        failover_s: failover_s as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "\
+[wan]
+interfaces = [\"eth1\"]
+
+[lan]
+interface = \"br-lan\"
+address = \"192.168.1.1/24\"
+";
+
+    const SERVERS: &str = "
+[[server]]
+name = \"serveo\"
+host = \"serveo.net\"
+
+[[server]]
+name = \"vps\"
+host = \"vps.example.org\"
+";
+
+    const HOSTS: &str = "
+[[lan.host]]
+name = \"master\"
+address = \"192.168.1.100\"
+";
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("/etc/roadie/roadie.toml"))
+    }
+
+    /// `line:column: message` for every diagnostic.
+    fn errs(text: &str) -> Vec<String> {
+        match parse_str(text) {
+            Ok(_) => panic!("expected errors for:\n{text}"),
+            Err(e) => {
+                for d in &e.diags {
+                    assert_eq!(d.file, "/etc/roadie/roadie.toml");
+                }
+                e.diags
+                    .iter()
+                    .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+                    .collect()
+            }
+        }
+    }
+
+    /// Exactly one diagnostic, at `at` ("line:col"), containing `needle`.
+    fn assert_one(name: &str, text: &str, at: &str, needle: &str) {
+        let e = errs(text);
+        assert_eq!(e.len(), 1, "{name}: expected one error, got {e:#?}");
+        assert!(
+            e[0].starts_with(&format!("{at}: ")),
+            "{name}: expected error at {at}, got {:?}",
+            e[0]
+        );
+        assert!(
+            e[0].contains(needle),
+            "{name}: expected {needle:?} in {:?}",
+            e[0]
+        );
+        assert!(!e[0].contains('\n'), "{name}: multi-line message {:?}", e[0]);
+    }
+
+    fn ok(text: &str) -> Config {
+        parse_str(text).unwrap_or_else(|e| panic!("expected valid config, got:\n{e}\n---\n{text}"))
+    }
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn minimal_config_gets_all_defaults() {
+        let c = ok(MIN);
+        assert_eq!(c.path, PathBuf::from("/etc/roadie/roadie.toml"));
+        assert_eq!(
+            c.daemon,
+            Daemon {
+                state: PathBuf::from("/etc/roadie/state.toml"),
+                socket: PathBuf::from("/var/run/roadie.sock"),
+                log_level: log::LevelFilter::Info,
+                url_hook: None,
+            }
+        );
+        assert_eq!(
+            c.wan,
+            Wan {
+                interfaces: vec!["eth1".into()],
+                probe_url: None,
+                probe_expect: None,
+            }
+        );
+        assert_eq!(
+            c.lan,
+            Lan {
+                interface: "br-lan".into(),
+                address: net("192.168.1.1/24"),
+                pools: vec![
+                    net("10.0.0.0/8"),
+                    net("172.16.0.0/12"),
+                    net("192.168.0.0/16")
+                ],
+                avoid: vec![net("10.42.0.0/16"), net("10.43.0.0/16")],
+                apply: ApplyMode::Netlink,
+                hook: None,
+                settle_ms: 250,
+                return_home: false,
+                hosts: vec![],
+            }
+        );
+        assert_eq!(c.lan.home(), net("192.168.1.0/24"));
+        assert!(c.servers.is_empty());
+        assert!(c.tunnels.is_empty());
+    }
+
+    #[test]
+    fn server_and_tunnel_defaults() {
+        let c = ok(&format!(
+            "{MIN}{HOSTS}{SERVERS}
+[[tunnel]]
+name = \"ui\"
+server = \"serveo\"
+remote = \"80\"
+target = \"master:80\"
+"
+        ));
+        assert_eq!(
+            c.servers[0],
+            Server {
+                name: "serveo".into(),
+                host: "serveo.net".into(),
+                port: 22,
+                user: "roadie".into(),
+                identity: None,
+                known_hosts: PathBuf::from("/etc/roadie/known_hosts"),
+                host_key: None,
+                session: SessionMode::Shell,
+                keepalive_s: 15,
+            }
+        );
+        assert_eq!(
+            c.tunnels[0],
+            Tunnel {
+                name: "ui".into(),
+                target: Target {
+                    host: TargetHost::Name("master".into()),
+                    port: 80
+                },
+                via: vec![Via {
+                    server: "serveo".into(),
+                    remote: Remote {
+                        bind: String::new(),
+                        port: 80
+                    },
+                }],
+                max_connections: 256,
+                service: None,
+                public_host: None,
+                failover_s: 30,
+            }
+        );
+        assert_eq!(c.tunnels[0].via[0].remote.to_string(), "80");
+        assert_eq!(c.tunnels[0].target.to_string(), "master:80");
+        assert_eq!(c.server("vps").map(|s| s.host.as_str()), Some("vps.example.org"));
+        assert_eq!(
+            c.lan.host("master").map(|h| h.address),
+            Some(Ipv4Addr::new(192, 168, 1, 100))
+        );
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        let c = parse(
+            include_str!("../examples/roadie.toml"),
+            Path::new("examples/roadie.toml"),
+        )
+        .unwrap_or_else(|e| panic!("examples/roadie.toml is invalid:\n{e}"));
+        assert_eq!(c.daemon.log_level, log::LevelFilter::Info);
+        assert_eq!(c.daemon.url_hook, Some(PathBuf::from("/etc/roadie/portal-url.sh")));
+        assert_eq!(c.wan.interfaces, ["eth1", "wlan0"]);
+        assert!(c.wan.probe_url.is_some() && c.wan.probe_expect.is_some());
+        assert_eq!(c.lan.address, net("192.168.1.1/24"));
+        assert_eq!(c.lan.apply, ApplyMode::Uci);
+        assert_eq!(c.lan.hook, Some(PathBuf::from("/etc/roadie/readdress.sh")));
+        assert_eq!(
+            c.lan.hosts,
+            [
+                Host {
+                    name: "master".into(),
+                    address: Ipv4Addr::new(192, 168, 1, 100)
+                },
+                Host {
+                    name: "worker".into(),
+                    address: Ipv4Addr::new(192, 168, 1, 101)
+                },
+            ]
+        );
+        let names: Vec<_> = c.servers.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["serveo", "vps"]);
+        assert_eq!(c.servers[0].session, SessionMode::Shell);
+        assert_eq!(c.servers[1].session, SessionMode::None);
+        assert_eq!(c.servers[1].port, 2222);
+        assert!(c.servers[1].host_key.as_deref().unwrap().starts_with("SHA256:"));
+        let names: Vec<_> = c.tunnels.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["ui", "api", "ssh-worker"]);
+        assert_eq!(
+            c.tunnels[0].via,
+            [Via {
+                server: "serveo".into(),
+                remote: Remote {
+                    bind: "ui_julio".into(),
+                    port: 80
+                }
+            }]
+        );
+        let api = &c.tunnels[1];
+        assert_eq!(api.via.len(), 2);
+        assert_eq!(api.via[0].server, "vps");
+        assert_eq!(api.via[1].remote.to_string(), "api_julio:443");
+        assert_eq!(api.service.as_deref(), Some("kubernetes:443"));
+        assert_eq!(api.failover_s, 20);
+        assert_eq!(
+            c.tunnels[2].target,
+            Target {
+                host: TargetHost::Addr(Ipv4Addr::new(192, 168, 1, 101)),
+                port: 22
+            }
+        );
+    }
+
+    #[test]
+    fn every_key_set() {
+        let c = ok("\
+[daemon]
+state = \"/tmp/s.toml\"
+socket = \"/tmp/r.sock\"
+log_level = \"debug\"
+url_hook = \"/bin/url\"
+[wan]
+interfaces = [\"eth1\", \"phy0-sta0\"]
+probe_url = \"https://example.org/\"
+probe_expect = \"ok\"
+[lan]
+interface = \"br-lan\"
+address = \"10.1.2.3/16\"
+pools = [\"10.0.0.0/8\"]
+avoid = []
+apply = \"uci\"
+hook = \"/bin/hook\"
+settle_ms = 0
+return_home = true
+[[server]]
+name = \"s\"
+host = \"h\"
+port = 2022
+user = \"u\"
+identity = \"/id\"
+known_hosts = \"/kh\"
+host_key = \"SHA256:abc\"
+session = \"exec:tcp 80\"
+keepalive_s = 1
+[[tunnel]]
+name = \"t\"
+target = \"10.1.0.9:8080\"
+server = \"s\"
+remote = \"0\"
+max_connections = 1
+service = \"web:80\"
+public_host = \"t.example.org\"
+failover_s = 5
+");
+        assert_eq!(c.daemon.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.daemon.socket, PathBuf::from("/tmp/r.sock"));
+        assert_eq!(c.lan.home(), net("10.1.0.0/16"));
+        assert!(c.lan.avoid.is_empty());
+        assert_eq!(c.lan.settle_ms, 0);
+        assert!(c.lan.return_home);
+        assert_eq!(c.servers[0].session, SessionMode::Exec("tcp 80".into()));
+        assert_eq!(c.servers[0].keepalive_s, 1);
+        assert_eq!(c.tunnels[0].via[0].remote.port, 0);
+        assert_eq!(c.tunnels[0].public_host.as_deref(), Some("t.example.org"));
+        assert_eq!(c.tunnels[0].max_connections, 1);
+    }
+
+    /// (name, text, "line:col", substring of the message)
+    #[test]
+    fn single_errors() {
+        let cases: Vec<(&str, String, &str, &str)> = vec![
+            // Syntax and type errors, from the TOML parser.
+            ("unknown top-level key", format!("foo = 1\n{MIN}"), "1:1", "unknown field `foo`"),
+            (
+                "unknown key in [lan]",
+                format!("{MIN}colour = \"red\"\n"),
+                "7:1",
+                "unknown field `colour`",
+            ),
+            (
+                "unknown key in [[server]]",
+                format!("{MIN}\n[[server]]\nname = \"a\"\nhost = \"b\"\n  prot = 22\n"),
+                "11:3",
+                "unknown field `prot`",
+            ),
+            (
+                "unknown key in [daemon]",
+                format!("[daemon]\nsocket = \"/s\"\nlevel = \"x\"\n{MIN}"),
+                "3:1",
+                "unknown field `level`",
+            ),
+            (
+                "wrong type",
+                format!("{MIN}settle_ms = \"250\"\n"),
+                "7:13",
+                "invalid type: string \"250\"",
+            ),
+            (
+                "wrong type in list",
+                "[wan]\ninterfaces = [\"eth1\", 2]\n[lan]\ninterface = \"x\"\naddress = \"192.168.1.1/24\"\n".into(),
+                "2:23",
+                "invalid type: integer `2`",
+            ),
+            (
+                "single table instead of array",
+                format!("{MIN}[server]\nname = \"a\"\n"),
+                "7:1",
+                "double brackets",
+            ),
+            ("syntax error", format!("{MIN}hook = \n"), "7:8", "quoted"),
+            // Missing tables and keys.
+            (
+                "missing [wan]",
+                "[lan]\ninterface = \"br-lan\"\naddress = \"192.168.1.1/24\"\n".into(),
+                "1:1",
+                "missing [wan]",
+            ),
+            (
+                "missing [lan]",
+                "[wan]\ninterfaces = [\"eth1\"]\n".into(),
+                "1:1",
+                "missing [lan]",
+            ),
+            (
+                "missing lan address",
+                "[wan]\ninterfaces = [\"eth1\"]\n\n[lan]\ninterface = \"br-lan\"\n".into(),
+                "4:1",
+                "[lan] is missing `address`",
+            ),
+            (
+                "empty wan interfaces",
+                MIN.replace("[\"eth1\"]", "[]"),
+                "2:14",
+                "at least one",
+            ),
+            (
+                "long link name",
+                MIN.replace("\"eth1\"", "\"eth1234567890123\""),
+                "2:15",
+                "at most 15",
+            ),
+            (
+                "duplicate wan interface",
+                MIN.replace("[\"eth1\"]", "[\"eth1\", \"eth1\"]"),
+                "2:23",
+                "listed twice",
+            ),
+            (
+                "lan interface also a wan",
+                MIN.replace("\"br-lan\"", "\"eth1\""),
+                "5:13",
+                "also listed in [wan]",
+            ),
+            (
+                "bad log level",
+                format!("[daemon]\nlog_level = \"loud\"\n{MIN}"),
+                "2:13",
+                "expected one of \"error\"",
+            ),
+            // The LAN address.
+            (
+                "address is the network address",
+                MIN.replace("192.168.1.1/24", "192.168.1.0/24"),
+                "6:11",
+                "network address of 192.168.1.0/24, not a host address",
+            ),
+            (
+                "address is the broadcast address",
+                MIN.replace("192.168.1.1/24", "192.168.1.255/24"),
+                "6:11",
+                "broadcast address",
+            ),
+            (
+                "address without prefix length",
+                MIN.replace("192.168.1.1/24", "192.168.1.1"),
+                "6:11",
+                "no prefix length",
+            ),
+            (
+                "address not an address",
+                MIN.replace("192.168.1.1/24", "router/24"),
+                "6:11",
+                "not an IPv4 address",
+            ),
+            (
+                "address prefix too long",
+                MIN.replace("192.168.1.1/24", "192.168.1.1/31"),
+                "6:11",
+                "/8 to /30",
+            ),
+            (
+                "address prefix too short",
+                MIN.replace("192.168.1.1/24", "10.0.0.1/7"),
+                "6:11",
+                "/8 to /30",
+            ),
+            // Pools and avoid.
+            (
+                "pool with host bits",
+                format!("{MIN}pools = [\"10.0.0.0/8\", \"172.16.0.1/12\"]\n"),
+                "7:24",
+                "pool 172.16.0.1/12 has host bits set; did you mean 172.16.0.0/12?",
+            ),
+            (
+                "pool too small",
+                format!("{MIN}pools = [\"10.0.0.0/25\"]\n"),
+                "7:10",
+                "pool 10.0.0.0/25 cannot hold a /24 LAN prefix",
+            ),
+            (
+                "pool not a prefix",
+                format!("{MIN}pools = [\"ten\"]\n"),
+                "7:10",
+                "not an IPv4 prefix",
+            ),
+            (
+                "empty pools",
+                format!("{MIN}pools = []\n"),
+                "7:9",
+                "at least one prefix",
+            ),
+            (
+                "avoid not a prefix",
+                format!("{MIN}avoid = [\"10.42.0.0\"]\n"),
+                "7:10",
+                "avoid entry \"10.42.0.0\" is not an IPv4 prefix",
+            ),
+            (
+                "bad apply",
+                format!("{MIN}apply = \"ifconfig\"\n"),
+                "7:9",
+                "expected \"netlink\" or \"uci\"",
+            ),
+            (
+                "settle_ms too large",
+                format!("{MIN}settle_ms = 60001\n"),
+                "7:13",
+                "between 0 and 60000",
+            ),
+            // Hosts.
+            (
+                "host outside home prefix",
+                format!("{MIN}{HOSTS}\n[[lan.host]]\nname = \"w\"\naddress = \"192.168.2.100\"\n"),
+                "14:11",
+                "outside the home prefix 192.168.1.0/24",
+            ),
+            (
+                "host is the router",
+                format!("{MIN}\n[[lan.host]]\nname = \"r\"\naddress = \"192.168.1.1\"\n"),
+                "10:11",
+                "router's own address",
+            ),
+            (
+                "host is the network address",
+                format!("{MIN}\n[[lan.host]]\nname = \"r\"\naddress = \"192.168.1.0\"\n"),
+                "10:11",
+                "network address",
+            ),
+            (
+                "host is the broadcast address",
+                format!("{MIN}\n[[lan.host]]\nname = \"r\"\naddress = \"192.168.1.255\"\n"),
+                "10:11",
+                "broadcast address",
+            ),
+            (
+                "duplicate host name",
+                format!("{MIN}{HOSTS}{HOSTS}"),
+                "13:8",
+                "duplicate host name \"master\" (first defined on line 9)",
+            ),
+            (
+                "bad host name",
+                format!("{MIN}\n[[lan.host]]\nname = \"Master PC\"\naddress = \"192.168.1.5\"\n"),
+                "9:8",
+                "a-z, 0-9",
+            ),
+            (
+                "host without address",
+                format!("{MIN}\n[[lan.host]]\nname = \"m\"\n"),
+                "8:1",
+                "[[lan.host]] is missing `address`",
+            ),
+            // Servers.
+            (
+                "duplicate server name",
+                format!("{MIN}{SERVERS}\n[[server]]\nname = \"vps\"\nhost = \"x\"\n"),
+                "17:8",
+                "duplicate server name \"vps\" (first defined on line 13)",
+            ),
+            (
+                "bad session value",
+                format!("{MIN}{SERVERS}session = \"interactive\"\n"),
+                "15:11",
+                "expected \"none\", \"shell\" or \"exec:<command>\"",
+            ),
+            (
+                "exec without a command",
+                format!("{MIN}{SERVERS}session = \"exec:\"\n"),
+                "15:11",
+                "exec:<command>",
+            ),
+            (
+                "host_key without SHA256",
+                format!("{MIN}{SERVERS}host_key = \"MD5:ab:cd\"\n"),
+                "15:12",
+                "\"SHA256:...\"",
+            ),
+            (
+                "port out of range",
+                format!("{MIN}{SERVERS}port = 65536\n"),
+                "15:8",
+                "`port` must be between 1 and 65535, got 65536",
+            ),
+            (
+                "keepalive zero",
+                format!("{MIN}{SERVERS}keepalive_s = 0\n"),
+                "15:15",
+                "at least 1",
+            ),
+            (
+                "server without host",
+                format!("{MIN}\n[[server]]\nname = \"a\"\n"),
+                "8:1",
+                "[[server]] is missing `host`",
+            ),
+            // Tunnels.
+            (
+                "duplicate tunnel name",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\n\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"81\"\ntarget = \"master:81\"\n"
+                ),
+                "26:8",
+                "duplicate tunnel name \"ui\" (first defined on line 20)",
+            ),
+            (
+                "tunnel with unknown server",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"servo\"\nremote = \"80\"\ntarget = \"master:80\"\n"
+                ),
+                "21:10",
+                "unknown server \"servo\"; known servers: \"serveo\", \"vps\"",
+            ),
+            (
+                "via with unknown server",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\ntarget = \"master:80\"\n[[tunnel.via]]\nserver = \"vps\"\nremote = \"80\"\n[[tunnel.via]]\nserver = \"nope\"\nremote = \"80\"\n"
+                ),
+                "26:10",
+                "unknown server \"nope\"",
+            ),
+            (
+                "tunnel with both shorthand and via",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\n[[tunnel.via]]\nserver = \"serveo\"\nremote = \"80\"\n"
+                ),
+                "21:10",
+                "both `server`/`remote` and [[tunnel.via]]",
+            ),
+            (
+                "tunnel with neither shorthand nor via",
+                format!("{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\ntarget = \"master:80\"\n"),
+                "19:1",
+                "no way out",
+            ),
+            (
+                "tunnel with server but no remote",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\ntarget = \"master:80\"\n"
+                ),
+                "19:1",
+                "[[tunnel]] is missing `remote`",
+            ),
+            (
+                "unknown target host",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"mastr:80\"\n"
+                ),
+                "23:10",
+                "unknown host \"mastr\"; known hosts: \"master\"",
+            ),
+            (
+                "target without port",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master\"\n"
+                ),
+                "23:10",
+                "has no port",
+            ),
+            (
+                "target port zero",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:0\"\n"
+                ),
+                "23:10",
+                "out of range 1-65535",
+            ),
+            (
+                "remote port too large",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"ui:70000\"\ntarget = \"master:80\"\n"
+                ),
+                "22:10",
+                "out of range 0-65535",
+            ),
+            (
+                "remote not a number",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"ui\"\ntarget = \"master:80\"\n"
+                ),
+                "22:10",
+                "not a number",
+            ),
+            (
+                "bad service",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\nservice = \"web\"\n"
+                ),
+                "24:11",
+                "not \"name:port\"",
+            ),
+            (
+                "max_connections zero",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\nmax_connections = 0\n"
+                ),
+                "24:19",
+                "at least 1",
+            ),
+            (
+                "same remote twice",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"a\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\n\n[[tunnel]]\nname = \"b\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:81\"\n"
+                ),
+                "28:10",
+                "already requested by tunnel \"a\"",
+            ),
+        ];
+        for (name, text, at, needle) in &cases {
+            assert_one(name, text, at, needle);
+        }
+    }
+
+    #[test]
+    fn target_without_any_hosts_suggests_an_address() {
+        let e = errs(&format!(
+            "{MIN}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].contains("no [[lan.host]] is defined"), "{e:#?}");
+    }
+
+    #[test]
+    fn multiple_errors_are_reported_at_once_in_file_order() {
+        let text = "\
+[daemon]
+log_level = \"chatty\"
+
+[wan]
+interfaces = [\"eth1\"]
+
+[lan]
+interface = \"br-lan\"
+address = \"192.168.1.0/24\"
+pools = [\"10.0.0.1/8\"]
+settle_ms = -1
+
+[[lan.host]]
+name = \"master\"
+address = \"10.0.0.5\"
+
+[[server]]
+name = \"serveo\"
+host = \"serveo.net\"
+session = \"bash\"
+
+[[tunnel]]
+name = \"ui\"
+server = \"nowhere\"
+remote = \"80\"
+target = \"master:80\"
+";
+        let e = errs(text);
+        let at: Vec<&str> = e.iter().map(|m| m.split(": ").next().unwrap()).collect();
+        assert_eq!(
+            at,
+            ["2:13", "9:11", "10:10", "11:13", "20:11", "24:10"],
+            "{e:#?}"
+        );
+        assert!(e[0].contains("unknown log_level \"chatty\""));
+        assert!(e[1].contains("network address"));
+        assert!(e[2].contains("did you mean 10.0.0.0/8?"));
+        assert!(e[3].contains("`settle_ms` must be between 0 and 60000, got -1"));
+        assert!(e[4].contains("unknown session \"bash\""));
+        assert!(e[5].contains("unknown server \"nowhere\"; known servers: \"serveo\""));
+        // The host address is not checked against an invalid LAN address, and
+        // the target host is known even so: no cascades.
+    }
+
+    #[test]
+    fn display_names_file_line_column() {
+        let err = parse_str(&format!("{MIN}apply = \"ip\"\n")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/roadie/roadie.toml:7:9: unknown apply mode \"ip\"; expected \"netlink\" or \"uci\""
+        );
+        let err = parse_str("[wan]\ninterfaces = 1\nfoo = 2\n").unwrap_err();
+        assert_eq!(err.diags.len(), 1, "syntax errors stop at the first");
+        assert_eq!((err.diags[0].line, err.diags[0].column), (2, 14));
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        assert_eq!(line_col("", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 3), (2, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab\ncd", 99), (2, 3));
+        // "é" is two bytes; `x` is the third character.
+        assert_eq!(line_col("éax", 3), (1, 3));
+        let e = errs(&format!("# Grüße\n{MIN}apply = \"ü\" # x\n"));
+        assert!(e[0].starts_with("8:9: "), "{e:?}");
+        let e = errs(&format!("{MIN}hook = \"/ü\"\nsettle_ms = \"x\"\n"));
+        assert!(e[0].starts_with("8:13: "), "{e:?}");
+    }
+
+    #[test]
+    fn crlf_line_endings() {
+        let text = format!("{MIN}apply = \"x\"\n").replace('\n', "\r\n");
+        let e = errs(&text);
+        assert!(e[0].starts_with("7:9: "), "{e:?}");
+    }
+
+    #[test]
+    fn inline_tables_work() {
+        let c = ok(&format!(
+            "{MIN}host = [{{ name = \"m\", address = \"192.168.1.7\" }}]\n{SERVERS}\n[[tunnel]]\nname = \"t\"\ntarget = \"m:1\"\nvia = [{{ server = \"vps\", remote = \"a:0\" }}, {{ server = \"serveo\", remote = \"a:0\" }}]\n"
+        ));
+        assert_eq!(c.lan.hosts[0].name, "m");
+        assert_eq!(c.tunnels[0].via.len(), 2);
+    }
+
+    #[test]
+    fn load_reads_the_file() {
+        let dir = std::env::temp_dir().join(format!("roadie-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("roadie.toml");
+        std::fs::write(&path, MIN).unwrap();
+        let c = load(&path).unwrap();
+        assert_eq!(c.path, path);
+        std::fs::write(&path, format!("{MIN}bogus = 1\n")).unwrap();
+        let e = load(&path).unwrap_err();
+        assert_eq!(
+            e.to_string().split(": ").next().unwrap(),
+            format!("{}:7:1", path.display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
+    }
+}

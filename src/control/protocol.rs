@@ -1,0 +1,175 @@
+//! The control protocol: one JSON request per line, one JSON reply per line.
+//! Parsing is pure so it can be table-tested and fuzzed.
+
+use ipnet::Ipv4Net;
+use serde_json::{Value, json};
+
+/// Longest request line accepted, newline excluded.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// A parsed, validated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Status,
+    List,
+    Reload,
+    Readdress { prefix: Option<Ipv4Net> },
+}
+
+/// Methods and their parameters, for `roadie list` (like `ubus -v list`).
+pub const METHODS: &[(&str, &str)] = &[
+    ("status", "{}"),
+    ("list", "{}"),
+    ("reload", "{}"),
+    ("readdress", r#"{"prefix":"String (optional): force this prefix, e.g. 10.9.8.0/24"}"#),
+];
+
+/// Parse one request line (without its newline).
+pub fn parse_request(line: &[u8]) -> Result<Call, String> {
+    if line.len() > MAX_REQUEST {
+        return Err(format!("request is larger than {MAX_REQUEST} bytes"));
+    }
+    let v: Value = serde_json::from_slice(line).map_err(|e| format!("request is not valid JSON: {e}"))?;
+    let Value::Object(obj) = v else {
+        return Err(r#"request must be a JSON object like {"method":"status","params":{}}"#.into());
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "method" && *k != "params") {
+        return Err(format!("unknown request key {k:?} (expected \"method\" and \"params\")"));
+    }
+    let method = match obj.get("method") {
+        Some(Value::String(m)) => m.as_str(),
+        Some(_) => return Err("\"method\" must be a string".into()),
+        None => return Err("request has no \"method\"".into()),
+    };
+    let empty = serde_json::Map::new();
+    let params = match obj.get("params") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(p)) => p,
+        Some(_) => return Err("\"params\" must be a JSON object".into()),
+    };
+    let no_params = |call: Call| -> Result<Call, String> {
+        match params.keys().next() {
+            Some(k) => Err(format!("method {method:?} takes no parameters, got {k:?}")),
+            None => Ok(call),
+        }
+    };
+    match method {
+        "status" => no_params(Call::Status),
+        "list" => no_params(Call::List),
+        "reload" => no_params(Call::Reload),
+        "readdress" => {
+            if let Some(k) = params.keys().find(|k| *k != "prefix") {
+                return Err(format!("readdress: unknown parameter {k:?} (expected \"prefix\")"));
+            }
+            let prefix = match params.get("prefix") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.parse::<Ipv4Net>().map_err(|_| {
+                    format!("readdress: prefix {s:?} is not an IPv4 prefix like 10.9.8.0/24")
+                })?),
+                Some(_) => return Err("readdress: \"prefix\" must be a string like \"10.9.8.0/24\"".into()),
+            };
+            Ok(Call::Readdress { prefix })
+        }
+        other => {
+            let known: Vec<&str> = METHODS.iter().map(|(m, _)| *m).collect();
+            Err(format!("unknown method {other:?}; known: {}", known.join(", ")))
+        }
+    }
+}
+
+pub fn ok_reply(result: Value) -> String {
+    json!({ "result": result }).to_string()
+}
+
+pub fn error_reply(message: &str) -> String {
+    json!({ "error": { "message": message } }).to_string()
+}
+
+/// Split a reply line into the result or the error message.
+pub fn parse_reply(line: &str) -> Result<Result<Value, String>, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("daemon sent a malformed reply: {e}"))?;
+    if let Some(r) = v.get("result") {
+        return Ok(Ok(r.clone()));
+    }
+    match v.get("error").and_then(|e| e.get("message")).and_then(Value::as_str) {
+        Some(m) => Ok(Err(m.to_string())),
+        None => Err("daemon sent a reply with neither result nor error".into()),
+    }
+}
+
+pub fn list_result() -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, params) in METHODS {
+        let p: Value = serde_json::from_str(params).unwrap_or(Value::Null);
+        m.insert((*name).to_string(), p);
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests() {
+        let ok: &[(&str, Call)] = &[
+            (r#"{"method":"status"}"#, Call::Status),
+            (r#"{"method":"status","params":{}}"#, Call::Status),
+            (r#"{"method":"status","params":null}"#, Call::Status),
+            (r#"{"method":"list"}"#, Call::List),
+            (r#"{"method":"reload","params":{}}"#, Call::Reload),
+            (r#"{"method":"readdress","params":{}}"#, Call::Readdress { prefix: None }),
+            (
+                r#"{"method":"readdress","params":{"prefix":"10.9.8.0/24"}}"#,
+                Call::Readdress {
+                    prefix: Some("10.9.8.0/24".parse().unwrap()),
+                },
+            ),
+        ];
+        for (line, want) in ok {
+            assert_eq!(parse_request(line.as_bytes()).as_ref(), Ok(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        let bad: &[(&[u8], &str)] = &[
+            (b"", "not valid JSON"),
+            (b"{", "not valid JSON"),
+            (b"\xff\xfe", "not valid JSON"),
+            (b"[1,2]", "must be a JSON object"),
+            (b"{}", "no \"method\""),
+            (br#"{"method":5}"#, "must be a string"),
+            (br#"{"method":"status","params":[]}"#, "must be a JSON object"),
+            (br#"{"method":"status","params":{"x":1}}"#, "takes no parameters"),
+            (br#"{"method":"reboot"}"#, "unknown method \"reboot\"; known: status"),
+            (br#"{"method":"status","extra":1}"#, "unknown request key \"extra\""),
+            (br#"{"method":"readdress","params":{"prefix":7}}"#, "must be a string"),
+            (br#"{"method":"readdress","params":{"prefix":"10.9.8.0"}}"#, "not an IPv4 prefix"),
+            (br#"{"method":"readdress","params":{"prefx":"10.9.8.0/24"}}"#, "unknown parameter \"prefx\""),
+        ];
+        for (line, want) in bad {
+            let e = parse_request(line).unwrap_err();
+            assert!(e.contains(want), "{}: {e}", String::from_utf8_lossy(line));
+        }
+        let big = vec![b' '; MAX_REQUEST + 1];
+        assert!(parse_request(&big).unwrap_err().contains("larger than"));
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        assert_eq!(parse_reply(&ok_reply(json!({"a":1}))), Ok(Ok(json!({"a":1}))));
+        assert_eq!(parse_reply(&error_reply("nope")), Ok(Err("nope".to_string())));
+        assert!(parse_reply("{}").is_err());
+        assert!(parse_reply("garbage").is_err());
+    }
+
+    #[test]
+    fn list_names_every_method() {
+        let l = list_result();
+        for (m, _) in METHODS {
+            assert!(l.get(m).is_some(), "{m}");
+        }
+        assert!(l["readdress"]["prefix"].is_string());
+    }
+}

@@ -1,0 +1,104 @@
+//! Running the user's re-address hook. Its failure is reported, never fatal.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A hook that hangs must not hold the LAN task forever.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The hook's environment, named as in the contract.
+pub struct HookEnv<'a> {
+    pub old_prefix: &'a str,
+    pub new_prefix: &'a str,
+    pub lan_address: &'a str,
+    pub reason: &'a str,
+}
+
+/// Run the hook; Ok carries a short summary, Err says what went wrong.
+pub async fn run(path: &Path, env: &HookEnv<'_>) -> Result<String, String> {
+    let mut cmd = tokio::process::Command::new(path);
+    cmd.env("ROADIE_OLD_PREFIX", env.old_prefix)
+        .env("ROADIE_NEW_PREFIX", env.new_prefix)
+        .env("ROADIE_LAN_ADDRESS", env.lan_address)
+        .env("ROADIE_REASON", env.reason.replace('\n', " "))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("hook {} could not start: {e}", path.display()))?;
+    let out = match tokio::time::timeout(HOOK_TIMEOUT, child.wait_with_output()).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => return Err(format!("hook {}: {e}", path.display())),
+        Err(_) => {
+            return Err(format!(
+                "hook {} did not finish within {} s and was killed",
+                path.display(),
+                HOOK_TIMEOUT.as_secs()
+            ));
+        }
+    };
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .take(50)
+    {
+        log::info!("hook: {line}");
+    }
+    if out.status.success() {
+        Ok(format!("hook {} succeeded", path.display()))
+    } else {
+        Err(format!("hook {} failed: {}", path.display(), out.status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(name: &str, body: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("roadie-hook-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("hook.sh");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    fn env() -> HookEnv<'static> {
+        HookEnv {
+            old_prefix: "192.168.1.0/24",
+            new_prefix: "10.23.4.0/24",
+            lan_address: "10.23.4.1/24",
+            reason: "collides\nwith wan0",
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn hook_gets_the_contract_environment() {
+        let out = script("env", "");
+        let log = out.with_file_name("env.txt");
+        let p = script(
+            "env",
+            &format!(
+                "echo \"$ROADIE_OLD_PREFIX $ROADIE_NEW_PREFIX $ROADIE_LAN_ADDRESS $ROADIE_REASON\" > {}",
+                log.display()
+            ),
+        );
+        run(&p, &env()).await.unwrap();
+        let got = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(got.trim(), "192.168.1.0/24 10.23.4.0/24 10.23.4.1/24 collides with wan0");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn failures_are_errors_not_panics() {
+        let p = script("fail", "exit 3");
+        let e = run(&p, &env()).await.unwrap_err();
+        assert!(e.contains("failed") && e.contains('3'), "{e}");
+        let e = run(Path::new("/nonexistent/hook"), &env()).await.unwrap_err();
+        assert!(e.contains("could not start"), "{e}");
+    }
+}

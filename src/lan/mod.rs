@@ -1,0 +1,375 @@
+//! The LAN task: waits for the uplink to settle, asks the planner, applies its
+//! answer (netlink), runs the hook, persists the choice, and publishes status.
+
+pub mod apply;
+pub mod hook;
+pub mod state;
+
+use crate::config::{ApplyMode, Lan};
+use crate::netwatch::{self, NetState};
+use crate::plan::{self, Decision, Inputs, Other, Uplink};
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use serde_json::{Value, json};
+use state::{HistoryEntry, State};
+use std::path::PathBuf;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What the LAN task needs from the config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub lan: Lan,
+    pub wan: Vec<String>,
+    pub state_path: PathBuf,
+}
+
+pub enum Command {
+    /// `None` re-evaluates; `Some` forces that prefix.
+    Readdress {
+        prefix: Option<Ipv4Net>,
+        reply: oneshot::Sender<Result<Value, String>>,
+    },
+    Reconfigure(Box<Settings>),
+}
+
+/// The `lan` object of the status reply.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub interface: String,
+    pub address: String,
+    pub prefix: String,
+    pub home: String,
+    pub collision: Option<CollisionStatus>,
+    pub problem: Option<String>,
+    pub history: Vec<HistoryEntry>,
+    pub evaluations: u64,
+    pub settling: bool,
+    pub hook: Option<HookStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CollisionStatus {
+    pub prefix: String,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HookStatus {
+    pub at: u64,
+    pub ok: bool,
+    pub message: String,
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The router's address in `prefix`: same offset as its home address.
+fn router_address(lan: &Lan, prefix: Ipv4Net) -> Ipv4Net {
+    let addr = plan::map_host(lan.address.addr(), lan.home(), prefix).unwrap_or(lan.address.addr());
+    Ipv4Net::new(addr, prefix.prefix_len()).unwrap_or(lan.address)
+}
+
+/// The inputs that matter to the planner; a change in anything else (our own
+/// LAN address, for one) does not wake the planner.
+fn relevant(net: &NetState, s: &Settings) -> (Vec<Uplink>, Vec<Other>, bool) {
+    let (uplinks, others) = netwatch::view(net, &s.wan, &s.lan.interface);
+    (uplinks, others, net.link(&s.lan.interface).is_some())
+}
+
+struct Task {
+    settings: Settings,
+    state: State,
+    current: Ipv4Net,
+    handle: rtnetlink::Handle,
+    net: watch::Receiver<NetState>,
+    status: watch::Sender<Status>,
+    hook: Option<HookStatus>,
+    problem: Option<String>,
+    collision: Option<CollisionStatus>,
+    evaluations: u64,
+    settling: bool,
+}
+
+/// Run the LAN task until cancelled.
+pub async fn run(
+    settings: Settings,
+    mut net: watch::Receiver<NetState>,
+    mut commands: mpsc::Receiver<Command>,
+    status: watch::Sender<Status>,
+    cancel: CancellationToken,
+) -> Result<(), String> {
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(|e| format!("cannot open netlink socket: {e}"))?;
+    let conn_task = tokio::spawn(conn);
+    let loaded = state::load(&settings.state_path, state::random_seed);
+    if let Some(w) = &loaded.warning {
+        log::warn!("{w}");
+    }
+    let home = settings.lan.home();
+    let current = loaded
+        .state
+        .prefix
+        .as_deref()
+        .and_then(|p| p.parse::<Ipv4Net>().ok())
+        .filter(|p| p.prefix_len() == home.prefix_len())
+        .unwrap_or(home);
+    if current != home {
+        log::info!("LAN prefix from state file: {current} (home {home})");
+    }
+    net.mark_unchanged();
+    let mut task = Task {
+        settings,
+        state: loaded.state,
+        current,
+        handle,
+        net,
+        status,
+        hook: None,
+        problem: loaded.warning,
+        collision: None,
+        evaluations: 0,
+        settling: true,
+    };
+    task.publish();
+    let mut last = relevant(&task.net.borrow(), &task.settings);
+    // The first evaluation waits for the watcher's first dump, then settles.
+    let mut deadline: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = task.net.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = relevant(&task.net.borrow_and_update(), &task.settings);
+                if now != last || task.evaluations == 0 {
+                    last = now;
+                    deadline = Some(Instant::now() + task.settle());
+                    task.settling = true;
+                    task.publish();
+                }
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                deadline = None;
+                task.settling = false;
+                task.evaluate().await;
+            }
+            cmd = commands.recv() => match cmd {
+                None => break,
+                Some(Command::Readdress { prefix, reply }) => {
+                    let r = task.readdress(prefix).await;
+                    let _ = reply.send(r);
+                }
+                Some(Command::Reconfigure(new)) => {
+                    task.reconfigure(*new);
+                    last = relevant(&task.net.borrow(), &task.settings);
+                    deadline = Some(Instant::now() + task.settle());
+                    task.settling = true;
+                    task.publish();
+                }
+            },
+        }
+    }
+    conn_task.abort();
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Task {
+    fn settle(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.settings.lan.settle_ms)
+    }
+
+    fn publish(&self) {
+        let lan = &self.settings.lan;
+        let status = Status {
+            interface: lan.interface.clone(),
+            address: router_address(lan, self.current).to_string(),
+            prefix: self.current.to_string(),
+            home: lan.home().to_string(),
+            collision: self.collision.clone(),
+            problem: self.problem.clone(),
+            history: self.state.history.clone(),
+            evaluations: self.evaluations,
+            settling: self.settling,
+            hook: self.hook.clone(),
+        };
+        self.status.send_replace(status);
+    }
+
+    fn reconfigure(&mut self, new: Settings) {
+        if new.lan.home() != self.settings.lan.home() {
+            log::info!(
+                "home prefix changed from {} to {}",
+                self.settings.lan.home(),
+                new.lan.home()
+            );
+            // A new home resets the current prefix: offsets are relative to home.
+            if self.current.prefix_len() != new.lan.home().prefix_len() || self.current == self.settings.lan.home() {
+                self.current = new.lan.home();
+            }
+        }
+        self.settings = new;
+    }
+
+    /// Ask the planner and act on its answer.
+    async fn evaluate(&mut self) {
+        self.evaluations += 1;
+        let net = self.net.borrow().clone();
+        let (uplinks, others) = netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
+        let lan = &self.settings.lan;
+        let inputs = Inputs {
+            home: lan.home(),
+            current: self.current,
+            uplinks: &uplinks,
+            others: &others,
+            pools: &lan.pools,
+            avoid: &lan.avoid,
+            return_home: lan.return_home,
+            seed: self.state.seed,
+        };
+        let decision = plan::decide(&inputs);
+        log::debug!("evaluation {}: {decision:?}", self.evaluations);
+        match decision {
+            Decision::Keep => {
+                self.collision = None;
+                self.problem = None;
+                // Make sure the kernel agrees (after a restart, or if someone removed it).
+                self.ensure().await;
+            }
+            Decision::Move { to, reason } => {
+                self.collision = None;
+                if let Err(e) = self.move_to(to, &reason).await {
+                    self.problem = Some(e);
+                }
+            }
+            Decision::NoFreePrefix { reason } => {
+                log::error!("{reason}");
+                self.collision = plan::collisions(self.current, &uplinks, &others)
+                    .into_iter()
+                    .next()
+                    .map(|c| CollisionStatus {
+                        prefix: c.prefix.to_string(),
+                        what: c.what,
+                    });
+                self.problem = Some(format!("no free prefix: {reason}"));
+            }
+        }
+        self.publish();
+    }
+
+    /// Put the router's address for the current prefix on the LAN interface.
+    async fn ensure(&mut self) {
+        let lan = &self.settings.lan;
+        if self.settings.lan.apply != ApplyMode::Netlink {
+            return;
+        }
+        let want = router_address(lan, self.current);
+        let old: Vec<Ipv4Net> = [lan.home()].into_iter().filter(|h| *h != self.current).collect();
+        match apply::apply(&self.handle, &lan.interface, want, &old).await {
+            Ok(a) if a.added || !a.removed.is_empty() => {
+                log::info!("LAN address {want} restored on {}", lan.interface)
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("{e}");
+                self.problem = Some(e);
+            }
+        }
+    }
+
+    async fn move_to(&mut self, to: Ipv4Net, reason: &str) -> Result<(), String> {
+        let from = self.current;
+        let lan = self.settings.lan.clone();
+        let address = router_address(&lan, to);
+        log::info!("moving LAN {} from {from} to {to}: {reason}", lan.interface);
+        match lan.apply {
+            ApplyMode::Netlink => {
+                let old: Vec<Ipv4Net> = [from, lan.home()].into_iter().filter(|p| *p != to).collect();
+                apply::apply(&self.handle, &lan.interface, address, &old).await?;
+            }
+            ApplyMode::Uci => {
+                return Err("apply = \"uci\" is not available in this build; use \"netlink\"".into());
+            }
+        }
+        self.current = to;
+        self.state.prefix = (to != lan.home()).then(|| to.to_string());
+        self.state.push_history(HistoryEntry {
+            at: now_unix(),
+            from: from.to_string(),
+            to: to.to_string(),
+            reason: reason.to_string(),
+        });
+        self.problem = None;
+        if let Err(e) = state::save(&self.settings.state_path, &self.state) {
+            log::error!("{e}");
+            self.problem = Some(e);
+        }
+        self.publish();
+        if let Some(path) = &lan.hook {
+            let env = hook::HookEnv {
+                old_prefix: &from.to_string(),
+                new_prefix: &to.to_string(),
+                lan_address: &address.to_string(),
+                reason,
+            };
+            let result = hook::run(path, &env).await;
+            if let Err(e) = &result {
+                log::error!("{e}");
+            }
+            self.hook = Some(HookStatus {
+                at: now_unix(),
+                ok: result.is_ok(),
+                message: result.unwrap_or_else(|e| e),
+            });
+        }
+        Ok(())
+    }
+
+    async fn readdress(&mut self, prefix: Option<Ipv4Net>) -> Result<Value, String> {
+        let from = self.current;
+        match prefix {
+            None => self.evaluate().await,
+            Some(p) => {
+                let net = self.net.borrow().clone();
+                let (uplinks, others) = netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
+                let lan = &self.settings.lan;
+                let inputs = Inputs {
+                    home: lan.home(),
+                    current: self.current,
+                    uplinks: &uplinks,
+                    others: &others,
+                    pools: &lan.pools,
+                    avoid: &lan.avoid,
+                    return_home: lan.return_home,
+                    seed: self.state.seed,
+                };
+                plan::check_forced(p, &inputs)?;
+                if p != self.current {
+                    let r = self.move_to(p, &format!("forced by readdress to {p}")).await;
+                    self.publish();
+                    r?;
+                }
+            }
+        }
+        Ok(json!({
+            "changed": self.current != from,
+            "from": from.to_string(),
+            "to": self.current.to_string(),
+            "address": router_address(&self.settings.lan, self.current).to_string(),
+            "problem": self.problem,
+        }))
+    }
+}

@@ -1,0 +1,142 @@
+//! roadie: keeps a travelling cluster's LAN out of the way of whatever network
+//! the router is plugged into. `run` wires the long-lived tasks together.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod lan;
+pub mod netwatch;
+pub mod plan;
+
+use config::Config;
+use control::protocol::Call;
+use control::server::Request;
+use serde_json::{Value, json};
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Run the daemon until `cancel` fires. Returns an error only for what makes
+/// running impossible (socket taken, netlink unavailable).
+pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String> {
+    let started = Instant::now();
+    let listener = control::server::bind(&config.daemon.socket)?;
+    let (net_tx, net_rx) = watch::channel(netwatch::NetState::default());
+    let (lan_status_tx, lan_status_rx) = watch::channel(lan::Status::default());
+    let (lan_cmd_tx, lan_cmd_rx) = mpsc::channel(8);
+    let (req_tx, mut req_rx) = mpsc::channel::<Request>(32);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(netwatch::run(net_tx, cancel.clone()));
+    let settings = lan_settings(&config);
+    {
+        let cancel = cancel.clone();
+        let net_rx = net_rx.clone();
+        tasks.spawn(async move {
+            if let Err(e) = lan::run(settings, net_rx, lan_cmd_rx, lan_status_tx, cancel.clone()).await {
+                log::error!("LAN task stopped: {e}");
+                cancel.cancel();
+            }
+        });
+    }
+    tasks.spawn(control::server::serve(
+        listener,
+        config.daemon.socket.clone(),
+        req_tx,
+        cancel.clone(),
+    ));
+    log::info!(
+        "roadie {VERSION} started: wan {:?}, lan {} home {}, control socket {}",
+        config.wan.interfaces,
+        config.lan.interface,
+        config.lan.home(),
+        config.daemon.socket.display()
+    );
+
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    let mut config = config;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = hup.recv() => {
+                log::info!("SIGHUP: reloading {}", config.path.display());
+                if let Err(e) = reload(&mut config, &lan_cmd_tx).await {
+                    log::error!("reload refused, keeping the running config:\n{e}");
+                }
+            }
+            req = req_rx.recv() => {
+                let Some((call, reply)) = req else { break };
+                let result = match call {
+                    Call::Status | Call::List => Ok(status(&config, started, &net_rx, &lan_status_rx)),
+                    Call::Reload => reload(&mut config, &lan_cmd_tx).await.map(|()| json!({"reloaded": config.path.display().to_string()})),
+                    Call::Readdress { prefix } => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        match lan_cmd_tx.send(lan::Command::Readdress { prefix, reply: tx }).await {
+                            Ok(()) => rx.await.unwrap_or_else(|_| Err("LAN task stopped".into())),
+                            Err(_) => Err("LAN task stopped".into()),
+                        }
+                    }
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+    cancel.cancel();
+    // Every task selects on `cancel`; give them a moment, then drop the rest.
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(1500), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    log::info!("roadie stopped");
+    Ok(())
+}
+
+fn lan_settings(config: &Config) -> lan::Settings {
+    lan::Settings {
+        lan: config.lan.clone(),
+        wan: config.wan.interfaces.clone(),
+        state_path: config.daemon.state.clone(),
+    }
+}
+
+/// Re-read the config file; an invalid one changes nothing.
+async fn reload(config: &mut Config, lan_cmd: &mpsc::Sender<lan::Command>) -> Result<(), String> {
+    let new = config::load(&config.path).map_err(|e| e.to_string())?;
+    if new.daemon.socket != config.daemon.socket || new.daemon.state != config.daemon.state {
+        log::warn!("[daemon] socket and state paths take effect at the next start");
+    }
+    log::set_max_level(new.daemon.log_level);
+    let mut settings = lan_settings(&new);
+    settings.state_path = config.daemon.state.clone();
+    if settings != lan_settings(config) {
+        lan_cmd
+            .send(lan::Command::Reconfigure(Box::new(settings)))
+            .await
+            .map_err(|_| "LAN task stopped".to_string())?;
+    }
+    let (socket, state) = (config.daemon.socket.clone(), config.daemon.state.clone());
+    *config = new;
+    config.daemon.socket = socket;
+    config.daemon.state = state;
+    log::info!("config reloaded");
+    Ok(())
+}
+
+fn status(
+    config: &Config,
+    started: Instant,
+    net: &watch::Receiver<netwatch::NetState>,
+    lan: &watch::Receiver<lan::Status>,
+) -> Value {
+    let (uplinks, _) = netwatch::view(&net.borrow(), &config.wan.interfaces, &config.lan.interface);
+    json!({
+        "version": VERSION,
+        "uptime_s": started.elapsed().as_secs(),
+        "wan": uplinks,
+        "lan": *lan.borrow(),
+        "tunnels": [],
+    })
+}

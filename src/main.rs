@@ -1,0 +1,82 @@
+//! roadie's entry point: parse arguments, then hand off to the library.
+
+use roadie::cli::{self, Command};
+use roadie::config;
+use tokio_util::sync::CancellationToken;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("roadie: {e}\n{}", cli::USAGE);
+            std::process::exit(2);
+        }
+    };
+    let code = match cli.command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            0
+        }
+        Command::Version => {
+            println!("roadie {}", roadie::VERSION);
+            0
+        }
+        Command::CheckConfig => cli::check_config(&cli),
+        Command::Daemon => daemon(&cli),
+        _ => cli::run_client(&cli),
+    };
+    std::process::exit(code);
+}
+
+fn daemon(cli: &cli::Cli) -> i32 {
+    let mut config = match config::load(&cli.config_path()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    if let Some(s) = &cli.socket {
+        config.daemon.socket = s.clone();
+    }
+    let level = cli.log_level.unwrap_or(config.daemon.log_level);
+    // Timestamps come from syslog (procd); keep the line short.
+    if let Err(e) = simple_logger::SimpleLogger::new().with_level(level).init() {
+        eprintln!("roadie: cannot start logging: {e}");
+    }
+    log::set_max_level(level);
+    // One thread: a router has one or two cores, and this is measured to cost less CPU.
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("roadie: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                log::error!("cannot handle SIGTERM/SIGINT");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => log::info!("SIGTERM: stopping"),
+                _ = int.recv() => log::info!("SIGINT: stopping"),
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+        });
+        match roadie::run(config, cancel).await {
+            Ok(()) => 0,
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("roadie: {e}");
+                1
+            }
+        }
+    })
+}

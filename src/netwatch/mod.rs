@@ -1,0 +1,161 @@
+//! Uplink watcher: what the kernel says about links, IPv4 addresses and routes.
+//!
+//! `kernel` talks rtnetlink and publishes a [`NetState`] on a `watch` channel;
+//! [`view`] is the pure step that turns it into planner inputs.
+
+mod kernel;
+
+pub use kernel::{dump, run};
+
+use crate::plan::{Other, Uplink};
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+
+/// Everything roadie needs to know about the local network stack, as plain data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetState {
+    pub links: Vec<LinkState>,
+    pub routes: Vec<RouteState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    /// Administratively up and carrier present.
+    pub up: bool,
+    pub addrs: Vec<Ipv4Net>,
+}
+
+/// A unicast IPv4 route of the main table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteState {
+    pub dst: Ipv4Net,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+}
+
+impl NetState {
+    pub fn link(&self, name: &str) -> Option<&LinkState> {
+        self.links.iter().find(|l| l.name == name)
+    }
+}
+
+/// Planner inputs: one [`Uplink`] per configured WAN interface (missing ones are
+/// shown down), and the prefixes of every other interface except the LAN and loopback.
+pub fn view(state: &NetState, wan: &[String], lan: &str) -> (Vec<Uplink>, Vec<Other>) {
+    let uplinks = wan
+        .iter()
+        .map(|name| match state.link(name) {
+            None => Uplink {
+                interface: name.clone(),
+                ..Uplink::default()
+            },
+            Some(link) => {
+                let mine = state.routes.iter().filter(|r| r.oif == Some(link.index));
+                let mut routes = Vec::new();
+                let mut gateway = None;
+                for r in mine {
+                    if r.dst.prefix_len() == 0 {
+                        gateway = gateway.or(r.gateway);
+                    } else if !routes.contains(&r.dst) {
+                        routes.push(r.dst);
+                    }
+                }
+                Uplink {
+                    interface: name.clone(),
+                    up: link.up,
+                    addresses: link.addrs.clone(),
+                    gateway,
+                    routes,
+                }
+            }
+        })
+        .collect();
+    let mut others = Vec::new();
+    for link in &state.links {
+        if link.name == lan || link.name == "lo" || wan.contains(&link.name) {
+            continue;
+        }
+        for a in &link.addrs {
+            let other = Other {
+                interface: link.name.clone(),
+                prefix: a.trunc(),
+            };
+            if !a.addr().is_loopback() && !others.contains(&other) {
+                others.push(other);
+            }
+        }
+    }
+    (uplinks, others)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    fn link(index: u32, name: &str, up: bool, addrs: &[&str]) -> LinkState {
+        LinkState {
+            index,
+            name: name.into(),
+            up,
+            addrs: addrs.iter().map(|a| net(a)).collect(),
+        }
+    }
+
+    fn route(dst: &str, gw: Option<&str>, oif: u32) -> RouteState {
+        RouteState {
+            dst: net(dst),
+            gateway: gw.map(|g| g.parse().unwrap()),
+            oif: Some(oif),
+        }
+    }
+
+    #[test]
+    fn view_splits_uplinks_lan_and_others() {
+        let state = NetState {
+            links: vec![
+                link(1, "lo", true, &["127.0.0.1/8"]),
+                link(2, "eth1", true, &["10.66.0.123/24"]),
+                link(3, "br-lan", true, &["192.168.1.1/24"]),
+                link(4, "tun0", true, &["10.8.0.2/24"]),
+            ],
+            routes: vec![
+                route("0.0.0.0/0", Some("10.66.0.254"), 2),
+                route("10.66.0.0/24", None, 2),
+                route("10.0.0.0/8", Some("10.66.0.1"), 2),
+                route("192.168.1.0/24", None, 3),
+            ],
+        };
+        let wan = vec!["eth1".to_string(), "wwan0".to_string()];
+        let (uplinks, others) = view(&state, &wan, "br-lan");
+        assert_eq!(uplinks.len(), 2);
+        assert_eq!(uplinks[0].interface, "eth1");
+        assert!(uplinks[0].up);
+        assert_eq!(uplinks[0].addresses, vec![net("10.66.0.123/24")]);
+        assert_eq!(uplinks[0].gateway, Some("10.66.0.254".parse().unwrap()));
+        assert_eq!(uplinks[0].routes, vec![net("10.66.0.0/24"), net("10.0.0.0/8")]);
+        // A configured uplink that does not exist is shown, down and empty.
+        assert_eq!(uplinks[1].interface, "wwan0");
+        assert!(!uplinks[1].up && uplinks[1].addresses.is_empty());
+        assert_eq!(
+            others,
+            vec![Other {
+                interface: "tun0".into(),
+                prefix: net("10.8.0.0/24")
+            }]
+        );
+    }
+
+    #[test]
+    fn view_of_empty_state() {
+        let (uplinks, others) = view(&NetState::default(), &["wan0".to_string()], "lan0");
+        assert_eq!(uplinks.len(), 1);
+        assert!(uplinks[0].gateway.is_none());
+        assert!(others.is_empty());
+    }
+}
