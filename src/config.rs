@@ -1460,7 +1460,11 @@ address = \"192.168.1.100\"
             "{name}: expected {needle:?} in {:?}",
             e[0]
         );
-        assert!(!e[0].contains('\n'), "{name}: multi-line message {:?}", e[0]);
+        assert!(
+            !e[0].contains('\n'),
+            "{name}: multi-line message {:?}",
+            e[0]
+        );
     }
 
     fn ok(text: &str) -> Config {
@@ -1563,7 +1567,10 @@ target = \"master:80\"
         );
         assert_eq!(c.tunnels[0].via[0].remote.to_string(), "80");
         assert_eq!(c.tunnels[0].target.to_string(), "master:80");
-        assert_eq!(c.server("vps").map(|s| s.host.as_str()), Some("vps.example.org"));
+        assert_eq!(
+            c.server("vps").map(|s| s.host.as_str()),
+            Some("vps.example.org")
+        );
         assert_eq!(
             c.lan.host("master").map(|h| h.address),
             Some(Ipv4Addr::new(192, 168, 1, 100))
@@ -1578,7 +1585,10 @@ target = \"master:80\"
         )
         .unwrap_or_else(|e| panic!("examples/roadie.toml is invalid:\n{e}"));
         assert_eq!(c.daemon.log_level, log::LevelFilter::Info);
-        assert_eq!(c.daemon.url_hook, Some(PathBuf::from("/etc/roadie/portal-url.sh")));
+        assert_eq!(
+            c.daemon.url_hook,
+            Some(PathBuf::from("/etc/roadie/portal-url.sh"))
+        );
         assert_eq!(c.wan.interfaces, ["eth1", "wlan0"]);
         assert!(c.wan.probe_url.is_some() && c.wan.probe_expect.is_some());
         assert_eq!(c.lan.address, net("192.168.1.1/24"));
@@ -1602,7 +1612,13 @@ target = \"master:80\"
         assert_eq!(c.servers[0].session, SessionMode::Shell);
         assert_eq!(c.servers[1].session, SessionMode::None);
         assert_eq!(c.servers[1].port, 2222);
-        assert!(c.servers[1].host_key.as_deref().unwrap().starts_with("SHA256:"));
+        assert!(
+            c.servers[1]
+                .host_key
+                .as_deref()
+                .unwrap()
+                .starts_with("SHA256:")
+        );
         let names: Vec<_> = c.tunnels.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["ui", "api", "ssh-worker"]);
         assert_eq!(
@@ -1948,15 +1964,15 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\n\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"81\"\ntarget = \"master:81\"\n"
                 ),
-                "26:8",
-                "duplicate tunnel name \"ui\" (first defined on line 20)",
+                "27:8",
+                "duplicate tunnel name \"ui\" (first defined on line 21)",
             ),
             (
                 "tunnel with unknown server",
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"servo\"\nremote = \"80\"\ntarget = \"master:80\"\n"
                 ),
-                "21:10",
+                "22:10",
                 "unknown server \"servo\"; known servers: \"serveo\", \"vps\"",
             ),
             (
@@ -1964,7 +1980,7 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\ntarget = \"master:80\"\n[[tunnel.via]]\nserver = \"vps\"\nremote = \"80\"\n[[tunnel.via]]\nserver = \"nope\"\nremote = \"80\"\n"
                 ),
-                "26:10",
+                "27:10",
                 "unknown server \"nope\"",
             ),
             (
@@ -1972,13 +1988,13 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\n[[tunnel.via]]\nserver = \"serveo\"\nremote = \"80\"\n"
                 ),
-                "21:10",
+                "22:10",
                 "both `server`/`remote` and [[tunnel.via]]",
             ),
             (
                 "tunnel with neither shorthand nor via",
                 format!("{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\ntarget = \"master:80\"\n"),
-                "19:1",
+                "20:1",
                 "no way out",
             ),
             (
@@ -1986,7 +2002,7 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\ntarget = \"master:80\"\n"
                 ),
-                "19:1",
+                "20:1",
                 "[[tunnel]] is missing `remote`",
             ),
             (
@@ -1994,7 +2010,7 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"mastr:80\"\n"
                 ),
-                "23:10",
+                "24:10",
                 "unknown host \"mastr\"; known hosts: \"master\"",
             ),
             (
@@ -2002,7 +2018,7 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master\"\n"
                 ),
-                "23:10",
+                "24:10",
                 "has no port",
             ),
             (
@@ -2010,7 +2026,7 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:0\"\n"
                 ),
-                "23:10",
+                "24:10",
                 "out of range 1-65535",
             ),
             (
@@ -2018,7 +2034,7 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"ui:70000\"\ntarget = \"master:80\"\n"
                 ),
-                "22:10",
+                "23:10",
                 "out of range 0-65535",
             ),
             (
@@ -2026,7 +2042,7 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"ui\"\ntarget = \"master:80\"\n"
                 ),
-                "22:10",
+                "23:10",
                 "not a number",
             ),
             (
@@ -2034,7 +2050,7 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\nservice = \"web\"\n"
                 ),
-                "24:11",
+                "25:11",
                 "not \"name:port\"",
             ),
             (
@@ -2042,15 +2058,15 @@ failover_s = 5
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\nmax_connections = 0\n"
                 ),
-                "24:19",
-                "at least 1",
+                "25:19",
+                "`max_connections` must be between 1 and 4294967295, got 0",
             ),
             (
                 "same remote twice",
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"a\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\n\n[[tunnel]]\nname = \"b\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:81\"\n"
                 ),
-                "28:10",
+                "29:10",
                 "already requested by tunnel \"a\"",
             ),
         ];
@@ -2122,8 +2138,8 @@ target = \"master:80\"
             err.to_string(),
             "/etc/roadie/roadie.toml:7:9: unknown apply mode \"ip\"; expected \"netlink\" or \"uci\""
         );
-        let err = parse_str("[wan]\ninterfaces = 1\nfoo = 2\n").unwrap_err();
-        assert_eq!(err.diags.len(), 1, "syntax errors stop at the first");
+        let err = parse_str("[wan]\ninterfaces = 1\n").unwrap_err();
+        assert_eq!(err.diags.len(), 1);
         assert_eq!((err.diags[0].line, err.diags[0].column), (2, 14));
     }
 

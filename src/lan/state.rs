@@ -130,8 +130,13 @@ pub fn save(path: &Path, state: &State) -> Result<(), String> {
     write().map_err(|e| format!("cannot write state file {}: {e}", path.display()))
 }
 
-/// A seed that differs between routers: the kernel's randomness.
+/// A seed that differs between routers: the kernel's randomness. Kept below
+/// 2^63 because TOML integers are signed 64-bit.
 pub fn random_seed() -> u64 {
+    raw_seed() & (i64::MAX as u64)
+}
+
+fn raw_seed() -> u64 {
     let mut buf = [0u8; 8];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
@@ -201,6 +206,17 @@ mod tests {
             let w = l.warning.expect(name);
             assert!(w.contains("corrupt"), "{name}: {w}");
             assert_eq!(std::fs::read_to_string(d.join("state.toml.corrupt")).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn seeds_fit_in_toml() {
+        for _ in 0..64 {
+            let d = tmpdir("seed");
+            let p = d.join("state.toml");
+            let s = State::fresh(random_seed());
+            save(&p, &s).unwrap();
+            assert_eq!(load(&p, || 0).state, s);
         }
     }
 
