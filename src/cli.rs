@@ -40,7 +40,9 @@ pub struct Cli {
 
 impl Cli {
     pub fn config_path(&self) -> PathBuf {
-        self.config.clone().unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG))
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG))
     }
 }
 
@@ -55,16 +57,19 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     let mut it = args.iter();
     let mut rest: Vec<&String> = Vec::new();
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         match a.as_str() {
             "-c" | "--config" if rest.is_empty() => cli.config = Some(value(a)?.into()),
             "-s" | "--socket" if rest.is_empty() => cli.socket = Some(value(a)?.into()),
             "--log-level" if rest.is_empty() => {
                 let v = value(a)?;
-                cli.log_level = Some(
-                    v.parse()
-                        .map_err(|_| format!("--log-level {v:?}: expected error, warn, info, debug or trace"))?,
-                );
+                cli.log_level = Some(v.parse().map_err(|_| {
+                    format!("--log-level {v:?}: expected error, warn, info, debug or trace")
+                })?);
             }
             _ => rest.push(a),
         }
@@ -96,10 +101,12 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 params: Value::Object(Default::default()),
             },
             [m, p] => {
-                let params: Value =
-                    serde_json::from_str(p).map_err(|e| format!("call {m}: parameters are not valid JSON: {e}"))?;
+                let params: Value = serde_json::from_str(p)
+                    .map_err(|e| format!("call {m}: parameters are not valid JSON: {e}"))?;
                 if !params.is_object() {
-                    return Err(format!("call {m}: parameters must be a JSON object like '{{\"prefix\":\"10.9.8.0/24\"}}'"));
+                    return Err(format!(
+                        "call {m}: parameters must be a JSON object like '{{\"prefix\":\"10.9.8.0/24\"}}'"
+                    ));
                 }
                 Command::Call {
                     method: m.to_string(),
@@ -195,11 +202,30 @@ pub fn human_status(v: &Value) -> String {
         v["uptime_s"].as_u64().unwrap_or(0)
     );
     for w in v["wan"].as_array().into_iter().flatten() {
-        let addrs: Vec<String> = w["addresses"].as_array().into_iter().flatten().map(s).collect();
-        let state = if w["up"].as_bool() == Some(true) { "up" } else { "down" };
-        let addrs = if addrs.is_empty() { "no address".to_string() } else { addrs.join(", ") };
-        let gw = w["gateway"].as_str().map(|g| format!(", gateway {g}")).unwrap_or_default();
-        out.push_str(&format!("uplink {}: {state}, {addrs}{gw}\n", s(&w["interface"])));
+        let addrs: Vec<String> = w["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        let state = if w["up"].as_bool() == Some(true) {
+            "up"
+        } else {
+            "down"
+        };
+        let addrs = if addrs.is_empty() {
+            "no address".to_string()
+        } else {
+            addrs.join(", ")
+        };
+        let gw = w["gateway"]
+            .as_str()
+            .map(|g| format!(", gateway {g}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "uplink {}: {state}, {addrs}{gw}\n",
+            s(&w["interface"])
+        ));
     }
     let lan = &v["lan"];
     let moved = if lan["prefix"] == lan["home"] {
@@ -275,11 +301,22 @@ mod tests {
         assert_eq!(c.socket, Some("/tmp/s.sock".into()));
         assert_eq!(c.command, Command::Status { json: true });
         assert_eq!(parse(&args("daemon")).unwrap().command, Command::Daemon);
-        assert_eq!(parse(&args("--log-level debug daemon")).unwrap().log_level, Some(log::LevelFilter::Debug));
+        assert_eq!(
+            parse(&args("--log-level debug daemon")).unwrap().log_level,
+            Some(log::LevelFilter::Debug)
+        );
         assert_eq!(parse(&args("list")).unwrap().command, Command::List);
-        assert_eq!(parse(&args("check-config")).unwrap().command, Command::CheckConfig);
+        assert_eq!(
+            parse(&args("check-config")).unwrap().command,
+            Command::CheckConfig
+        );
         assert_eq!(parse(&args("--version")).unwrap().command, Command::Version);
-        let c = parse(&["call".into(), "readdress".into(), r#"{"prefix":"10.9.8.0/24"}"#.into()]).unwrap();
+        let c = parse(&[
+            "call".into(),
+            "readdress".into(),
+            r#"{"prefix":"10.9.8.0/24"}"#.into(),
+        ])
+        .unwrap();
         assert_eq!(
             c.command,
             Command::Call {
@@ -317,9 +354,18 @@ mod tests {
                    "hook":{"at":0,"ok":false,"message":"hook failed: exit status: 3"}},
             "tunnels":[]});
         let h = human_status(&v);
-        assert!(h.contains("uplink eth1: up, 192.168.1.57/24, gateway 192.168.1.254"), "{h}");
-        assert!(h.contains("LAN br-lan: 10.77.1.1/24 (moved away from home 192.168.1.0/24)"), "{h}");
-        assert!(h.contains("192.168.1.0/24 -> 10.77.1.0/24: collides with eth1"), "{h}");
+        assert!(
+            h.contains("uplink eth1: up, 192.168.1.57/24, gateway 192.168.1.254"),
+            "{h}"
+        );
+        assert!(
+            h.contains("LAN br-lan: 10.77.1.1/24 (moved away from home 192.168.1.0/24)"),
+            "{h}"
+        );
+        assert!(
+            h.contains("192.168.1.0/24 -> 10.77.1.0/24: collides with eth1"),
+            "{h}"
+        );
         assert!(h.contains("hook FAILED"), "{h}");
     }
 }

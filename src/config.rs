@@ -5,9 +5,13 @@
 //! [`Config`] holds plain types only.
 
 use ipnet::Ipv4Net;
+use raw::{Int, List, Str};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use toml::Spanned;
 
 pub const DEFAULT_CONFIG: &str = "/etc/roadie/roadie.toml";
 pub const DEFAULT_SOCKET: &str = "/var/run/roadie.sock";
@@ -358,11 +362,6 @@ mod raw {
     }
 }
 
-use raw::{Int, List, Str};
-use std::collections::HashMap;
-use std::ops::Range;
-use toml::Spanned;
-
 const DEFAULT_POOLS: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 const DEFAULT_AVOID: [&str; 2] = ["10.42.0.0/16", "10.43.0.0/16"];
 const DEFAULT_SETTLE_MS: i64 = 250;
@@ -673,7 +672,9 @@ fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
             // Keep pointing at the first definition.
             seen.insert(n.get_ref(), first);
         }
-        let tunnel = validate_tunnel(cx, t, &server_names, &host_names);
+        // Without a [lan] table there is nothing to check host names against.
+        let hosts = file.lan.as_ref().map(|_| host_names.as_slice());
+        let tunnel = validate_tunnel(cx, t, &server_names, hosts);
         if let Some(tun) = &tunnel {
             for (v, span) in tun.via.iter().zip(via_spans(t.get_ref())) {
                 if v.remote.port == 0 {
@@ -1196,7 +1197,7 @@ fn validate_tunnel(
     cx: &mut Ctx<'_>,
     t: &Spanned<raw::Tunnel>,
     servers: &[&str],
-    hosts: &[String],
+    hosts: Option<&[String]>,
 ) -> Option<Tunnel> {
     let span = t.span();
     let t = t.get_ref();
@@ -1232,9 +1233,10 @@ fn validate_tunnel(
             };
             let host = if let Ok(a) = host.parse::<Ipv4Addr>() {
                 TargetHost::Addr(a)
-            } else if hosts.iter().any(|h| h == host) {
+            } else if hosts.is_none_or(|hosts| hosts.iter().any(|h| h == host)) {
                 TargetHost::Name(host.to_string())
             } else {
+                let hosts = hosts.unwrap_or_default();
                 let known = if hosts.is_empty() {
                     "no [[lan.host]] is defined; use an IPv4 address or add one".to_string()
                 } else {
@@ -2073,6 +2075,15 @@ failover_s = 5
         for (name, text, at, needle) in &cases {
             assert_one(name, text, at, needle);
         }
+    }
+
+    #[test]
+    fn missing_lan_does_not_cascade_into_tunnels() {
+        let e = errs(&format!(
+            "[wan]\ninterfaces = [\"eth1\"]\n{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\n"
+        ));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].starts_with("1:1: missing [lan]"), "{e:#?}");
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
         let cancel = cancel.clone();
         let net_rx = net_rx.clone();
         tasks.spawn(async move {
-            if let Err(e) = lan::run(settings, net_rx, lan_cmd_rx, lan_status_tx, cancel.clone()).await {
+            if let Err(e) =
+                lan::run(settings, net_rx, lan_cmd_rx, lan_status_tx, cancel.clone()).await
+            {
                 log::error!("LAN task stopped: {e}");
                 cancel.cancel();
             }

@@ -47,7 +47,10 @@ fn daemon(cli: &cli::Cli) -> i32 {
     }
     log::set_max_level(level);
     // One thread: a router has one or two cores, and this is measured to cost less CPU.
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("roadie: cannot start the runtime: {e}");
@@ -59,7 +62,10 @@ fn daemon(cli: &cli::Cli) -> i32 {
         let stop = cancel.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 log::error!("cannot handle SIGTERM/SIGINT");
                 return;
             };

@@ -28,16 +28,24 @@ pub fn call(socket: &Path, method: &str, params: &Value) -> Result<Value, CallEr
             _ => format!("cannot connect to {}: {e}", socket.display()),
         })
     })?;
-    let unreachable = |e: std::io::Error| CallError::Unreachable(format!("control socket {}: {e}", socket.display()));
-    stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(unreachable)?;
+    let unreachable = |e: std::io::Error| {
+        CallError::Unreachable(format!("control socket {}: {e}", socket.display()))
+    };
+    stream
+        .set_read_timeout(Some(REPLY_TIMEOUT))
+        .map_err(unreachable)?;
     let req = serde_json::json!({ "method": method, "params": params });
     let mut line = req.to_string();
     line.push('\n');
     stream.write_all(line.as_bytes()).map_err(unreachable)?;
     let mut reply = String::new();
-    BufReader::new(&stream).read_line(&mut reply).map_err(unreachable)?;
+    BufReader::new(&stream)
+        .read_line(&mut reply)
+        .map_err(unreachable)?;
     if reply.is_empty() {
-        return Err(CallError::Unreachable("the daemon closed the connection without replying".into()));
+        return Err(CallError::Unreachable(
+            "the daemon closed the connection without replying".into(),
+        ));
     }
     match protocol::parse_reply(reply.trim_end()) {
         Ok(Ok(v)) => Ok(v),

@@ -21,7 +21,10 @@ pub const METHODS: &[(&str, &str)] = &[
     ("status", "{}"),
     ("list", "{}"),
     ("reload", "{}"),
-    ("readdress", r#"{"prefix":"String (optional): force this prefix, e.g. 10.9.8.0/24"}"#),
+    (
+        "readdress",
+        r#"{"prefix":"String (optional): force this prefix, e.g. 10.9.8.0/24"}"#,
+    ),
 ];
 
 /// Parse one request line (without its newline).
@@ -29,12 +32,15 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
     if line.len() > MAX_REQUEST {
         return Err(format!("request is larger than {MAX_REQUEST} bytes"));
     }
-    let v: Value = serde_json::from_slice(line).map_err(|e| format!("request is not valid JSON: {e}"))?;
+    let v: Value =
+        serde_json::from_slice(line).map_err(|e| format!("request is not valid JSON: {e}"))?;
     let Value::Object(obj) = v else {
         return Err(r#"request must be a JSON object like {"method":"status","params":{}}"#.into());
     };
     if let Some(k) = obj.keys().find(|k| *k != "method" && *k != "params") {
-        return Err(format!("unknown request key {k:?} (expected \"method\" and \"params\")"));
+        return Err(format!(
+            "unknown request key {k:?} (expected \"method\" and \"params\")"
+        ));
     }
     let method = match obj.get("method") {
         Some(Value::String(m)) => m.as_str(),
@@ -59,20 +65,29 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
         "reload" => no_params(Call::Reload),
         "readdress" => {
             if let Some(k) = params.keys().find(|k| *k != "prefix") {
-                return Err(format!("readdress: unknown parameter {k:?} (expected \"prefix\")"));
+                return Err(format!(
+                    "readdress: unknown parameter {k:?} (expected \"prefix\")"
+                ));
             }
             let prefix = match params.get("prefix") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.parse::<Ipv4Net>().map_err(|_| {
                     format!("readdress: prefix {s:?} is not an IPv4 prefix like 10.9.8.0/24")
                 })?),
-                Some(_) => return Err("readdress: \"prefix\" must be a string like \"10.9.8.0/24\"".into()),
+                Some(_) => {
+                    return Err(
+                        "readdress: \"prefix\" must be a string like \"10.9.8.0/24\"".into(),
+                    );
+                }
             };
             Ok(Call::Readdress { prefix })
         }
         other => {
             let known: Vec<&str> = METHODS.iter().map(|(m, _)| *m).collect();
-            Err(format!("unknown method {other:?}; known: {}", known.join(", ")))
+            Err(format!(
+                "unknown method {other:?}; known: {}",
+                known.join(", ")
+            ))
         }
     }
 }
@@ -87,11 +102,16 @@ pub fn error_reply(message: &str) -> String {
 
 /// Split a reply line into the result or the error message.
 pub fn parse_reply(line: &str) -> Result<Result<Value, String>, String> {
-    let v: Value = serde_json::from_str(line).map_err(|e| format!("daemon sent a malformed reply: {e}"))?;
+    let v: Value =
+        serde_json::from_str(line).map_err(|e| format!("daemon sent a malformed reply: {e}"))?;
     if let Some(r) = v.get("result") {
         return Ok(Ok(r.clone()));
     }
-    match v.get("error").and_then(|e| e.get("message")).and_then(Value::as_str) {
+    match v
+        .get("error")
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+    {
         Some(m) => Ok(Err(m.to_string())),
         None => Err("daemon sent a reply with neither result nor error".into()),
     }
@@ -118,7 +138,10 @@ mod tests {
             (r#"{"method":"status","params":null}"#, Call::Status),
             (r#"{"method":"list"}"#, Call::List),
             (r#"{"method":"reload","params":{}}"#, Call::Reload),
-            (r#"{"method":"readdress","params":{}}"#, Call::Readdress { prefix: None }),
+            (
+                r#"{"method":"readdress","params":{}}"#,
+                Call::Readdress { prefix: None },
+            ),
             (
                 r#"{"method":"readdress","params":{"prefix":"10.9.8.0/24"}}"#,
                 Call::Readdress {
@@ -140,13 +163,34 @@ mod tests {
             (b"[1,2]", "must be a JSON object"),
             (b"{}", "no \"method\""),
             (br#"{"method":5}"#, "must be a string"),
-            (br#"{"method":"status","params":[]}"#, "must be a JSON object"),
-            (br#"{"method":"status","params":{"x":1}}"#, "takes no parameters"),
-            (br#"{"method":"reboot"}"#, "unknown method \"reboot\"; known: status"),
-            (br#"{"method":"status","extra":1}"#, "unknown request key \"extra\""),
-            (br#"{"method":"readdress","params":{"prefix":7}}"#, "must be a string"),
-            (br#"{"method":"readdress","params":{"prefix":"10.9.8.0"}}"#, "not an IPv4 prefix"),
-            (br#"{"method":"readdress","params":{"prefx":"10.9.8.0/24"}}"#, "unknown parameter \"prefx\""),
+            (
+                br#"{"method":"status","params":[]}"#,
+                "must be a JSON object",
+            ),
+            (
+                br#"{"method":"status","params":{"x":1}}"#,
+                "takes no parameters",
+            ),
+            (
+                br#"{"method":"reboot"}"#,
+                "unknown method \"reboot\"; known: status",
+            ),
+            (
+                br#"{"method":"status","extra":1}"#,
+                "unknown request key \"extra\"",
+            ),
+            (
+                br#"{"method":"readdress","params":{"prefix":7}}"#,
+                "must be a string",
+            ),
+            (
+                br#"{"method":"readdress","params":{"prefix":"10.9.8.0"}}"#,
+                "not an IPv4 prefix",
+            ),
+            (
+                br#"{"method":"readdress","params":{"prefx":"10.9.8.0/24"}}"#,
+                "unknown parameter \"prefx\"",
+            ),
         ];
         for (line, want) in bad {
             let e = parse_request(line).unwrap_err();
@@ -158,8 +202,14 @@ mod tests {
 
     #[test]
     fn replies_round_trip() {
-        assert_eq!(parse_reply(&ok_reply(json!({"a":1}))), Ok(Ok(json!({"a":1}))));
-        assert_eq!(parse_reply(&error_reply("nope")), Ok(Err("nope".to_string())));
+        assert_eq!(
+            parse_reply(&ok_reply(json!({"a":1}))),
+            Ok(Ok(json!({"a":1})))
+        );
+        assert_eq!(
+            parse_reply(&error_reply("nope")),
+            Ok(Err("nope".to_string()))
+        );
         assert!(parse_reply("{}").is_err());
         assert!(parse_reply("garbage").is_err());
     }

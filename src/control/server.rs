@@ -21,21 +21,32 @@ const IDLE: Duration = Duration::from_secs(60);
 pub fn bind(path: &Path) -> Result<UnixListener, String> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(format!("another roadie daemon is already listening on {}", path.display()));
+            return Err(format!(
+                "another roadie daemon is already listening on {}",
+                path.display()
+            ));
         }
-        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let listener = UnixListener::bind(path).map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set mode 0600 on {}: {e}", path.display()))?;
     Ok(listener)
 }
 
 /// Accept clients until cancelled; removes the socket file on the way out.
-pub async fn serve(listener: UnixListener, path: PathBuf, core: mpsc::Sender<Request>, cancel: CancellationToken) {
+pub async fn serve(
+    listener: UnixListener,
+    path: PathBuf,
+    core: mpsc::Sender<Request>,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -103,12 +114,18 @@ async fn dispatch(call: Call, core: &mpsc::Sender<Request>) -> Result<Value, Str
         return Ok(protocol::list_result());
     }
     let (tx, rx) = oneshot::channel();
-    core.send((call, tx)).await.map_err(|_| "daemon is shutting down".to_string())?;
-    rx.await.map_err(|_| "daemon is shutting down".to_string())?
+    core.send((call, tx))
+        .await
+        .map_err(|_| "daemon is shutting down".to_string())?;
+    rx.await
+        .map_err(|_| "daemon is shutting down".to_string())?
 }
 
 /// Read up to a newline, but never buffer more than MAX_REQUEST + 1 bytes.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, out: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    out: &mut Vec<u8>,
+) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
         let buf = reader.fill_buf().await?;

@@ -62,7 +62,11 @@ pub async fn interface_addresses(handle: &Handle, interface: &str) -> Result<Vec
 }
 
 async fn link_index(handle: &Handle, interface: &str) -> Result<u32, String> {
-    let mut links = handle.link().get().match_name(interface.to_string()).execute();
+    let mut links = handle
+        .link()
+        .get()
+        .match_name(interface.to_string())
+        .execute();
     match links.try_next().await {
         Ok(Some(link)) => Ok(link.header.index),
         Ok(None) => Err(format!("interface {interface} not found")),
@@ -75,7 +79,11 @@ async fn addresses(
     index: u32,
 ) -> Result<Vec<(Ipv4Net, AddressMessage)>, rtnetlink::Error> {
     let mut out = Vec::new();
-    let mut stream = handle.address().get().set_link_index_filter(index).execute();
+    let mut stream = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute();
     while let Some(msg) = stream.try_next().await? {
         if msg.header.index != index {
             continue;

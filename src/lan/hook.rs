@@ -90,7 +90,10 @@ mod tests {
         );
         run(&p, &env()).await.unwrap();
         let got = std::fs::read_to_string(&log).unwrap();
-        assert_eq!(got.trim(), "192.168.1.0/24 10.23.4.0/24 10.23.4.1/24 collides with wan0");
+        assert_eq!(
+            got.trim(),
+            "192.168.1.0/24 10.23.4.0/24 10.23.4.1/24 collides with wan0"
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -98,7 +101,9 @@ mod tests {
         let p = script("fail", "exit 3");
         let e = run(&p, &env()).await.unwrap_err();
         assert!(e.contains("failed") && e.contains('3'), "{e}");
-        let e = run(Path::new("/nonexistent/hook"), &env()).await.unwrap_err();
+        let e = run(Path::new("/nonexistent/hook"), &env())
+            .await
+            .unwrap_err();
         assert!(e.contains("could not start"), "{e}");
     }
 }

@@ -217,7 +217,9 @@ impl Task {
                 new.lan.home()
             );
             // A new home resets the current prefix: offsets are relative to home.
-            if self.current.prefix_len() != new.lan.home().prefix_len() || self.current == self.settings.lan.home() {
+            if self.current.prefix_len() != new.lan.home().prefix_len()
+                || self.current == self.settings.lan.home()
+            {
                 self.current = new.lan.home();
             }
         }
@@ -228,7 +230,8 @@ impl Task {
     async fn evaluate(&mut self) {
         self.evaluations += 1;
         let net = self.net.borrow().clone();
-        let (uplinks, others) = netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
+        let (uplinks, others) =
+            netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
         let lan = &self.settings.lan;
         let inputs = Inputs {
             home: lan.home(),
@@ -277,7 +280,10 @@ impl Task {
             return;
         }
         let want = router_address(lan, self.current);
-        let old: Vec<Ipv4Net> = [lan.home()].into_iter().filter(|h| *h != self.current).collect();
+        let old: Vec<Ipv4Net> = [lan.home()]
+            .into_iter()
+            .filter(|h| *h != self.current)
+            .collect();
         match apply::apply(&self.handle, &lan.interface, want, &old).await {
             Ok(a) if a.added || !a.removed.is_empty() => {
                 log::info!("LAN address {want} restored on {}", lan.interface)
@@ -297,11 +303,16 @@ impl Task {
         log::info!("moving LAN {} from {from} to {to}: {reason}", lan.interface);
         match lan.apply {
             ApplyMode::Netlink => {
-                let old: Vec<Ipv4Net> = [from, lan.home()].into_iter().filter(|p| *p != to).collect();
+                let old: Vec<Ipv4Net> = [from, lan.home()]
+                    .into_iter()
+                    .filter(|p| *p != to)
+                    .collect();
                 apply::apply(&self.handle, &lan.interface, address, &old).await?;
             }
             ApplyMode::Uci => {
-                return Err("apply = \"uci\" is not available in this build; use \"netlink\"".into());
+                return Err(
+                    "apply = \"uci\" is not available in this build; use \"netlink\"".into(),
+                );
             }
         }
         self.current = to;
@@ -344,7 +355,8 @@ impl Task {
             None => self.evaluate().await,
             Some(p) => {
                 let net = self.net.borrow().clone();
-                let (uplinks, others) = netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
+                let (uplinks, others) =
+                    netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
                 let lan = &self.settings.lan;
                 let inputs = Inputs {
                     home: lan.home(),
@@ -358,7 +370,9 @@ impl Task {
                 };
                 plan::check_forced(p, &inputs)?;
                 if p != self.current {
-                    let r = self.move_to(p, &format!("forced by readdress to {p}")).await;
+                    let r = self
+                        .move_to(p, &format!("forced by readdress to {p}"))
+                        .await;
                     self.publish();
                     r?;
                 }

@@ -67,12 +67,18 @@ pub fn load(path: &Path, new_seed: impl FnOnce() -> u64) -> Loaded {
         Err(e) => {
             return Loaded {
                 state: State::fresh(new_seed()),
-                warning: Some(format!("cannot read state file {}: {e}; starting fresh", path.display())),
+                warning: Some(format!(
+                    "cannot read state file {}: {e}; starting fresh",
+                    path.display()
+                )),
             };
         }
     };
     match parse(&text) {
-        Ok(state) => Loaded { state, warning: None },
+        Ok(state) => Loaded {
+            state,
+            warning: None,
+        },
         Err(e) => {
             let aside = corrupt_path(path);
             let kept = match std::fs::rename(path, &aside) {
@@ -205,7 +211,10 @@ mod tests {
             assert_eq!(l.state, State::fresh(9), "{name}");
             let w = l.warning.expect(name);
             assert!(w.contains("corrupt"), "{name}: {w}");
-            assert_eq!(std::fs::read_to_string(d.join("state.toml.corrupt")).unwrap(), text);
+            assert_eq!(
+                std::fs::read_to_string(d.join("state.toml.corrupt")).unwrap(),
+                text
+            );
         }
     }
 

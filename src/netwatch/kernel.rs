@@ -47,10 +47,9 @@ pub async fn dump(handle: &Handle) -> Result<NetState, rtnetlink::Error> {
                 _ => None,
             })
         });
-        let (Some(addr), Some(link)) = (
-            addr,
-            links.iter_mut().find(|l| l.index == msg.header.index),
-        ) else {
+        let (Some(addr), Some(link)) =
+            (addr, links.iter_mut().find(|l| l.index == msg.header.index))
+        else {
             continue;
         };
         if let Ok(net) = Ipv4Net::new(addr, msg.header.prefix_len) {
@@ -128,7 +127,9 @@ async fn session(tx: &watch::Sender<NetState>, cancel: &CancellationToken) -> Re
         let mut timer = tokio::time::interval(REDUMP_EVERY);
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let state = dump(&handle).await.map_err(|e| format!("dump failed: {e}"))?;
+            let state = dump(&handle)
+                .await
+                .map_err(|e| format!("dump failed: {e}"))?;
             tx.send_if_modified(|old| {
                 let changed = *old != state;
                 if changed {

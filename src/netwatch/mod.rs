@@ -138,7 +138,10 @@ mod tests {
         assert!(uplinks[0].up);
         assert_eq!(uplinks[0].addresses, vec![net("10.66.0.123/24")]);
         assert_eq!(uplinks[0].gateway, Some("10.66.0.254".parse().unwrap()));
-        assert_eq!(uplinks[0].routes, vec![net("10.66.0.0/24"), net("10.0.0.0/8")]);
+        assert_eq!(
+            uplinks[0].routes,
+            vec![net("10.66.0.0/24"), net("10.0.0.0/8")]
+        );
         // A configured uplink that does not exist is shown, down and empty.
         assert_eq!(uplinks[1].interface, "wwan0");
         assert!(!uplinks[1].up && uplinks[1].addresses.is_empty());
