@@ -2,6 +2,7 @@
 
 use crate::config;
 use crate::control::client::{self, CallError};
+use crate::quote::Q;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -68,7 +69,10 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             "--log-level" if rest.is_empty() => {
                 let v = value(a)?;
                 cli.log_level = Some(v.parse().map_err(|_| {
-                    format!("--log-level {v:?}: expected error, warn, info, debug or trace")
+                    format!(
+                        "--log-level {v_q}: expected error, warn, info, debug or trace",
+                        v_q = Q(&v)
+                    )
                 })?);
             }
             _ => rest.push(a),
@@ -79,7 +83,10 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     };
     let no_more = |c: Command| -> Result<Command, String> {
         match args.first() {
-            Some(extra) => Err(format!("{cmd}: unexpected argument {extra:?}")),
+            Some(extra) => Err(format!(
+                "{cmd}: unexpected argument {extra_q}",
+                extra_q = Q(extra)
+            )),
             None => Ok(c),
         }
     };
@@ -92,7 +99,12 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         "status" => match args {
             [] => Command::Status { json: false },
             [j] if j.as_str() == "--json" => Command::Status { json: true },
-            [other, ..] => return Err(format!("status: unexpected argument {other:?}")),
+            [other, ..] => {
+                return Err(format!(
+                    "status: unexpected argument {other_q}",
+                    other_q = Q(other)
+                ));
+            }
         },
         "call" => match args {
             [] => return Err("call: which method? (see `roadie list`)".into()),
@@ -113,9 +125,14 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                     params,
                 }
             }
-            [_, _, extra, ..] => return Err(format!("call: unexpected argument {extra:?}")),
+            [_, _, extra, ..] => {
+                return Err(format!(
+                    "call: unexpected argument {extra_q}",
+                    extra_q = Q(extra)
+                ));
+            }
         },
-        other => return Err(format!("unknown command {other:?}")),
+        other => return Err(format!("unknown command {other_q}", other_q = Q(other))),
     };
     Ok(cli)
 }

@@ -4,6 +4,7 @@
 //! error, syntactic or semantic, can name where it is; the validated
 //! [`Config`] holds plain types only.
 
+use crate::quote::Q;
 use ipnet::Ipv4Net;
 use raw::{Int, List, Str};
 use std::collections::HashMap;
@@ -205,6 +206,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             if message.is_empty() {
                 message = "invalid TOML".to_string();
             }
+            message = restore_found_string(&message, text.get(span.clone()).unwrap_or(""));
             // `[server]` where `[[server]]` was meant.
             let at = text.get(span.clone()).unwrap_or("");
             if message.contains("expected a sequence")
@@ -439,7 +441,7 @@ impl Ctx<'_> {
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             self.err(
                 v.span(),
-                format!("`{key}` must not contain spaces, got {s:?}"),
+                format!("`{key}` must not contain spaces, got {s_q}", s_q = Q(&s)),
             );
             return None;
         }
@@ -497,7 +499,10 @@ impl Ctx<'_> {
         if let Some(p) = problem {
             self.err(
                 v.span(),
-                format!("{key} {s:?} {p}; expected a kernel link name such as \"eth1\""),
+                format!(
+                    "{key} {s_q} {p}; expected a kernel link name such as \"eth1\"",
+                    s_q = Q(s)
+                ),
             );
             return None;
         }
@@ -510,7 +515,10 @@ impl Ctx<'_> {
         let Ok(net) = s.parse::<Ipv4Net>() else {
             self.err(
                 v.span(),
-                format!("{what} {s:?} is not an IPv4 prefix; expected e.g. \"10.0.0.0/8\""),
+                format!(
+                    "{what} {s_q} is not an IPv4 prefix; expected e.g. \"10.0.0.0/8\"",
+                    s_q = Q(s)
+                ),
             );
             return None;
         };
@@ -554,6 +562,27 @@ impl Ctx<'_> {
     }
 }
 
+/// serde names a wrong string value with `{:?}` ("invalid type: string
+/// \"250\", expected i64"), which prints nothing in the router builds
+/// (`-Zfmt-debug=none`, see crate::quote): put the value back as written in
+/// the file. Messages that still have it are returned unchanged.
+fn restore_found_string(message: &str, found: &str) -> String {
+    let quoted = found.starts_with('"') || found.starts_with('\'');
+    if !quoted || found.contains('\n') {
+        return message.to_string();
+    }
+    for gap in ["string , ", "string ,", "string "] {
+        if let Some(at) = message.find(gap)
+            && (gap != "string " || at + gap.len() == message.len())
+        {
+            let tail = &message[at + gap.len()..];
+            let sep = if gap.contains(',') { ", " } else { "" };
+            return format!("{}string {found}{sep}{tail}", &message[..at]);
+        }
+    }
+    message.to_string()
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut off = offset.min(text.len());
@@ -569,7 +598,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Digits only, `min..=65535`.
 fn parse_port(s: &str, min: u16) -> Result<u16, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("port {s:?} is not a number"));
+        return Err(format!("port {s_q} is not a number", s_q = Q(s)));
     }
     match s.parse::<u32>() {
         Ok(n) if n >= u32::from(min) && n <= 65535 => Ok(n as u16),
@@ -589,7 +618,7 @@ fn valid_host_name(s: &str) -> bool {
 fn list_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     names
         .into_iter()
-        .map(|n| format!("{n:?}"))
+        .map(|n| format!("{n_q}", n_q = Q(n)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -623,8 +652,8 @@ fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
         cx.err(
             li.span(),
             format!(
-                "LAN interface {:?} is also listed in [wan] interfaces; the LAN needs its own link",
-                li.get_ref()
+                "LAN interface {} is also listed in [wan] interfaces; the LAN needs its own link",
+                Q(li.get_ref())
             ),
         );
     }
@@ -641,8 +670,8 @@ fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
                 cx.err(
                     n.span(),
                     format!(
-                        "duplicate server name {:?} (first defined on line {line})",
-                        n.get_ref()
+                        "duplicate server name {} (first defined on line {line})",
+                        Q(n.get_ref())
                     ),
                 );
             } else {
@@ -665,8 +694,8 @@ fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
             cx.err(
                 n.span(),
                 format!(
-                    "duplicate tunnel name {:?} (first defined on line {line})",
-                    n.get_ref()
+                    "duplicate tunnel name {} (first defined on line {line})",
+                    Q(n.get_ref())
                 ),
             );
             // Keep pointing at the first definition.
@@ -685,9 +714,8 @@ fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
                     cx.err(
                         span,
                         format!(
-                            "remote \"{}\" on server {:?} is already requested by tunnel {other:?}; the server can only forward it once",
-                            v.remote, v.server
-                        ),
+                            "remote \"{}\" on server {} is already requested by tunnel {other_q}; the server can only forward it once",
+                            v.remote, Q(&v.server), other_q = Q(other)),
                     );
                 } else {
                     remotes.insert(key, tun.name.clone());
@@ -755,8 +783,8 @@ fn validate_daemon(cx: &mut Ctx<'_>, d: Option<&Spanned<raw::Daemon>>) -> Option
                 cx.err(
                     v.span(),
                     format!(
-                        "unknown log_level {:?}; expected one of \"error\", \"warn\", \"info\", \"debug\", \"trace\", \"off\"",
-                        v.get_ref()
+                        "unknown log_level {}; expected one of \"error\", \"warn\", \"info\", \"debug\", \"trace\", \"off\"",
+                        Q(v.get_ref())
                     ),
                 );
             }
@@ -801,7 +829,10 @@ fn validate_wan(cx: &mut Ctx<'_>, w: &Spanned<raw::Wan>) -> Option<Wan> {
             for item in list.get_ref() {
                 match cx.ifname(item, "interface") {
                     Some(name) if out.contains(&name) => {
-                        cx.err(item.span(), format!("interface {name:?} is listed twice"));
+                        cx.err(
+                            item.span(),
+                            format!("interface {name_q} is listed twice", name_q = Q(&name)),
+                        );
                         ok = false;
                     }
                     Some(name) => out.push(name),
@@ -820,7 +851,7 @@ fn validate_wan(cx: &mut Ctx<'_>, w: &Spanned<raw::Wan>) -> Option<Wan> {
             if rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
                 Some(Some(s.clone()))
             } else {
-                cx.err(v.span(), format!("probe_url {s:?} is not a URL; expected e.g. \"http://connectivitycheck.gstatic.com/generate_204\""));
+                cx.err(v.span(), format!("probe_url {s_q} is not a URL; expected e.g. \"http://connectivitycheck.gstatic.com/generate_204\"", s_q = Q(s)));
                 None
             }
         }
@@ -846,14 +877,17 @@ fn lan_address(cx: &mut Ctx<'_>, v: &Str) -> Option<Ipv4Net> {
     if !s.contains('/') {
         cx.err(
             v.span(),
-            format!("address {s:?} has no prefix length; {EXPECTED}"),
+            format!("address {s_q} has no prefix length; {EXPECTED}", s_q = Q(s)),
         );
         return None;
     }
     let Ok(net) = s.parse::<Ipv4Net>() else {
         cx.err(
             v.span(),
-            format!("address {s:?} is not an IPv4 address; {EXPECTED}"),
+            format!(
+                "address {s_q} is not an IPv4 address; {EXPECTED}",
+                s_q = Q(s)
+            ),
         );
         return None;
     };
@@ -946,7 +980,10 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             other => {
                 cx.err(
                     v.span(),
-                    format!("unknown apply mode {other:?}; expected \"netlink\" or \"uci\""),
+                    format!(
+                        "unknown apply mode {other_q}; expected \"netlink\" or \"uci\"",
+                        other_q = Q(other)
+                    ),
                 );
                 None
             }
@@ -979,13 +1016,13 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
                 if !valid_host_name(s) {
                     cx.err(
                         v.span(),
-                        format!("host name {s:?} is not valid; expected 1-63 characters from a-z, 0-9, '-' and '_'"),
+                        format!("host name {s_q} is not valid; expected 1-63 characters from a-z, 0-9, '-' and '_'", s_q = Q(s)),
                     );
                     return None;
                 }
                 if let Some(first) = first_at.get(s) {
                     let line = cx.line(first);
-                    cx.err(v.span(), format!("duplicate host name {s:?} (first defined on line {line})"));
+                    cx.err(v.span(), format!("duplicate host name {s_q} (first defined on line {line})", s_q = Q(s)));
                     return None;
                 }
                 first_at.insert(s.clone(), v.span());
@@ -996,7 +1033,7 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             .and_then(|v| {
                 let s = v.get_ref();
                 let Ok(a) = s.parse::<Ipv4Addr>() else {
-                    cx.err(v.span(), format!("host address {s:?} is not an IPv4 address; expected e.g. \"192.168.1.100\" (no prefix length)"));
+                    cx.err(v.span(), format!("host address {s_q} is not an IPv4 address; expected e.g. \"192.168.1.100\" (no prefix length)", s_q = Q(s)));
                     return None;
                 };
                 let net = address?;
@@ -1094,7 +1131,7 @@ fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server>
                 _ => {
                     cx.err(
                         v.span(),
-                        format!("host_key {k:?} is not a key fingerprint; expected \"SHA256:...\" as printed by ssh-keygen -lf"),
+                        format!("host_key {k_q} is not a key fingerprint; expected \"SHA256:...\" as printed by ssh-keygen -lf", k_q = Q(k)),
                     );
                     None
                 }
@@ -1111,7 +1148,7 @@ fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server>
                 _ => {
                     cx.err(
                         v.span(),
-                        format!("unknown session {other:?}; expected \"none\", \"shell\" or \"exec:<command>\""),
+                        format!("unknown session {other_q}; expected \"none\", \"shell\" or \"exec:<command>\"", other_q = Q(other)),
                     );
                     None
                 }
@@ -1172,7 +1209,7 @@ fn remote(cx: &mut Ctx<'_>, v: &Str) -> Option<Remote> {
             port,
         }),
         Err(e) => {
-            cx.err(v.span(), format!("remote {s:?}: {e}; expected \"bind:port\" or \"port\", e.g. \"ui:80\" or \"8080\""));
+            cx.err(v.span(), format!("remote {s_q}: {e}; expected \"bind:port\" or \"port\", e.g. \"ui:80\" or \"8080\"", s_q = Q(s)));
             None
         }
     }
@@ -1189,7 +1226,10 @@ fn server_ref(cx: &mut Ctx<'_>, v: &Str, servers: &[&str]) -> Option<String> {
     } else {
         format!("known servers: {}", list_names(servers.iter().copied()))
     };
-    cx.err(v.span(), format!("unknown server {s:?}; {known}"));
+    cx.err(
+        v.span(),
+        format!("unknown server {s_q}; {known}", s_q = Q(s)),
+    );
     None
 }
 
@@ -1217,7 +1257,10 @@ fn validate_tunnel(
             let Some((host, port)) = s.rsplit_once(':') else {
                 cx.err(
                     v.span(),
-                    format!("target {s:?} has no port; expected \"host:port\", e.g. \"master:80\""),
+                    format!(
+                        "target {s_q} has no port; expected \"host:port\", e.g. \"master:80\"",
+                        s_q = Q(s)
+                    ),
                 );
                 return None;
             };
@@ -1226,7 +1269,10 @@ fn validate_tunnel(
                 Err(e) => {
                     cx.err(
                         v.span(),
-                        format!("target {s:?}: {e}; expected \"host:port\", e.g. \"master:80\""),
+                        format!(
+                            "target {s_q}: {e}; expected \"host:port\", e.g. \"master:80\"",
+                            s_q = Q(s)
+                        ),
                     );
                     return None;
                 }
@@ -1247,7 +1293,11 @@ fn validate_tunnel(
                 };
                 cx.err(
                     v.span(),
-                    format!("target {s:?}: unknown host {host:?}; {known}"),
+                    format!(
+                        "target {s_q}: unknown host {host_q}; {known}",
+                        s_q = Q(s),
+                        host_q = Q(host)
+                    ),
                 );
                 return None;
             };
@@ -1357,7 +1407,7 @@ fn validate_tunnel(
             if ok {
                 Some(Some(s.clone()))
             } else {
-                cx.err(v.span(), format!("service {s:?} is not \"name:port\"; expected e.g. \"ui:80\" with a port 1-65535"));
+                cx.err(v.span(), format!("service {s_q} is not \"name:port\"; expected e.g. \"ui:80\" with a port 1-65535", s_q = Q(s)));
                 None
             }
         }
@@ -2166,6 +2216,49 @@ target = \"master:80\"
         assert!(e[0].starts_with("8:9: "), "{e:?}");
         let e = errs(&format!("{MIN}hook = \"/ü\"\nsettle_ms = \"x\"\n"));
         assert!(e[0].starts_with("8:13: "), "{e:?}");
+    }
+
+    #[test]
+    fn wrong_string_values_are_named_even_without_debug_formatting() {
+        // (message as serde wrote it, text at the span, message shown)
+        let cases = [
+            (
+                "invalid type: string , expected i64",
+                "\"250\"",
+                "invalid type: string \"250\", expected i64",
+            ),
+            (
+                "invalid value: string ,expected x",
+                "'a'",
+                "invalid value: string 'a', expected x",
+            ),
+            (
+                "invalid type: string ",
+                "\"x\"",
+                "invalid type: string \"x\"",
+            ),
+            // Debug formatting works: unchanged.
+            (
+                "invalid type: string \"250\", expected i64",
+                "\"250\"",
+                "invalid type: string \"250\", expected i64",
+            ),
+            // Not a string at the span: unchanged.
+            (
+                "invalid type: integer `2`, expected a string",
+                "2",
+                "invalid type: integer `2`, expected a string",
+            ),
+            // A multi-line string is not pasted into a one-line message.
+            (
+                "invalid type: string , expected i64",
+                "\"\"\"a\nb\"\"\"",
+                "invalid type: string , expected i64",
+            ),
+        ];
+        for (message, found, want) in cases {
+            assert_eq!(restore_found_string(message, found), want, "{message}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The control protocol: one JSON request per line, one JSON reply per line.
 //! Parsing is pure so it can be table-tested and fuzzed.
 
+use crate::quote::Q;
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 
@@ -39,7 +40,8 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
     };
     if let Some(k) = obj.keys().find(|k| *k != "method" && *k != "params") {
         return Err(format!(
-            "unknown request key {k:?} (expected \"method\" and \"params\")"
+            "unknown request key {k_q} (expected \"method\" and \"params\")",
+            k_q = Q(k)
         ));
     }
     let method = match obj.get("method") {
@@ -55,7 +57,11 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
     };
     let no_params = |call: Call| -> Result<Call, String> {
         match params.keys().next() {
-            Some(k) => Err(format!("method {method:?} takes no parameters, got {k:?}")),
+            Some(k) => Err(format!(
+                "method {method_q} takes no parameters, got {k_q}",
+                method_q = Q(method),
+                k_q = Q(k)
+            )),
             None => Ok(call),
         }
     };
@@ -66,13 +72,17 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
         "readdress" => {
             if let Some(k) = params.keys().find(|k| *k != "prefix") {
                 return Err(format!(
-                    "readdress: unknown parameter {k:?} (expected \"prefix\")"
+                    "readdress: unknown parameter {k_q} (expected \"prefix\")",
+                    k_q = Q(k)
                 ));
             }
             let prefix = match params.get("prefix") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.parse::<Ipv4Net>().map_err(|_| {
-                    format!("readdress: prefix {s:?} is not an IPv4 prefix like 10.9.8.0/24")
+                    format!(
+                        "readdress: prefix {s_q} is not an IPv4 prefix like 10.9.8.0/24",
+                        s_q = Q(s)
+                    )
                 })?),
                 Some(_) => {
                     return Err(
@@ -85,8 +95,9 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
         other => {
             let known: Vec<&str> = METHODS.iter().map(|(m, _)| *m).collect();
             Err(format!(
-                "unknown method {other:?}; known: {}",
-                known.join(", ")
+                "unknown method {other_q}; known: {}",
+                known.join(", "),
+                other_q = Q(other)
             ))
         }
     }

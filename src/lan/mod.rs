@@ -180,6 +180,15 @@ pub async fn run(
     Ok(())
 }
 
+/// A decision in words, for the log (Display, not Debug: see crate::quote).
+fn describe(d: &Decision) -> String {
+    match d {
+        Decision::Keep => "keep the current prefix".to_string(),
+        Decision::Move { to, reason } => format!("move to {to}: {reason}"),
+        Decision::NoFreePrefix { reason } => format!("no free prefix: {reason}"),
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -244,7 +253,7 @@ impl Task {
             seed: self.state.seed,
         };
         let decision = plan::decide(&inputs);
-        log::debug!("evaluation {}: {decision:?}", self.evaluations);
+        log::debug!("evaluation {}: {}", self.evaluations, describe(&decision));
         match decision {
             Decision::Keep => {
                 self.collision = None;

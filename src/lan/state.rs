@@ -1,6 +1,7 @@
 //! The persisted choice: current prefix, history, and the per-router seed.
 //! Written atomically (temp file, fsync, rename) and only when it changes.
 
+use crate::quote::Q;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -101,7 +102,7 @@ pub fn parse(text: &str) -> Result<State, String> {
     let state: State = toml::from_str(text).map_err(|e| e.message().to_string())?;
     if let Some(p) = &state.prefix {
         p.parse::<ipnet::Ipv4Net>()
-            .map_err(|_| format!("prefix {p:?} is not an IPv4 prefix"))?;
+            .map_err(|_| format!("prefix {p_q} is not an IPv4 prefix", p_q = Q(p)))?;
     }
     Ok(state)
 }
