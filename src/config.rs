@@ -18,6 +18,11 @@ pub const DEFAULT_CONFIG: &str = "/etc/roadie/roadie.toml";
 pub const DEFAULT_SOCKET: &str = "/var/run/roadie.sock";
 pub const DEFAULT_STATE: &str = "/etc/roadie/state.toml";
 pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/roadie/known_hosts";
+pub const DEFAULT_UCI: &str = "/sbin/uci";
+pub const DEFAULT_UBUS: &str = "/bin/ubus";
+pub const DEFAULT_INIT_D: &str = "/etc/init.d";
+pub const DEFAULT_NETWORK_SECTION: &str = "lan";
+pub const DEFAULT_APPLY_TIMEOUT_MS: u64 = 15_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -28,6 +33,7 @@ pub struct Config {
     pub lan: Lan,
     pub servers: Vec<Server>,
     pub tunnels: Vec<Tunnel>,
+    pub openwrt: OpenWrt,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +75,33 @@ impl Lan {
     /// The home prefix (network part of `address`).
     pub fn home(&self) -> Ipv4Net {
         self.address.trunc()
+    }
+}
+
+/// `[openwrt]`: the OpenWrt commands `apply = "uci"` runs, and where the LAN
+/// lives in UCI. Paths are configurable so that tests can use doubles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenWrt {
+    pub uci: PathBuf,
+    pub ubus: PathBuf,
+    /// Directory of the init scripts (`dnsmasq reload` is run from here).
+    pub init_d: PathBuf,
+    /// The UCI section of the LAN in /etc/config/network.
+    pub network_section: String,
+    /// How long to wait for the new address to show on the LAN interface
+    /// after `network reload` before the UCI changes are reverted.
+    pub apply_timeout_ms: u64,
+}
+
+impl Default for OpenWrt {
+    fn default() -> Self {
+        OpenWrt {
+            uci: PathBuf::from(DEFAULT_UCI),
+            ubus: PathBuf::from(DEFAULT_UBUS),
+            init_d: PathBuf::from(DEFAULT_INIT_D),
+            network_section: DEFAULT_NETWORK_SECTION.to_string(),
+            apply_timeout_ms: DEFAULT_APPLY_TIMEOUT_MS,
+        }
     }
 }
 
@@ -287,6 +320,17 @@ mod raw {
         pub server: Vec<Spanned<Server>>,
         #[serde(default)]
         pub tunnel: Vec<Spanned<Tunnel>>,
+        pub openwrt: Option<Spanned<OpenWrt>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct OpenWrt {
+        pub uci: Option<Str>,
+        pub ubus: Option<Str>,
+        pub init_d: Option<Str>,
+        pub network_section: Option<Str>,
+        pub apply_timeout_ms: Option<Int>,
     }
 
     #[derive(Deserialize)]
@@ -727,8 +771,9 @@ fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
 
     let servers: Option<Vec<Server>> = servers.into_iter().collect();
     let tunnels: Option<Vec<Tunnel>> = tunnels.into_iter().collect();
-    let (Some(daemon), Some(wan), Some(lan), Some(servers), Some(tunnels)) =
-        (daemon, wan, lan, servers, tunnels)
+    let openwrt = validate_openwrt(cx, file.openwrt.as_ref());
+    let (Some(daemon), Some(wan), Some(lan), Some(servers), Some(tunnels), Some(openwrt)) =
+        (daemon, wan, lan, servers, tunnels, openwrt)
     else {
         return None;
     };
@@ -739,6 +784,69 @@ fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
         lan,
         servers,
         tunnels,
+        openwrt,
+    })
+}
+
+const MAX_APPLY_TIMEOUT_MS: i64 = 300_000;
+
+fn validate_openwrt(cx: &mut Ctx<'_>, o: Option<&Spanned<raw::OpenWrt>>) -> Option<OpenWrt> {
+    let Some(o) = o else {
+        return Some(OpenWrt::default());
+    };
+    let o = o.get_ref();
+    let mut command = |v: &Option<Str>, key: &str, default: &str| -> Option<PathBuf> {
+        let Some(v) = v else {
+            return Some(PathBuf::from(default));
+        };
+        let s = v.get_ref();
+        if !s.starts_with('/') || s.chars().any(char::is_control) {
+            cx.err(
+                v.span(),
+                format!(
+                    "`{key}` must be an absolute path, got {}; expected e.g. {}",
+                    Q(s),
+                    Q(default)
+                ),
+            );
+            return None;
+        }
+        Some(PathBuf::from(s))
+    };
+    let uci = command(&o.uci, "uci", DEFAULT_UCI);
+    let ubus = command(&o.ubus, "ubus", DEFAULT_UBUS);
+    let init_d = command(&o.init_d, "init_d", DEFAULT_INIT_D);
+    let network_section = match &o.network_section {
+        None => Some(DEFAULT_NETWORK_SECTION.to_string()),
+        Some(v) => {
+            let s = v.get_ref();
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                Some(s.clone())
+            } else {
+                cx.err(
+                    v.span(),
+                    format!(
+                        "network_section {} is not a UCI section name; expected letters, digits and '_', e.g. \"lan\"",
+                        Q(s)
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let timeout = cx.int(
+        &o.apply_timeout_ms,
+        "apply_timeout_ms",
+        DEFAULT_APPLY_TIMEOUT_MS as i64,
+        100,
+        MAX_APPLY_TIMEOUT_MS,
+    );
+    Some(OpenWrt {
+        uci: uci?,
+        ubus: ubus?,
+        init_d: init_d?,
+        network_section: network_section?,
+        apply_timeout_ms: timeout? as u64,
     })
 }
 
@@ -1569,6 +1677,58 @@ address = \"192.168.1.100\"
         assert_eq!(c.lan.home(), net("192.168.1.0/24"));
         assert!(c.servers.is_empty());
         assert!(c.tunnels.is_empty());
+        assert_eq!(
+            c.openwrt,
+            OpenWrt {
+                uci: PathBuf::from("/sbin/uci"),
+                ubus: PathBuf::from("/bin/ubus"),
+                init_d: PathBuf::from("/etc/init.d"),
+                network_section: "lan".into(),
+                apply_timeout_ms: 15_000,
+            }
+        );
+    }
+
+    #[test]
+    fn openwrt_table() {
+        let c = ok(&format!(
+            "{MIN}\n[openwrt]\nuci = \"/t/uci-double\"\nubus = \"/t/ubus-double\"\ninit_d = \"/t/init.d\"\nnetwork_section = \"lan_2\"\napply_timeout_ms = 500\n"
+        ));
+        assert_eq!(c.openwrt.uci, PathBuf::from("/t/uci-double"));
+        assert_eq!(c.openwrt.ubus, PathBuf::from("/t/ubus-double"));
+        assert_eq!(c.openwrt.init_d, PathBuf::from("/t/init.d"));
+        assert_eq!(c.openwrt.network_section, "lan_2");
+        assert_eq!(c.openwrt.apply_timeout_ms, 500);
+        // (text after MIN, "line:col", substring of the message)
+        let cases = [
+            (
+                "uci = \"uci\"",
+                "9:7",
+                "`uci` must be an absolute path, got \"uci\"; expected e.g. \"/sbin/uci\"",
+            ),
+            ("ubus = \"\"", "9:8", "`ubus` must be an absolute path"),
+            (
+                "init_d = \"etc/init.d\"",
+                "9:10",
+                "`init_d` must be an absolute path",
+            ),
+            (
+                "network_section = \"lan.1\"",
+                "9:19",
+                "not a UCI section name",
+            ),
+            ("network_section = \"\"", "9:19", "not a UCI section name"),
+            ("apply_timeout_ms = 99", "9:20", "between 100 and 300000"),
+            (
+                "apply_timeout_ms = 300001",
+                "9:20",
+                "between 100 and 300000",
+            ),
+            ("dnsmasq = \"/x\"", "9:1", "unknown field `dnsmasq`"),
+        ];
+        for (extra, at, needle) in cases {
+            assert_one(extra, &format!("{MIN}\n[openwrt]\n{extra}\n"), at, needle);
+        }
     }
 
     #[test]
@@ -1645,6 +1805,7 @@ target = \"master:80\"
         assert!(c.wan.probe_url.is_some() && c.wan.probe_expect.is_some());
         assert_eq!(c.lan.address, net("192.168.1.1/24"));
         assert_eq!(c.lan.apply, ApplyMode::Uci);
+        assert_eq!(c.openwrt, OpenWrt::default());
         assert_eq!(c.lan.hook, Some(PathBuf::from("/etc/roadie/readdress.sh")));
         assert_eq!(
             c.lan.hosts,

@@ -102,6 +102,7 @@ fn lan_settings(config: &Config) -> lan::Settings {
         lan: config.lan.clone(),
         wan: config.wan.interfaces.clone(),
         state_path: config.daemon.state.clone(),
+        openwrt: config.openwrt.clone(),
     }
 }
 

@@ -1,11 +1,13 @@
 //! The LAN task: waits for the uplink to settle, asks the planner, applies its
-//! answer (netlink), runs the hook, persists the choice, and publishes status.
+//! answer (netlink, or OpenWrt's UCI), runs the hook, persists the choice, and
+//! publishes status.
 
 pub mod apply;
 pub mod hook;
 pub mod state;
+pub mod uci;
 
-use crate::config::{ApplyMode, Lan};
+use crate::config::{ApplyMode, Lan, OpenWrt};
 use crate::netwatch::{self, NetState};
 use crate::plan::{self, Decision, Inputs, Other, Uplink};
 use ipnet::Ipv4Net;
@@ -23,6 +25,7 @@ pub struct Settings {
     pub lan: Lan,
     pub wan: Vec<String>,
     pub state_path: PathBuf,
+    pub openwrt: OpenWrt,
 }
 
 pub enum Command {
@@ -47,6 +50,17 @@ pub struct Status {
     pub evaluations: u64,
     pub settling: bool,
     pub hook: Option<HookStatus>,
+    /// The last UCI apply (apply = "uci"): what changed, or why it was reverted.
+    pub apply: Option<ApplyStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyStatus {
+    pub at: u64,
+    pub ok: bool,
+    /// The UCI changes were undone (the new address never showed up).
+    pub reverted: bool,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,10 +104,12 @@ struct Task {
     net: watch::Receiver<NetState>,
     status: watch::Sender<Status>,
     hook: Option<HookStatus>,
+    apply: Option<ApplyStatus>,
     problem: Option<String>,
     collision: Option<CollisionStatus>,
     evaluations: u64,
     settling: bool,
+    cancel: CancellationToken,
 }
 
 /// Run the LAN task until cancelled.
@@ -131,10 +147,12 @@ pub async fn run(
         net,
         status,
         hook: None,
+        apply: None,
         problem: loaded.warning,
         collision: None,
         evaluations: 0,
         settling: true,
+        cancel: cancel.clone(),
     };
     task.publish();
     let mut last = relevant(&task.net.borrow(), &task.settings);
@@ -189,6 +207,12 @@ fn describe(d: &Decision) -> String {
     }
 }
 
+enum Wait {
+    Appeared,
+    TimedOut,
+    Stopped,
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -214,6 +238,7 @@ impl Task {
             evaluations: self.evaluations,
             settling: self.settling,
             hook: self.hook.clone(),
+            apply: self.apply.clone(),
         };
         self.status.send_replace(status);
     }
@@ -285,8 +310,8 @@ impl Task {
     /// Put the router's address for the current prefix on the LAN interface.
     async fn ensure(&mut self) {
         let lan = &self.settings.lan;
-        if self.settings.lan.apply != ApplyMode::Netlink {
-            return;
+        if self.settings.lan.apply == ApplyMode::Uci {
+            return self.ensure_uci().await;
         }
         let want = router_address(lan, self.current);
         let old: Vec<Ipv4Net> = [lan.home()]
@@ -318,11 +343,7 @@ impl Task {
                     .collect();
                 apply::apply(&self.handle, &lan.interface, address, &old).await?;
             }
-            ApplyMode::Uci => {
-                return Err(
-                    "apply = \"uci\" is not available in this build; use \"netlink\"".into(),
-                );
-            }
+            ApplyMode::Uci => self.apply_uci(from, address).await?,
         }
         self.current = to;
         self.state.prefix = (to != lan.home()).then(|| to.to_string());
@@ -356,6 +377,138 @@ impl Task {
             });
         }
         Ok(())
+    }
+
+    /// UCI is what survives a reboot: when it disagrees with the prefix
+    /// roadie is in (someone edited it, or an earlier apply was cut short),
+    /// apply the current prefix again.
+    async fn ensure_uci(&mut self) {
+        let want = router_address(&self.settings.lan, self.current);
+        let cfg = self.settings.openwrt.clone();
+        let found = uci::Uci { cfg: &cfg }
+            .network()
+            .await
+            .and_then(|n| uci::lan_addresses(&n, &cfg.network_section));
+        match found {
+            Ok(addrs) if addrs.iter().any(|a| a.addr() == want.addr()) => {}
+            Ok(addrs) => {
+                let have: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                log::warn!(
+                    "UCI network.{} has {}, but the LAN is at {want}: applying it again",
+                    cfg.network_section,
+                    have.join(" ")
+                );
+                if let Err(e) = self.apply_uci(self.current, want).await {
+                    log::error!("{e}");
+                    self.problem = Some(e);
+                }
+            }
+            Err(e) => {
+                log::warn!("{e}");
+                self.problem = Some(e);
+            }
+        }
+    }
+
+    /// Move the LAN in UCI (network + dhcp), reload network and dnsmasq, and
+    /// wait for the kernel to show `address` on the LAN interface. When it
+    /// does not within `apply_timeout_ms`, undo the UCI changes (and reload
+    /// again), and say so.
+    async fn apply_uci(&mut self, from: Ipv4Net, address: Ipv4Net) -> Result<(), String> {
+        let cfg = self.settings.openwrt.clone();
+        let home = self.settings.lan.home();
+        let interface = self.settings.lan.interface.clone();
+        let uci = uci::Uci { cfg: &cfg };
+        let started = Instant::now();
+        let network = uci.network().await?;
+        let dhcp = uci.dhcp().await?;
+        let changes = uci::plan(&network, &cfg.network_section, &dhcp, from, home, address)?;
+        let keys: Vec<&str> = changes.list.iter().map(|c| c.key.as_str()).collect();
+        let what = if keys.is_empty() {
+            "no UCI change needed".to_string()
+        } else {
+            format!("changed {}", keys.join(", "))
+        };
+        if !changes.is_empty() {
+            uci.write(&changes, false).await?;
+            log::info!("UCI: {what}");
+        }
+        let timeout = std::time::Duration::from_millis(cfg.apply_timeout_ms);
+        let why = match uci.reload().await {
+            Err(e) => e,
+            Ok(()) => match self.wait_address(&interface, address, timeout).await {
+                Wait::Appeared => {
+                    let message = format!(
+                        "UCI: {what}; {address} up on {interface} after {} ms",
+                        started.elapsed().as_millis()
+                    );
+                    log::info!("{message}");
+                    self.apply = Some(ApplyStatus {
+                        at: now_unix(),
+                        ok: true,
+                        reverted: false,
+                        message,
+                    });
+                    return Ok(());
+                }
+                Wait::TimedOut => format!(
+                    "{address} did not appear on {interface} within {} ms of the network reload",
+                    cfg.apply_timeout_ms
+                ),
+                Wait::Stopped => "roadie is stopping".to_string(),
+            },
+        };
+        let undo = if changes.is_empty() {
+            Ok(())
+        } else {
+            match uci.write(&changes, true).await {
+                Ok(()) => uci.reload().await,
+                Err(e) => Err(e),
+            }
+        };
+        let message = match (&undo, changes.is_empty()) {
+            (Ok(()), true) => format!("UCI: {why}"),
+            (Ok(()), false) => {
+                format!("UCI: {why}; reverted the UCI changes ({})", keys.join(", "))
+            }
+            (Err(e), _) => format!(
+                "UCI: {why}; reverting the UCI changes failed too ({e}); check `uci show network.{}` and `uci show dhcp`",
+                cfg.network_section
+            ),
+        };
+        log::error!("{message}");
+        self.apply = Some(ApplyStatus {
+            at: now_unix(),
+            ok: false,
+            reverted: undo.is_ok() && !changes.is_empty(),
+            message: message.clone(),
+        });
+        Err(message)
+    }
+
+    /// Waits for the kernel (as netwatch sees it) to show `address` on
+    /// `interface`. Uses its own receiver, so the main loop still sees every
+    /// change.
+    async fn wait_address(
+        &self,
+        interface: &str,
+        address: Ipv4Net,
+        timeout: std::time::Duration,
+    ) -> Wait {
+        let mut rx = self.net.clone();
+        let has = |s: &NetState| {
+            s.link(interface)
+                .is_some_and(|l| l.addrs.contains(&address))
+        };
+        tokio::select! {
+            r = tokio::time::timeout(timeout, rx.wait_for(has)) => match r {
+                Ok(Ok(_)) => Wait::Appeared,
+                // Netwatch gone (shutting down) or deadline passed.
+                Ok(Err(_)) => Wait::Stopped,
+                Err(_) => Wait::TimedOut,
+            },
+            _ = self.cancel.cancelled() => Wait::Stopped,
+        }
     }
 
     async fn readdress(&mut self, prefix: Option<Ipv4Net>) -> Result<Value, String> {
