@@ -1,0 +1,450 @@
+//! The OpenWrt side of roadie without a router: the procd init script (sh -n,
+//! shellcheck, and a run against a recording double of rc.common/procd), the
+//! SDK Makefile's conventions, the packaged default config, and the .ipk that
+//! scripts/build-ipk makes from the cross-built mipsel binary.
+//!
+//! The .ipk test needs target/mipsel-unknown-linux-musl/release/roadie (from
+//! scripts/cross-build or scripts/test-cross). Without it the test prints
+//! SKIP, except under CI=true, where it builds it (a few minutes cold).
+
+mod common;
+
+use common::{ROADIE, run_with, skip};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const INIT: &str = "openwrt-package/files/roadie.init";
+const MIPSEL: &str = "mipsel-unknown-linux-musl";
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(REPO).join(p)
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("roadie-pkg-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+/// Runs a command (5 min deadline), returns (exit code, stdout, stderr).
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = run_with(cmd, None, Duration::from_secs(300));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Every shell script this part of the project ships or tests with.
+const SHELL_SCRIPTS: &[&str] = &[
+    INIT,
+    "scripts/cross-build",
+    "scripts/build-ipk",
+    "scripts/test-cross",
+    "scripts/zig/cc",
+    "scripts/zig/ar",
+    "scripts/zig/mipsel-unknown-linux-musl",
+    "scripts/zig/mips-unknown-linux-musl",
+    "scripts/zig/aarch64-unknown-linux-musl",
+    "scripts/zig/armv7-unknown-linux-musleabihf",
+    "tests/doubles/ubus-double",
+    "tests/doubles/dnsmasq-init-double",
+    "tests/doubles/rc.common-double",
+];
+
+#[test]
+fn shell_scripts_parse_and_pass_shellcheck() {
+    for script in SHELL_SCRIPTS {
+        let path = repo(script);
+        let mode = fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{script}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111, "{script} is not executable");
+        let bash = fs::read_to_string(&path)
+            .unwrap()
+            .starts_with("#!/usr/bin/env bash");
+        let (code, _, err) = run(Command::new(if bash { "bash" } else { "sh" })
+            .arg("-n")
+            .arg(&path));
+        assert_eq!(code, 0, "{script} does not parse: {err}");
+    }
+    if !have("shellcheck") {
+        skip("shellcheck is not installed (apt-get install shellcheck)");
+        return;
+    }
+    let (code, out, err) = run(Command::new("shellcheck")
+        .current_dir(REPO)
+        .args(SHELL_SCRIPTS));
+    assert_eq!(code, 0, "shellcheck:\n{out}{err}");
+}
+
+/// Runs `sh rc.common-double roadie.init ACTION` and returns the recorded
+/// procd calls, each as its arguments.
+fn procd(action: &str, prog: Option<&str>) -> (Vec<Vec<String>>, String) {
+    let dir = tmpdir(&format!("procd-{action}"));
+    let log = dir.join("procd.log");
+    let mut cmd = Command::new("sh");
+    cmd.arg(repo("tests/doubles/rc.common-double"))
+        .arg(repo(INIT))
+        .arg(action)
+        .env("PROCD_DOUBLE_LOG", &log);
+    if let Some(p) = prog {
+        cmd.env("RC_DOUBLE_PROG", p);
+    }
+    let (code, out, err) = run(&mut cmd);
+    assert_eq!(code, 0, "roadie.init {action}: {out}{err}");
+    let calls = fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    let _ = fs::remove_dir_all(&dir);
+    (calls, out)
+}
+
+#[test]
+fn init_script_under_a_procd_double() {
+    let text = fs::read_to_string(repo(INIT)).unwrap();
+    assert!(text.starts_with("#!/bin/sh /etc/rc.common\n"), "shebang");
+    let start: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("START="))
+        .and_then(|v| v.parse().ok())
+        .expect("START=NN");
+    assert!(start > 20, "START={start} must come after the network (20)");
+
+    let (calls, _) = procd("start", None);
+    let strs: Vec<Vec<&str>> = calls
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
+        .collect();
+    assert_eq!(
+        strs.first().map(|c| &c[..2]),
+        Some(&["procd_open_service", "roadie"][..])
+    );
+    let instance: Vec<&Vec<&str>> = strs
+        .iter()
+        .skip_while(|c| c[0] != "procd_open_instance")
+        .take_while(|c| c[0] != "procd_close_instance")
+        .collect();
+    let param = |name: &str| -> Option<Vec<&str>> {
+        instance
+            .iter()
+            .find(|c| c[0] == "procd_set_param" && c[1] == name)
+            .map(|c| c[2..].to_vec())
+    };
+    assert_eq!(
+        param("command"),
+        Some(vec!["/usr/sbin/roadie", "daemon"]),
+        "{strs:?}"
+    );
+    assert!(param("respawn").is_some(), "no respawn: {strs:?}");
+    assert_eq!(param("stdout"), Some(vec!["1"]));
+    assert_eq!(param("stderr"), Some(vec!["1"]));
+    let term: u32 = param("term_timeout").expect("term_timeout")[0]
+        .parse()
+        .expect("term_timeout is a number");
+    assert!(
+        (3..=5).contains(&term),
+        "term_timeout {term}: roadie stops within 2 s, so 3-5 s before SIGKILL"
+    );
+    assert!(
+        strs.iter().any(|c| c[0] == "procd_close_instance"),
+        "instance not closed"
+    );
+
+    let (calls, _) = procd("reload", None);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let c = &calls[0];
+    assert_eq!(c[0], "procd_send_signal");
+    assert_eq!(c[1], "roadie");
+    // procd's default signal is SIGHUP; an explicit one must be HUP too.
+    assert!(
+        c.get(3).is_none_or(|s| s == "HUP" || s == "1"),
+        "reload must send SIGHUP: {c:?}"
+    );
+
+    // `status` runs `roadie status`.
+    let dir = tmpdir("status-prog");
+    let fake = dir.join("roadie");
+    fs::write(&fake, "#!/bin/sh\necho \"fake roadie: $*\"\n").unwrap();
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
+    let (calls, out) = procd("status", Some(fake.to_str().unwrap()));
+    assert!(calls.is_empty(), "{calls:?}");
+    assert_eq!(out.trim(), "fake roadie: status");
+    let _ = fs::remove_dir_all(&dir);
+
+    let (calls, _) = procd("enable", None);
+    assert_eq!(calls[0][1], format!("S{start}roadie"));
+}
+
+/// `NAME:=value` from the SDK Makefile.
+fn mk_var(mk: &str, name: &str) -> Option<String> {
+    mk.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:=")))
+        .map(|v| v.trim().to_string())
+}
+
+fn mk_define<'a>(mk: &'a str, name: &str) -> Vec<&'a str> {
+    mk.lines()
+        .skip_while(|l| l.trim() != format!("define {name}"))
+        .skip(1)
+        .take_while(|l| l.trim() != "endef")
+        .map(str::trim)
+        .collect()
+}
+
+const CONFFILES: [&str; 3] = [
+    "/etc/roadie/roadie.toml",
+    "/etc/roadie/known_hosts",
+    "/etc/roadie/state.toml",
+];
+
+#[test]
+fn sdk_makefile_follows_the_packages_feed() {
+    let mk = fs::read_to_string(repo("openwrt-package/Makefile")).unwrap();
+    let cargo = fs::read_to_string(repo("Cargo.toml")).unwrap();
+    let cargo: toml::Table = cargo.parse().unwrap();
+    assert_eq!(
+        mk_var(&mk, "PKG_VERSION").as_deref(),
+        cargo["package"]["version"].as_str(),
+        "PKG_VERSION and Cargo.toml's version differ"
+    );
+    assert_eq!(mk_var(&mk, "PKG_NAME").as_deref(), Some("roadie"));
+    assert!(mk_var(&mk, "PKG_RELEASE").is_some());
+    assert_eq!(
+        mk_var(&mk, "PKG_BUILD_DEPENDS").as_deref(),
+        Some("rust/host")
+    );
+    assert!(mk.contains("include $(TOPDIR)/rules.mk"));
+    assert!(mk.contains("include $(INCLUDE_DIR)/package.mk"));
+    assert!(
+        mk.lines()
+            .any(|l| l.starts_with("include ") && l.ends_with("lang/rust/rust-package.mk"))
+    );
+    let pkg = mk_define(&mk, "Package/roadie");
+    assert!(pkg.contains(&"DEPENDS:=$(RUST_ARCH_DEPENDS)"), "{pkg:?}");
+    assert_eq!(mk_define(&mk, "Package/roadie/conffiles"), CONFFILES);
+    let install = mk_define(&mk, "Package/roadie/install").join("\n");
+    for want in [
+        "$(INSTALL_BIN) $(PKG_INSTALL_DIR)/bin/roadie $(1)/usr/sbin/roadie",
+        "$(INSTALL_BIN) ./files/roadie.init $(1)/etc/init.d/roadie",
+        "$(INSTALL_CONF) ./files/roadie.toml $(1)/etc/roadie/roadie.toml",
+    ] {
+        assert!(install.contains(want), "install lacks {want}:\n{install}");
+    }
+    assert!(mk.contains("$(eval $(call RustBinPackage,roadie))"));
+    assert!(mk.contains("$(eval $(call BuildPackage,roadie))"));
+    // Nothing that ties it to one package format (ipk on 24.10, apk on 25.12).
+    assert!(!mk.contains("ipkg") && !mk.contains(".ipk") && !mk.contains(".apk"));
+}
+
+#[test]
+fn packaged_default_config_passes_check_config() {
+    let (code, out, err) = run(Command::new(ROADIE)
+        .args(["-c", "openwrt-package/files/roadie.toml", "check-config"])
+        .current_dir(REPO));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "ok");
+}
+
+// ---------------------------------------------------------------------------
+// The .ipk
+
+/// The cross-built mipsel binary, or None (skipped) when it is not there.
+fn cross_binary() -> Option<PathBuf> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo("target"));
+    let bin = dir.join(MIPSEL).join("release/roadie");
+    if bin.exists() {
+        return Some(bin);
+    }
+    if std::env::var("CI").as_deref() != Ok("true") {
+        skip(&format!(
+            "{} not built; run scripts/cross-build {MIPSEL} (or scripts/test-cross)",
+            bin.display()
+        ));
+        return None;
+    }
+    let (code, out, err) = run(Command::new(repo("scripts/cross-build")).arg(MIPSEL));
+    assert_eq!(code, 0, "scripts/cross-build {MIPSEL}:\n{out}{err}");
+    assert!(bin.exists(), "cross-build made no {}", bin.display());
+    Some(bin)
+}
+
+/// (mode, uid, gid, size) of each entry of a tar.gz, by name.
+fn tar_listing(file: &Path) -> BTreeMap<String, (u32, u32, u32, u64)> {
+    // GNU tar's verbose listing: "-rwxr-xr-x 0/0  1234 2026-01-01 00:00 ./name"
+    let (code, out, err) = run(Command::new("tar")
+        .args(["--numeric-owner", "-tvzf"])
+        .arg(file));
+    assert_eq!(code, 0, "tar -tvzf {}: {err}", file.display());
+    let mut entries = BTreeMap::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert!(f.len() >= 6, "unexpected tar listing line {line:?}");
+        let perms = f[0];
+        let mut mode = 0;
+        for (i, c) in perms[1..10].chars().enumerate() {
+            if c != '-' {
+                mode |= 1 << (8 - i);
+            }
+        }
+        let (uid, gid) = f[1].split_once('/').expect("uid/gid");
+        entries.insert(
+            f[5].to_string(),
+            (mode, uid.parse().unwrap(), gid.parse().unwrap(), f[2].parse().unwrap()),
+        );
+    }
+    entries
+}
+
+fn untar(file: &Path, into: &Path) {
+    fs::create_dir_all(into).unwrap();
+    let (code, _, err) = run(Command::new("tar").arg("-xzf").arg(file).arg("-C").arg(into));
+    assert_eq!(code, 0, "tar -xzf {}: {err}", file.display());
+}
+
+#[test]
+fn ipk_unpacks_with_tar_and_carries_the_mipsel_binary() {
+    let Some(bin) = cross_binary() else { return };
+    let dir = tmpdir("ipk");
+    let out_dir = dir.join("out");
+    let (code, out, err) = run(Command::new(repo("scripts/build-ipk"))
+        .arg(MIPSEL)
+        .env("OUT", &out_dir)
+        .env("SOURCE_DATE_EPOCH", "1700000000"));
+    assert_eq!(code, 0, "build-ipk:\n{out}{err}");
+    let mk = fs::read_to_string(repo("openwrt-package/Makefile")).unwrap();
+    let version = format!(
+        "{}-r{}",
+        mk_var(&mk, "PKG_VERSION").unwrap(),
+        mk_var(&mk, "PKG_RELEASE").unwrap()
+    );
+    let ipk = PathBuf::from(out.trim());
+    assert_eq!(
+        ipk,
+        out_dir.join(format!("roadie_{version}_mipsel_24kc.ipk"))
+    );
+
+    // The outer gzip'd tar, as ipkg-build makes it.
+    let (code, names, _) = run(Command::new("tar").arg("-tzf").arg(&ipk));
+    assert_eq!(code, 0);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
+    );
+    let outer = dir.join("outer");
+    untar(&ipk, &outer);
+    assert_eq!(
+        fs::read_to_string(outer.join("debian-binary")).unwrap(),
+        "2.0\n"
+    );
+
+    // control.tar.gz
+    let control = dir.join("control");
+    untar(&outer.join("control.tar.gz"), &control);
+    let listing = tar_listing(&outer.join("control.tar.gz"));
+    for (name, mode) in [
+        ("./control", 0o644),
+        ("./conffiles", 0o644),
+        ("./postinst", 0o755),
+        ("./prerm", 0o755),
+    ] {
+        let (m, uid, gid, _) = listing[name];
+        assert_eq!((m, uid, gid), (mode, 0, 0), "{name}");
+    }
+    let text = fs::read_to_string(control.join("control")).unwrap();
+    let fields: BTreeMap<&str, &str> = text
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_once(": "))
+        .collect();
+    assert_eq!(fields["Package"], "roadie");
+    assert_eq!(fields["Version"], version);
+    assert_eq!(fields["Depends"], "libc");
+    assert_eq!(fields["Architecture"], "mipsel_24kc");
+    assert_eq!(fields["Section"], "net");
+    assert_eq!(fields["SourceDateEpoch"], "1700000000");
+    assert!(fields.contains_key("Description"));
+    assert_eq!(
+        fs::read_to_string(control.join("conffiles"))
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        CONFFILES
+    );
+    for (script, call) in [("postinst", "default_postinst"), ("prerm", "default_prerm")] {
+        let path = control.join(script);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n"), "{script}");
+        assert!(text.contains(&format!("{call} $0 $@")), "{script}:\n{text}");
+        assert!(text.contains("/lib/functions.sh"), "{script}");
+        let (code, _, err) = run(Command::new("sh").arg("-n").arg(&path));
+        assert_eq!(code, 0, "{script}: {err}");
+    }
+
+    // data.tar.gz: files, modes, owners.
+    let listing = tar_listing(&outer.join("data.tar.gz"));
+    let files: Vec<(&str, u32)> = listing
+        .iter()
+        .filter(|(n, _)| !n.ends_with('/'))
+        .map(|(n, (m, _, _, _))| (n.as_str(), *m))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("./etc/init.d/roadie", 0o755),
+            ("./etc/roadie/roadie.toml", 0o600),
+            ("./usr/sbin/roadie", 0o755),
+        ]
+    );
+    assert!(listing.values().all(|(_, uid, gid, _)| (*uid, *gid) == (0, 0)));
+    let total: u64 = listing.values().map(|e| e.3).sum();
+    assert_eq!(fields["Installed-Size"], total.to_string());
+    let data = dir.join("data");
+    untar(&outer.join("data.tar.gz"), &data);
+    let packaged = fs::read(data.join("usr/sbin/roadie")).unwrap();
+    assert!(
+        packaged == fs::read(&bin).unwrap(),
+        "the packaged binary is not {}",
+        bin.display()
+    );
+    // ELF, 32-bit, little-endian, e_machine 8 (MIPS).
+    assert_eq!(&packaged[..4], b"\x7fELF");
+    assert_eq!(packaged[4], 1, "ELFCLASS32");
+    assert_eq!(packaged[5], 1, "little-endian");
+    assert_eq!(u16::from_le_bytes([packaged[18], packaged[19]]), 8, "EM_MIPS");
+    assert_eq!(
+        fs::read(data.join("etc/init.d/roadie")).unwrap(),
+        fs::read(repo(INIT)).unwrap()
+    );
+    assert_eq!(
+        fs::read(data.join("etc/roadie/roadie.toml")).unwrap(),
+        fs::read(repo("openwrt-package/files/roadie.toml")).unwrap()
+    );
+
+    // The host binary is not a mipsel one: refused, saying why.
+    let (code, _, err) = run(Command::new(repo("scripts/build-ipk"))
+        .args([MIPSEL, ROADIE])
+        .env("OUT", &out_dir));
+    assert_ne!(code, 0);
+    assert!(err.contains("ELF machine"), "{err}");
+    let _ = fs::remove_dir_all(&dir);
+}
