@@ -314,7 +314,12 @@ fn tar_listing(file: &Path) -> BTreeMap<String, (u32, u32, u32, u64)> {
         let (uid, gid) = f[1].split_once('/').expect("uid/gid");
         entries.insert(
             f[5].to_string(),
-            (mode, uid.parse().unwrap(), gid.parse().unwrap(), f[2].parse().unwrap()),
+            (
+                mode,
+                uid.parse().unwrap(),
+                gid.parse().unwrap(),
+                f[2].parse().unwrap(),
+            ),
         );
     }
     entries
@@ -322,7 +327,11 @@ fn tar_listing(file: &Path) -> BTreeMap<String, (u32, u32, u32, u64)> {
 
 fn untar(file: &Path, into: &Path) {
     fs::create_dir_all(into).unwrap();
-    let (code, _, err) = run(Command::new("tar").arg("-xzf").arg(file).arg("-C").arg(into));
+    let (code, _, err) = run(Command::new("tar")
+        .arg("-xzf")
+        .arg(file)
+        .arg("-C")
+        .arg(into));
     assert_eq!(code, 0, "tar -xzf {}: {err}", file.display());
 }
 
@@ -420,7 +429,11 @@ fn ipk_unpacks_with_tar_and_carries_the_mipsel_binary() {
             ("./usr/sbin/roadie", 0o755),
         ]
     );
-    assert!(listing.values().all(|(_, uid, gid, _)| (*uid, *gid) == (0, 0)));
+    assert!(
+        listing
+            .values()
+            .all(|(_, uid, gid, _)| (*uid, *gid) == (0, 0))
+    );
     let total: u64 = listing.values().map(|e| e.3).sum();
     assert_eq!(fields["Installed-Size"], total.to_string());
     let data = dir.join("data");
@@ -435,7 +448,11 @@ fn ipk_unpacks_with_tar_and_carries_the_mipsel_binary() {
     assert_eq!(&packaged[..4], b"\x7fELF");
     assert_eq!(packaged[4], 1, "ELFCLASS32");
     assert_eq!(packaged[5], 1, "little-endian");
-    assert_eq!(u16::from_le_bytes([packaged[18], packaged[19]]), 8, "EM_MIPS");
+    assert_eq!(
+        u16::from_le_bytes([packaged[18], packaged[19]]),
+        8,
+        "EM_MIPS"
+    );
     assert_eq!(
         fs::read(data.join("etc/init.d/roadie")).unwrap(),
         fs::read(repo(INIT)).unwrap()

@@ -477,6 +477,7 @@ impl Task {
             ),
         };
         log::error!("{message}");
+        self.problem = Some(message.clone());
         self.apply = Some(ApplyStatus {
             at: now_unix(),
             ok: false,

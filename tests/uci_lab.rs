@@ -1,0 +1,460 @@
+//! `apply = "uci"` in the namespace lab (see tests/common/mod.rs): roadie runs
+//! in the router namespace with [openwrt] pointing at test doubles of `uci`
+//! (tests/doubles/uci-double, over real UCI files), `ubus` (whose `network
+//! reload` puts the committed LAN address on lan0 with `ip`, like netifd) and
+//! /etc/init.d/dnsmasq. Checked: the committed network and dhcp files after a
+//! move, the reloads, the kernel address, status; and the revert when the
+//! address never appears. Needs root; without it the lab tests print SKIP
+//! (and fail under CI=true).
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+fn double(name: &str) -> String {
+    format!("{REPO}/tests/doubles/{name}")
+}
+
+const NETWORK_NETMASK: &str = "
+config interface 'loopback'
+\toption device 'lo'
+\toption proto 'static'
+\toption ipaddr '127.0.0.1'
+\toption netmask '255.0.0.0'
+
+config interface 'lan'
+\toption device 'lan0'
+\toption proto 'static'
+\toption ipaddr '192.168.1.1'
+\toption netmask '255.255.255.0'
+\toption ip6assign '60'
+
+config interface 'wan'
+\toption device 'wan0'
+\toption proto 'dhcp'
+";
+
+const NETWORK_CIDR: &str = "
+config interface 'lan'
+\toption device 'lan0'
+\toption proto 'static'
+\tlist ipaddr '192.168.1.1/24'
+\tlist ipaddr '172.31.0.1/16'
+
+config interface 'wan'
+\toption device 'wan0'
+\toption proto 'dhcp'
+";
+
+const DHCP: &str = "
+config dnsmasq
+\toption domainneeded '1'
+\toption local '/lan/'
+
+config dhcp 'lan'
+\toption interface 'lan'
+\toption start '100'
+\toption limit '150'
+\toption leasetime '12h'
+
+config host
+\toption name 'master'
+\toption mac '52:54:00:12:34:56'
+\toption ip '192.168.1.100'
+
+config host 'worker'
+\toption name 'worker'
+\toption mac '52:54:00:12:34:57'
+\toption ip '192.168.1.101'
+
+config host
+\toption name 'elsewhere'
+\toption ip '10.0.0.5'
+
+config domain
+\toption name 'api.cluster'
+\toption ip '192.168.1.100'
+";
+
+struct UciLab {
+    lab: Lab,
+    conf: PathBuf,
+    calls: PathBuf,
+}
+
+/// The lab with roadie on apply = "uci" and the doubles. `reload`: "apply"
+/// or "ignore" (a network reload that never brings the address up).
+fn uci_lab(network: &str, reload: &str, timeout_ms: u64) -> Option<UciLab> {
+    let mut lab = Lab::new(LabOpts {
+        start_daemon: false,
+        settle_ms: 100,
+        ..LabOpts::default()
+    })?;
+    let d = lab.dir.clone();
+    let conf = d.join("uci/config");
+    for sub in [
+        "uci/config",
+        "uci/save",
+        "uci/committed-only",
+        "bin",
+        "init.d",
+    ] {
+        fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    fs::write(conf.join("network"), network).unwrap();
+    fs::write(conf.join("dhcp"), DHCP).unwrap();
+    let calls = d.join("calls.log");
+    let uci = |save: &str| {
+        format!(
+            "{} -c {} -P {}",
+            double("uci-double"),
+            conf.display(),
+            d.join(save).display()
+        )
+    };
+    script(
+        &d.join("bin/uci"),
+        &format!("exec {} \"$@\"", uci("uci/save")),
+    );
+    script(
+        &d.join("bin/ubus"),
+        &format!(
+            "export UBUS_DOUBLE_LOG='{}' UBUS_DOUBLE_UCI='{}' UBUS_DOUBLE_RELOAD={reload}\nexec {} \"$@\"",
+            calls.display(),
+            uci("uci/committed-only"),
+            double("ubus-double"),
+        ),
+    );
+    script(
+        &d.join("init.d/dnsmasq"),
+        &format!(
+            "export INIT_DOUBLE_LOG='{}'\nexec {} \"$@\"",
+            calls.display(),
+            double("dnsmasq-init-double")
+        ),
+    );
+    let text = lab
+        .config_text()
+        .replace("[lan]\n", "[lan]\napply = \"uci\"\n")
+        + &format!(
+            "\n[openwrt]\nuci = {:?}\nubus = {:?}\ninit_d = {:?}\napply_timeout_ms = {timeout_ms}\n",
+            d.join("bin/uci").display().to_string(),
+            d.join("bin/ubus").display().to_string(),
+            d.join("init.d").display().to_string(),
+        );
+    lab.write_config(&text);
+    lab.start_daemon();
+    lab.wait_ready();
+    Some(UciLab { lab, conf, calls })
+}
+
+fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+impl UciLab {
+    /// `uci-double show CONFIG` over the committed files only.
+    fn committed(&self, config: &str) -> String {
+        run_ok(Command::new(double("uci-double")).args([
+            "-c",
+            self.conf.to_str().unwrap(),
+            "-P",
+            self.lab.dir.join("uci/committed-only").to_str().unwrap(),
+            "show",
+            config,
+        ]))
+    }
+
+    fn file(&self, config: &str) -> String {
+        fs::read_to_string(self.conf.join(config)).unwrap()
+    }
+
+    fn calls(&self) -> Vec<String> {
+        fs::read_to_string(&self.calls)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn staged(&self) -> Vec<String> {
+        fs::read_dir(self.lab.dir.join("uci/save"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+fn count(lines: &[String], what: &str) -> usize {
+    lines.iter().filter(|l| l.as_str() == what).count()
+}
+
+/// A real collision (the upstream renumbers into the LAN's prefix) with the
+/// `ipaddr` + `netmask` style: UCI network and dhcp follow, netifd (the ubus
+/// double) brings the address up, dnsmasq is reloaded, the hook runs.
+#[test]
+fn uci_lab_moves_network_and_dhcp_on_collision() {
+    let Some(mut u) = uci_lab(NETWORK_NETMASK, "apply", 10_000) else {
+        return;
+    };
+    let before = u.lab.status();
+    assert_eq!(lan_prefix(&before), "192.168.1.0/24");
+    assert!(before["lan"]["apply"].is_null(), "{before}");
+    assert!(u.calls().is_empty(), "no reload at start: {:?}", u.calls());
+
+    u.lab
+        .renumber("192.168.1.254/24", "192.168.1.50", "192.168.1.150");
+    let lab = &u.lab;
+    let s = lab.wait_status("the LAN to move", LONG, |s| {
+        lan_prefix(s) != "192.168.1.0/24" && !s["lan"]["apply"].is_null()
+    });
+    let prefix = lan_prefix(&s);
+    let router = host_in(&prefix, 1);
+    let apply = &s["lan"]["apply"];
+    assert_eq!(apply["ok"], true, "{s}");
+    assert_eq!(apply["reverted"], false);
+    assert!(
+        apply["message"]
+            .as_str()
+            .unwrap()
+            .contains("network.lan.ipaddr"),
+        "{apply}"
+    );
+    assert!(s["lan"]["problem"].is_null(), "{s}");
+
+    // The committed network config: ipaddr moved, netmask kept.
+    let network = u.committed("network");
+    assert!(
+        network.contains(&format!("network.lan.ipaddr='{router}'\n")),
+        "{network}"
+    );
+    assert!(network.contains("network.lan.netmask='255.255.255.0'\n"));
+    assert!(network.contains("network.lan.ip6assign='60'\n"));
+    assert!(network.contains("network.wan.proto='dhcp'\n"));
+    assert!(
+        u.file("network")
+            .contains(&format!("\toption ipaddr '{router}'\n"))
+    );
+    // dhcp: reservations and names in the old prefix keep their offset.
+    let dhcp = u.file("dhcp");
+    let master = host_in(&prefix, 100);
+    let worker = host_in(&prefix, 101);
+    assert!(
+        dhcp.contains(&format!(
+            "config host\n\toption name 'master'\n\toption mac '52:54:00:12:34:56'\n\toption ip '{master}'\n"
+        )),
+        "{dhcp}"
+    );
+    assert!(dhcp.contains(&format!("config host 'worker'\n\toption name 'worker'\n\toption mac '52:54:00:12:34:57'\n\toption ip '{worker}'\n")), "{dhcp}");
+    assert!(dhcp.contains("\toption ip '10.0.0.5'\n"), "{dhcp}");
+    assert!(
+        dhcp.contains(&format!(
+            "config domain\n\toption name 'api.cluster'\n\toption ip '{master}'\n"
+        )),
+        "{dhcp}"
+    );
+    assert!(dhcp.contains("\toption start '100'\n\toption limit '150'\n"));
+    assert!(!dhcp.contains("192.168.1."), "{dhcp}");
+    assert!(u.staged().is_empty(), "left staged: {:?}", u.staged());
+
+    // netifd (the double) put it on lan0; the kernel agrees.
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), vec![format!("{router}/24")]);
+    let calls = u.calls();
+    assert_eq!(count(&calls, "ubus call network reload"), 1, "{calls:?}");
+    assert_eq!(count(&calls, "init.d/dnsmasq reload"), 1, "{calls:?}");
+    assert!(
+        calls.contains(&format!("applied {router} on lan0")),
+        "{calls:?}"
+    );
+
+    // The rest of a move happened as with netlink.
+    let state = lab.state_file();
+    assert_eq!(state["prefix"].as_str(), Some(prefix.as_str()));
+    let hooks = lab.hook_runs();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0].new, prefix);
+    assert_eq!(hooks[0].lan, format!("{router}/24"));
+    lab.assert_reachable(&lab.node_in(&prefix));
+}
+
+/// The CIDR-list style, forced through `readdress`: the entry in the old
+/// prefix is replaced in place, the other one kept.
+#[test]
+fn uci_lab_moves_a_cidr_list() {
+    let Some(u) = uci_lab(NETWORK_CIDR, "apply", 10_000) else {
+        return;
+    };
+    let lab = &u.lab;
+    let r = lab
+        .call("readdress", json!({"prefix": "10.9.8.0/24"}))
+        .unwrap_or_else(|e| panic!("readdress failed: {e}"));
+    assert_eq!(r["changed"], true, "{r}");
+    assert_eq!(r["to"], "10.9.8.0/24");
+    let network = u.file("network");
+    assert!(
+        network.contains("\tlist ipaddr '10.9.8.1/24'\n\tlist ipaddr '172.31.0.1/16'\n"),
+        "{network}"
+    );
+    assert!(
+        u.committed("network")
+            .contains("network.lan.ipaddr='10.9.8.1/24' '172.31.0.1/16'\n")
+    );
+    assert!(u.file("dhcp").contains("\toption ip '10.9.8.100'\n"));
+    let mut addrs = lab.addrs(&lab.rtr, "lan0");
+    addrs.sort();
+    assert_eq!(addrs, ["10.9.8.1/24", "172.31.0.1/16"]);
+    let s = lab.status();
+    assert_eq!(lan_prefix(&s), "10.9.8.0/24");
+    assert_eq!(s["lan"]["apply"]["ok"], true, "{s}");
+}
+
+/// netifd never brings the address up: roadie waits apply_timeout_ms, puts
+/// the UCI config back as it was (and reloads again), stays where it was,
+/// and says so in status.
+#[test]
+fn uci_lab_reverts_when_the_address_never_appears() {
+    let Some(u) = uci_lab(NETWORK_NETMASK, "ignore", 1000) else {
+        return;
+    };
+    let lab = &u.lab;
+    let network_before = u.committed("network");
+    let dhcp_before = u.committed("dhcp");
+    let started = std::time::Instant::now();
+    let err = lab
+        .call("readdress", json!({"prefix": "10.9.8.0/24"}))
+        .expect_err("the move must fail");
+    let took = started.elapsed();
+    assert!(
+        err.contains("10.9.8.1/24 did not appear on lan0 within 1000 ms"),
+        "{err}"
+    );
+    assert!(err.contains("reverted the UCI changes"), "{err}");
+    assert!(
+        took >= std::time::Duration::from_millis(1000) && took < SHORT,
+        "took {took:?}"
+    );
+
+    // UCI is back as it was, nothing left staged.
+    assert_eq!(u.committed("network"), network_before);
+    assert_eq!(u.committed("dhcp"), dhcp_before);
+    assert!(u.staged().is_empty(), "left staged: {:?}", u.staged());
+    // It was committed and reloaded twice: the move, then the revert.
+    let calls = u.calls();
+    assert_eq!(count(&calls, "ubus call network reload"), 2, "{calls:?}");
+    assert_eq!(count(&calls, "init.d/dnsmasq reload"), 2, "{calls:?}");
+
+    let s = lab.status();
+    assert_eq!(lan_prefix(&s), "192.168.1.0/24");
+    let apply: &Value = &s["lan"]["apply"];
+    assert_eq!(apply["ok"], false, "{s}");
+    assert_eq!(apply["reverted"], true, "{s}");
+    assert!(
+        s["lan"]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("reverted")),
+        "{s}"
+    );
+    assert_eq!(history_len(&s), 0);
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), ["192.168.1.1/24"]);
+    assert!(lab.hook_runs().is_empty());
+    let human = lab.cli(&["status"]);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(human.contains("reverted the UCI changes"), "{human}");
+}
+
+/// The uci double itself, over a temporary directory (no root needed).
+#[test]
+fn uci_double_implements_the_commands() {
+    let d = std::env::temp_dir().join(format!("roadie-uci-double-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(d.join("c")).unwrap();
+    fs::write(d.join("c/network"), NETWORK_CIDR).unwrap();
+    fs::write(d.join("c/dhcp"), DHCP).unwrap();
+    let uci = |args: &[&str]| -> (bool, String, String) {
+        let out = run_with(
+            Command::new(double("uci-double"))
+                .args(["-c", d.join("c").to_str().unwrap()])
+                .args(["-P", d.join("s").to_str().unwrap()])
+                .args(args),
+            None,
+            SHORT,
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (ok, out, err) = uci(args);
+        assert!(ok, "uci {args:?}: {err}");
+        out
+    };
+    assert_eq!(
+        ok(&["get", "network.lan.ipaddr"]),
+        "192.168.1.1/24 172.31.0.1/16\n"
+    );
+    assert_eq!(ok(&["get", "network.lan"]), "interface\n");
+    assert_eq!(ok(&["get", "dhcp.@host[0].name"]), "master\n");
+    assert_eq!(ok(&["get", "dhcp.@host[-1].name"]), "elsewhere\n");
+    // -X names anonymous sections; the names work as keys.
+    let shown = ok(&["-X", "show", "dhcp"]);
+    let master = shown
+        .lines()
+        .find(|l| l.ends_with(".name='master'"))
+        .and_then(|l| l.split('.').nth(1))
+        .unwrap()
+        .to_string();
+    assert!(master.starts_with("cfg"), "{shown}");
+    assert_eq!(
+        ok(&["get", &format!("dhcp.{master}.ip")]),
+        "192.168.1.100\n"
+    );
+    assert!(ok(&["show", "dhcp"]).contains("dhcp.@host[0].name='master'\n"));
+
+    ok(&["set", "network.lan.proto=dhcp"]);
+    ok(&["del_list", "network.lan.ipaddr=172.31.0.1/16"]);
+    ok(&["add_list", "network.lan.ipaddr=10.0.0.1/8"]);
+    ok(&["delete", &format!("dhcp.{master}.mac")]);
+    ok(&["set", "dhcp.worker.name=it's"]);
+    // Staged: visible to show/get, not yet in the file.
+    assert_eq!(
+        ok(&["show", "network.lan.ipaddr"]),
+        "network.lan.ipaddr='192.168.1.1/24' '10.0.0.1/8'\n"
+    );
+    assert_eq!(
+        ok(&["show", "dhcp.worker.name"]),
+        "dhcp.worker.name='it'\\''s'\n"
+    );
+    assert!(
+        fs::read_to_string(d.join("c/network"))
+            .unwrap()
+            .contains("'172.31.0.1/16'")
+    );
+    ok(&["commit", "network"]);
+    let file = fs::read_to_string(d.join("c/network")).unwrap();
+    assert!(
+        file.contains(
+            "\toption proto 'dhcp'\n\tlist ipaddr '192.168.1.1/24'\n\tlist ipaddr '10.0.0.1/8'\n"
+        ),
+        "{file}"
+    );
+    ok(&["revert", "dhcp"]);
+    assert_eq!(ok(&["get", "dhcp.worker.name"]), "worker\n");
+    assert!(ok(&["get", &format!("dhcp.{master}.mac")]).contains("52:54"));
+    let (found, _, err) = uci(&["get", "network.lan.nothing"]);
+    assert!(!found && err.contains("Entry not found"), "{err}");
+    let (deleted, _, err) = uci(&["delete", "network.nowhere.x"]);
+    assert!(!deleted && err.contains("Entry not found"), "{err}");
+    let (bad, _, err) = uci(&["set", "network"]);
+    assert!(!bad && err.contains("Invalid argument"), "{err}");
+    let _ = fs::remove_dir_all(&d);
+}
