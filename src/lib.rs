@@ -50,8 +50,8 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
         cancel.clone(),
     ));
     log::info!(
-        "roadie {VERSION} started: wan {:?}, lan {} home {}, control socket {}",
-        config.wan.interfaces,
+        "roadie {VERSION} started: wan {}, lan {} home {}, control socket {}",
+        config.wan.interfaces.join(","),
         config.lan.interface,
         config.lan.home(),
         config.daemon.socket.display()

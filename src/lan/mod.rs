@@ -244,7 +244,12 @@ impl Task {
             seed: self.state.seed,
         };
         let decision = plan::decide(&inputs);
-        log::debug!("evaluation {}: {decision:?}", self.evaluations);
+        let said = match &decision {
+            Decision::Keep => format!("keep {}", self.current),
+            Decision::Move { to, .. } => format!("move to {to}"),
+            Decision::NoFreePrefix { .. } => "no free prefix".to_string(),
+        };
+        log::debug!("evaluation {}: {said}", self.evaluations);
         match decision {
             Decision::Keep => {
                 self.collision = None;

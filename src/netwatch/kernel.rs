@@ -4,6 +4,7 @@ use super::{LinkState, NetState, RouteState};
 use futures_util::FutureExt;
 use futures_util::stream::{StreamExt, TryStreamExt};
 use ipnet::Ipv4Net;
+use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
@@ -142,8 +143,14 @@ async fn session(tx: &watch::Sender<NetState>, cancel: &CancellationToken) -> Re
                 _ = cancel.cancelled() => return Ok(()),
                 _ = timer.tick() => {}
                 ev = events.next() => {
-                    if ev.is_none() {
-                        return Err("event socket closed".to_string());
+                    match ev {
+                        None => return Err("event socket closed".to_string()),
+                        // The kernel dropped events (receive buffer full): the
+                        // re-dump below is exactly the resynchronisation needed.
+                        Some((msg, _)) if matches!(msg.payload, NetlinkPayload::Overrun(_)) => {
+                            log::warn!("netlink: receive buffer overrun; re-reading the kernel state");
+                        }
+                        Some(_) => {}
                     }
                     // Drain what is already queued so a burst costs one dump.
                     while let Some(Some(_)) = events.next().now_or_never() {}
