@@ -613,10 +613,24 @@ fn g_control_robustness() {
     assert_eq!(s["lan"]["address"], "192.168.1.1/24");
 
     // SIGHUP with the bad config: still alive, still the old config.
+    let reloads = s["config"]["reloads"].as_u64().expect("config.reloads");
+    assert!(
+        s["config"]["reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&at)),
+        "{s}"
+    );
     signal(lab.daemon_pid(), libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(300));
+    let s = lab.wait_status("the SIGHUP reload to be refused", LONG, |s| {
+        s["config"]["reloads"].as_u64() == Some(reloads + 1)
+    });
     lab.assert_daemon_alive();
-    let s = lab.status();
+    assert!(
+        s["config"]["reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&at)),
+        "{s}"
+    );
     assert_eq!(s["lan"]["home"], HOME, "the bad config was applied: {s}");
     assert_eq!(lab.addrs(&lab.rtr, "lan0"), vec!["192.168.1.1/24"]);
 
@@ -625,6 +639,8 @@ fn g_control_robustness() {
     lab.call("reload", serde_json::json!({}))
         .expect("reload of the good config");
     lab.assert_daemon_alive();
+    let s = lab.status();
+    assert!(s["config"]["reload_error"].is_null(), "{s}");
     elapsed("g_control_robustness", t0);
 }
 
