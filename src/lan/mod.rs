@@ -226,24 +226,33 @@ impl Task {
         self.settings = new;
     }
 
-    /// Ask the planner and act on its answer.
-    async fn evaluate(&mut self) {
-        self.evaluations += 1;
-        let net = self.net.borrow().clone();
-        let (uplinks, others) =
-            netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
+    fn view(&self) -> (Vec<Uplink>, Vec<Other>) {
+        netwatch::view(
+            &self.net.borrow(),
+            &self.settings.wan,
+            &self.settings.lan.interface,
+        )
+    }
+
+    fn inputs<'a>(&'a self, uplinks: &'a [Uplink], others: &'a [Other]) -> Inputs<'a> {
         let lan = &self.settings.lan;
-        let inputs = Inputs {
+        Inputs {
             home: lan.home(),
             current: self.current,
-            uplinks: &uplinks,
-            others: &others,
+            uplinks,
+            others,
             pools: &lan.pools,
             avoid: &lan.avoid,
             return_home: lan.return_home,
             seed: self.state.seed,
-        };
-        let decision = plan::decide(&inputs);
+        }
+    }
+
+    /// Ask the planner and act on its answer.
+    async fn evaluate(&mut self) {
+        self.evaluations += 1;
+        let (uplinks, others) = self.view();
+        let decision = plan::decide(&self.inputs(&uplinks, &others));
         let said = match &decision {
             Decision::Keep => format!("keep {}", self.current),
             Decision::Move { to, .. } => format!("move to {to}"),
@@ -359,21 +368,8 @@ impl Task {
         match prefix {
             None => self.evaluate().await,
             Some(p) => {
-                let net = self.net.borrow().clone();
-                let (uplinks, others) =
-                    netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
-                let lan = &self.settings.lan;
-                let inputs = Inputs {
-                    home: lan.home(),
-                    current: self.current,
-                    uplinks: &uplinks,
-                    others: &others,
-                    pools: &lan.pools,
-                    avoid: &lan.avoid,
-                    return_home: lan.return_home,
-                    seed: self.state.seed,
-                };
-                plan::check_forced(p, &inputs)?;
+                let (uplinks, others) = self.view();
+                plan::check_forced(p, &self.inputs(&uplinks, &others))?;
                 if p != self.current {
                     let r = self
                         .move_to(p, &format!("forced by readdress to {p}"))
