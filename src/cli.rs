@@ -218,6 +218,12 @@ pub fn human_status(v: &Value) -> String {
         s(&v["version"]),
         v["uptime_s"].as_u64().unwrap_or(0)
     );
+    if let Some(e) = v["config"]["reload_error"].as_str() {
+        out.push_str(&format!(
+            "last reload REFUSED (the running config stays):\n  {}\n",
+            e.replace('\n', "\n  ")
+        ));
+    }
     for w in v["wan"].as_array().into_iter().flatten() {
         let addrs: Vec<String> = w["addresses"]
             .as_array()

@@ -52,7 +52,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
     ));
     log::info!(
         "roadie {VERSION} started: wan {}, lan {} home {}, control socket {}",
-        config.wan.interfaces.join(", "),
+        config.wan.interfaces.join(","),
         config.lan.interface,
         config.lan.home(),
         config.daemon.socket.display()
@@ -61,20 +61,24 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let mut config = config;
+    let mut reloads = Reloads::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
-                if let Err(e) = reload(&mut config, &lan_cmd_tx).await {
-                    log::error!("reload refused, keeping the running config:\n{e}");
-                }
+                let r = reload(&mut config, &lan_cmd_tx).await;
+                reloads.record(&r);
             }
             req = req_rx.recv() => {
                 let Some((call, reply)) = req else { break };
                 let result = match call {
-                    Call::Status | Call::List => Ok(status(&config, started, &net_rx, &lan_status_rx)),
-                    Call::Reload => reload(&mut config, &lan_cmd_tx).await.map(|()| json!({"reloaded": config.path.display().to_string()})),
+                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx)),
+                    Call::Reload => {
+                        let r = reload(&mut config, &lan_cmd_tx).await;
+                        reloads.record(&r);
+                        r.map(|()| json!({"reloaded": config.path.display().to_string()}))
+                    }
                     Call::Readdress { prefix } => {
                         let (tx, rx) = tokio::sync::oneshot::channel();
                         match lan_cmd_tx.send(lan::Command::Readdress { prefix, reply: tx }).await {
@@ -129,9 +133,27 @@ async fn reload(config: &mut Config, lan_cmd: &mpsc::Sender<lan::Command>) -> Re
     Ok(())
 }
 
+/// Reload outcomes, for status: scripts can tell that a SIGHUP was handled.
+#[derive(Default)]
+struct Reloads {
+    count: u64,
+    error: Option<String>,
+}
+
+impl Reloads {
+    fn record(&mut self, r: &Result<(), String>) {
+        self.count += 1;
+        self.error = r.as_ref().err().cloned();
+        if let Some(e) = &self.error {
+            log::error!("reload refused, keeping the running config:\n{e}");
+        }
+    }
+}
+
 fn status(
     config: &Config,
     started: Instant,
+    reloads: &Reloads,
     net: &watch::Receiver<netwatch::NetState>,
     lan: &watch::Receiver<lan::Status>,
 ) -> Value {
@@ -139,6 +161,11 @@ fn status(
     json!({
         "version": VERSION,
         "uptime_s": started.elapsed().as_secs(),
+        "config": {
+            "path": config.path.display().to_string(),
+            "reloads": reloads.count,
+            "reload_error": reloads.error,
+        },
         "wan": uplinks,
         "lan": *lan.borrow(),
         "tunnels": [],

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The harness alone, without roadie: lease, reachability, renumbering,
 /// teardown.
@@ -61,6 +61,674 @@ fn lab_smoke() {
     for pid in pids {
         assert!(!alive(pid), "process {pid} still running after teardown");
     }
-    assert!(!dir.exists(), "{} left behind", dir.display());
+    if std::env::var_os("ROADIE_LAB_KEEP").is_none() {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
     eprintln!("lab_smoke: setup {setup:?}, renumber {renumber:?}, teardown {teardown:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Helpers shared by the scenarios
+
+const HOME: &str = "192.168.1.0/24";
+
+/// The router's host offset in its home prefix (…`.1`).
+fn router_offset(lab: &Lab) -> u32 {
+    let a = net(&lab.opts.lan_address);
+    u32::from(a.addr()) - u32::from(a.network())
+}
+
+/// The router's LAN address (with length) once the LAN is in `prefix`.
+fn lan_address_in(lab: &Lab, prefix: &str) -> String {
+    format!(
+        "{}/{}",
+        host_in(prefix, router_offset(lab)),
+        net(prefix).prefix_len()
+    )
+}
+
+fn overlaps(a: &str, b: &str) -> bool {
+    let (a, b) = (net(a).trunc(), net(b).trunc());
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Waits until roadie has moved the LAN away from `old` and is idle with
+/// its hook reported; returns that status.
+fn wait_moved(lab: &Lab, old: &str) -> serde_json::Value {
+    lab.wait_status(
+        &format!("roadie to move the LAN away from {old} (idle, hook reported)"),
+        LONG,
+        |s| !settling(s) && lan_prefix(s) != old && !s["lan"]["hook"].is_null(),
+    )
+}
+
+/// Everything that must hold after exactly one move from `old`: kernel
+/// state, the hook's run, the node's reachability, status and state file.
+/// Returns the new prefix.
+fn assert_moved_once(lab: &Lab, s: &serde_json::Value, old: &str) -> String {
+    let new = lan_prefix(s);
+    assert_ne!(new, old);
+    assert_eq!(new, prefix_of(&new), "lan.prefix is not a network: {new}");
+    let lan_addr = lan_address_in(lab, &new);
+    assert_eq!(s["lan"]["address"], lan_addr.as_str(), "status: {s}");
+    assert_eq!(s["lan"]["home"], prefix_of(&lab.opts.lan_address).as_str());
+    assert!(
+        s["lan"]["collision"].is_null(),
+        "collision after the move: {s}"
+    );
+    assert!(s["lan"]["problem"].is_null(), "problem after the move: {s}");
+    for w in s["wan"].as_array().unwrap() {
+        for a in w["addresses"].as_array().unwrap() {
+            let a = a.as_str().unwrap();
+            assert!(!overlaps(a, &new), "new LAN {new} overlaps WAN {a}");
+        }
+    }
+
+    // The kernel: one address, the connected route moved with it.
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), vec![lan_addr.clone()]);
+    let dsts = lab.route_dsts("lan0");
+    assert!(dsts.contains(&new), "no route for {new} on lan0: {dsts:?}");
+    assert!(
+        !dsts.contains(&old.to_string()),
+        "route for {old} still on lan0: {dsts:?}"
+    );
+
+    // The hook: once, with the right environment, and it succeeded.
+    let runs = lab.hook_runs();
+    assert_eq!(runs.len(), 1, "hook runs: {runs:?}");
+    let run = &runs[0];
+    assert_eq!(run.old, old);
+    assert_eq!(run.new, new);
+    assert_eq!(run.lan, lan_addr);
+    assert!(!run.reason.trim().is_empty(), "empty ROADIE_REASON");
+    assert_eq!(s["lan"]["hook"]["ok"], true, "hook: {}", s["lan"]["hook"]);
+
+    // The node followed, at its offset.
+    lab.assert_reachable(&lab.node_in(&new));
+
+    // History in status and in the state file.
+    let h = s["lan"]["history"].as_array().unwrap();
+    assert_eq!(h.len(), 1, "history: {h:?}");
+    assert_eq!(h[0]["from"], old);
+    assert_eq!(h[0]["to"], new.as_str());
+    assert!(
+        h[0]["at"].as_u64().unwrap_or(0) > 1_600_000_000,
+        "at: {}",
+        h[0]["at"]
+    );
+    let st = lab.state_file();
+    assert_eq!(
+        st.get("prefix").and_then(|v| v.as_str()),
+        Some(new.as_str()),
+        "state: {st}"
+    );
+    let sh = st
+        .get("history")
+        .and_then(|v| v.as_array())
+        .map_or(0, Vec::len);
+    assert_eq!(sh, 1, "state history: {st}");
+    new
+}
+
+/// Upstream moves into the LAN's home /24; roadie must move the LAN.
+fn collide_upstream(lab: &mut Lab) -> String {
+    lab.renumber("192.168.1.254/24", "192.168.1.200", "192.168.1.240");
+    let lease = lab.wait_lease(HOME);
+    let s = wait_moved(lab, HOME);
+    let w = wan(&s, "wan0");
+    assert_eq!(w["addresses"], serde_json::json!([lease]), "status: {s}");
+    assert_eq!(w["gateway"], "192.168.1.254");
+    assert_moved_once(lab, &s, HOME)
+}
+
+/// After a change: wait until roadie settled and evaluated, assert it was
+/// exactly one evaluation (also a little later). Returns the status.
+fn expect_one_evaluation(lab: &Lab, before: u64, what: &str) -> serde_json::Value {
+    expect_evaluations(lab, before, 1, what)
+}
+
+/// Like [`expect_one_evaluation`], allowing up to `max` evaluations.
+fn expect_evaluations(lab: &Lab, before: u64, max: u64, what: &str) -> serde_json::Value {
+    let s = lab.wait_status(&format!("an evaluation after {what}"), LONG, |s| {
+        !settling(s) && evaluations(s) > before
+    });
+    let got = evaluations(&s) - before;
+    assert!(
+        got <= max,
+        "{what}: {got} evaluations, expected at most {max}"
+    );
+    std::thread::sleep(Duration::from_millis(lab.opts.settle_ms + 250));
+    let later = lab.status();
+    let got = evaluations(&later) - before;
+    assert!(
+        got <= max,
+        "{what}: late extra evaluations ({got}, expected at most {max})"
+    );
+    assert!(!settling(&later));
+    later
+}
+
+fn elapsed(name: &str, t0: Instant) {
+    eprintln!("{name}: {:?}", t0.elapsed());
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+
+/// a) A lease that does not collide: nothing moves; status shows the lease.
+#[test]
+fn a_no_collision_nothing_moves() {
+    let t0 = Instant::now();
+    let Some(lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    let lease = lab.wait_lease("10.66.0.0/24");
+    let s = lab.status();
+    assert_eq!(s["lan"]["interface"], "lan0");
+    assert_eq!(s["lan"]["prefix"], HOME);
+    assert_eq!(s["lan"]["home"], HOME);
+    assert_eq!(s["lan"]["address"], "192.168.1.1/24");
+    assert_eq!(history_len(&s), 0, "{s}");
+    assert!(s["lan"]["collision"].is_null(), "{s}");
+    assert!(s["lan"]["problem"].is_null(), "{s}");
+    assert!(s["lan"]["hook"].is_null(), "{s}");
+    assert!(s["version"].is_string() && s["uptime_s"].is_u64(), "{s}");
+    assert!(s["tunnels"].is_array(), "{s}");
+    let w = wan(&s, "wan0");
+    assert_eq!(w["up"], true);
+    assert_eq!(w["addresses"], serde_json::json!([lease]));
+    assert_eq!(w["gateway"], "10.66.0.254");
+
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), vec!["192.168.1.1/24"]);
+    assert!(lab.route_dsts("lan0").contains(&HOME.to_string()));
+    lab.assert_reachable("192.168.1.100");
+    assert!(lab.hook_runs().is_empty());
+
+    // `status --json` is the same object as `call status`.
+    let out = lab.cli(&["status", "--json"]);
+    assert!(out.status.success(), "status --json: {out:?}");
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+    assert_eq!(j["lan"]["prefix"], s["lan"]["prefix"]);
+    assert_eq!(j["wan"], s["wan"]);
+    let out = lab.cli(&["status"]);
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "status: {out:?}"
+    );
+    let out = lab.cli(&["list"]);
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "list: {out:?}");
+    for m in ["status", "reload", "readdress"] {
+        assert!(list.contains(m), "`roadie list` lacks {m}: {list}");
+    }
+
+    // SIGINT stops it cleanly too, within 2 s.
+    let mut lab = lab;
+    let (took, status) = lab.stop_daemon(libc::SIGINT);
+    assert!(took < Duration::from_secs(2), "SIGINT took {took:?}");
+    assert!(status.success(), "roadie exited with {status} on SIGINT");
+    elapsed("a_no_collision_nothing_moves", t0);
+}
+
+/// b) Upstream renumbers into the LAN's /24: the LAN moves, once.
+#[test]
+fn b_upstream_collision_moves_lan() {
+    let t0 = Instant::now();
+    let Some(mut lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    let new = collide_upstream(&mut lab);
+    assert!(!overlaps(&new, HOME));
+    // Nothing else happens afterwards.
+    std::thread::sleep(Duration::from_millis(lab.opts.settle_ms + 250));
+    let s = lab.status();
+    assert_eq!(lan_prefix(&s), new);
+    assert_eq!(history_len(&s), 1);
+    assert_eq!(lab.hook_runs().len(), 1);
+    elapsed("b_upstream_collision_moves_lan", t0);
+}
+
+/// c) After a move, a restart keeps the prefix and moves nothing.
+#[test]
+fn c_restart_keeps_prefix() {
+    let t0 = Instant::now();
+    let Some(mut lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    let new = collide_upstream(&mut lab);
+    let (took, status) = lab.stop_daemon(libc::SIGTERM);
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+    assert!(status.success(), "roadie exited with {status} on SIGTERM");
+
+    lab.start_daemon();
+    let s = lab.wait_ready();
+    assert_eq!(lan_prefix(&s), new, "{s}");
+    assert_eq!(s["lan"]["address"], lan_address_in(&lab, &new).as_str());
+    assert_eq!(history_len(&s), 1, "{s}");
+    assert_eq!(lab.hook_runs().len(), 1, "the hook ran again");
+    assert_eq!(
+        lab.addrs(&lab.rtr, "lan0"),
+        vec![lan_address_in(&lab, &new)]
+    );
+    let st = lab.state_file();
+    assert_eq!(
+        st.get("prefix").and_then(|v| v.as_str()),
+        Some(new.as_str())
+    );
+    lab.assert_reachable(&lab.node_in(&new));
+    elapsed("c_restart_keeps_prefix", t0);
+}
+
+fn wide_upstream_opts(pools: &[&str]) -> LabOpts {
+    LabOpts {
+        lan_address: "10.1.2.1/24".into(),
+        node: "10.1.2.100".into(),
+        upstream: "10.0.0.1/8".into(),
+        range: ("10.0.0.50".into(), "10.0.0.150".into()),
+        pools: Some(pools.iter().map(|p| p.to_string()).collect()),
+        ..LabOpts::default()
+    }
+}
+
+/// d) Upstream hands out 10.0.0.0/8 over a 10.x LAN: the new prefix comes
+/// from the next pool.
+#[test]
+fn d_wide_upstream_uses_next_pool() {
+    let t0 = Instant::now();
+    let Some(lab) = Lab::new(wide_upstream_opts(&["10.0.0.0/8", "172.16.0.0/12"])) else {
+        return;
+    };
+    let s = wait_moved(&lab, "10.1.2.0/24");
+    let new = assert_moved_once(&lab, &s, "10.1.2.0/24");
+    assert!(
+        net("172.16.0.0/12").contains(&net(&new).network()),
+        "{new} is not from 172.16.0.0/12"
+    );
+    elapsed("d_wide_upstream_uses_next_pool", t0);
+}
+
+/// d') Every pool is covered by the uplink: roadie reports the problem and
+/// leaves the LAN alone.
+#[test]
+fn d_no_free_prefix_reports_problem() {
+    let t0 = Instant::now();
+    let Some(lab) = Lab::new(wide_upstream_opts(&["10.0.0.0/8"])) else {
+        return;
+    };
+    let s = lab.wait_status("lan.problem to be reported", LONG, |s| {
+        !settling(s) && s["lan"]["problem"].is_string()
+    });
+    let problem = s["lan"]["problem"].as_str().unwrap();
+    assert!(problem.contains("no free prefix"), "problem: {problem}");
+    assert!(
+        !s["lan"]["collision"].is_null(),
+        "no collision reported: {s}"
+    );
+    assert_eq!(lan_prefix(&s), "10.1.2.0/24");
+    assert_eq!(s["lan"]["address"], "10.1.2.1/24");
+    assert_eq!(history_len(&s), 0);
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), vec!["10.1.2.1/24"]);
+    assert!(lab.hook_runs().is_empty());
+    lab.assert_daemon_alive();
+    let s = lab.status();
+    assert_eq!(lan_prefix(&s), "10.1.2.0/24");
+    // The /24 on lan0 is more specific than the uplink's /8.
+    lab.assert_reachable("10.1.2.100");
+    elapsed("d_no_free_prefix_reports_problem", t0);
+}
+
+/// e) Uplink changes that do not collide: exactly one evaluation each.
+#[test]
+fn e_uplink_changes_evaluate_once() {
+    let t0 = Instant::now();
+    let Some(mut lab) = Lab::new(LabOpts {
+        settle_ms: 500,
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    let mut n = evaluations(&lab.wait_idle(1));
+
+    // Carrier loss (the cable is pulled at the far end).
+    let up = lab.up.clone();
+    lab.ip(&up, &["link", "set", "up0", "down"]);
+    let s = expect_one_evaluation(&lab, n, "carrier loss");
+    assert_eq!(wan(&s, "wan0")["up"], false, "wan0 without carrier: {s}");
+    n = evaluations(&s);
+
+    lab.ip(&up, &["link", "set", "up0", "up"]);
+    let s = expect_one_evaluation(&lab, n, "carrier back");
+    assert_eq!(wan(&s, "wan0")["up"], true, "wan0 with carrier: {s}");
+    n = evaluations(&s);
+
+    // A new lease in another, non-colliding network.
+    lab.renumber("10.88.0.254/24", "10.88.0.50", "10.88.0.150");
+    let lease = lab.wait_lease("10.88.0.0/24");
+    let s = expect_one_evaluation(&lab, n, "a lease change");
+    let w = wan(&s, "wan0");
+    assert_eq!(w["addresses"], serde_json::json!([lease]), "{s}");
+    assert_eq!(w["gateway"], "10.88.0.254");
+
+    assert_eq!(lan_prefix(&s), HOME);
+    assert_eq!(history_len(&s), 0);
+    assert!(lab.hook_runs().is_empty());
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), vec!["192.168.1.1/24"]);
+    elapsed("e_uplink_changes_evaluate_once", t0);
+}
+
+/// e') The router's own uplink taken down and up (admin), then a renew that
+/// restores the default route: one evaluation each, and status follows
+/// the kernel (no stale gateway while the link is down).
+#[test]
+fn e_admin_down_up_evaluates_once() {
+    let t0 = Instant::now();
+    let Some(lab) = Lab::new(LabOpts {
+        settle_ms: 500,
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    let lease = lab.wait_lease("10.66.0.0/24");
+    let mut n = evaluations(&lab.wait_idle(1));
+    let rtr = lab.rtr.clone();
+
+    lab.ip(&rtr, &["link", "set", "wan0", "down"]);
+    let s = expect_one_evaluation(&lab, n, "wan0 set down");
+    let w = wan(&s, "wan0");
+    assert_eq!(w["up"], false, "wan0 down: {s}");
+    // The kernel dropped the default route with the link (silently: no
+    // RTM_DELROUTE); status must not keep a stale gateway.
+    assert!(!lab.route_dsts("wan0").contains(&"default".to_string()));
+    assert!(w["gateway"].is_null(), "stale gateway with wan0 down: {s}");
+    n = evaluations(&s);
+
+    // Admin up is two kernel events: IFF_UP (and the connected route) at
+    // once, the carrier (IFF_RUNNING) through linkwatch, which may hold it
+    // back up to 1 s (seen: 480 ms and more than settle_ms). Quiet time
+    // cannot join them, so roadie may evaluate once or twice here.
+    lab.ip(&rtr, &["link", "set", "wan0", "up"]);
+    wait_until("wan0 operstate UP", SHORT, || {
+        lab.ip(&rtr, &["-j", "link", "show", "dev", "wan0"])
+            .contains("\"operstate\":\"UP\"")
+    });
+    let s = expect_evaluations(&lab, n, 2, "wan0 set up");
+    let w = wan(&s, "wan0");
+    assert_eq!(w["up"], true, "wan0 up: {s}");
+    assert_eq!(w["addresses"], serde_json::json!([lease]), "{s}");
+    n = evaluations(&s);
+
+    // udhcpc renews (same lease) and its script puts the default route back.
+    signal(lab.udhcpc_pid(), libc::SIGUSR1);
+    wait_until("the default route back on wan0", SHORT, || {
+        lab.route_dsts("wan0").contains(&"default".to_string())
+    });
+    let s = expect_one_evaluation(&lab, n, "the renew");
+    assert_eq!(wan(&s, "wan0")["gateway"], "10.66.0.254", "{s}");
+
+    assert_eq!(lan_prefix(&s), HOME);
+    assert_eq!(history_len(&s), 0);
+    assert!(lab.hook_runs().is_empty());
+    elapsed("e_admin_down_up_evaluates_once", t0);
+}
+
+/// f) A forced prefix moves the LAN; a forced colliding one is refused.
+#[test]
+fn f_forced_readdress() {
+    let t0 = Instant::now();
+    let Some(lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    let r = lab
+        .call("readdress", serde_json::json!({"prefix": "10.9.8.0/24"}))
+        .expect("readdress to 10.9.8.0/24");
+    assert_eq!(r["to"], "10.9.8.0/24", "reply: {r}");
+    let s = wait_moved(&lab, HOME);
+    let new = assert_moved_once(&lab, &s, HOME);
+    assert_eq!(new, "10.9.8.0/24");
+
+    // Into the uplink's network: refused, naming the collision.
+    let err = lab
+        .call("readdress", serde_json::json!({"prefix": "10.66.0.0/24"}))
+        .expect_err("a prefix that collides with the uplink must be refused");
+    eprintln!("f: colliding readdress refused: {err}");
+    assert!(
+        err.contains("10.66.0.") || err.contains("wan0"),
+        "error does not name the collision: {err}"
+    );
+    // Re-evaluation with nothing colliding: no move.
+    lab.call("readdress", serde_json::json!({}))
+        .expect("readdress {}");
+    let s = lab.wait_idle(1);
+    assert_eq!(lan_prefix(&s), "10.9.8.0/24");
+    assert_eq!(history_len(&s), 1);
+    assert_eq!(lab.hook_runs().len(), 1);
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), vec!["10.9.8.1/24"]);
+    lab.assert_reachable("10.9.8.100");
+    elapsed("f_forced_readdress", t0);
+}
+
+/// g) Bad control requests, many clients, bad reloads.
+#[test]
+fn g_control_robustness() {
+    let t0 = Instant::now();
+    let Some(lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    let mut oversized = br#"{"method":"status","params":{}}"#.to_vec();
+    oversized.extend(std::iter::repeat_n(b' ', 70 * 1024));
+    oversized.push(b'\n');
+    let no_newline = vec![b'x'; 1024 * 1024];
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("malformed JSON", b"{\"method\": \"status\",\n".to_vec()),
+        ("not an object", b"[1,2,3]\n".to_vec()),
+        ("no method", b"{\"params\":{}}\n".to_vec()),
+        (
+            "unknown method",
+            b"{\"method\":\"frobnicate\",\"params\":{}}\n".to_vec(),
+        ),
+        ("oversized line (valid JSON + 70 KiB of spaces)", oversized),
+        ("1 MiB without a newline", no_newline),
+        (
+            "prefix of the wrong type",
+            b"{\"method\":\"readdress\",\"params\":{\"prefix\":42}}\n".to_vec(),
+        ),
+        (
+            "params of the wrong type",
+            b"{\"method\":\"readdress\",\"params\":\"10.9.8.0/24\"}\n".to_vec(),
+        ),
+        (
+            "prefix that is no prefix",
+            b"{\"method\":\"readdress\",\"params\":{\"prefix\":\"10.9.8.0/33\"}}\n".to_vec(),
+        ),
+        ("invalid UTF-8", b"{\"method\":\"st\xffatus\"}\n".to_vec()),
+    ];
+    for (what, bytes) in &cases {
+        let line = lab
+            .raw(bytes)
+            .unwrap_or_else(|e| panic!("{what}: no reply ({e})"));
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{what}: reply is not JSON ({e}): {line:?}"));
+        assert!(v.get("result").is_none(), "{what}: got a result: {line}");
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        eprintln!("g: {what}: {msg}");
+        assert!(!msg.is_empty(), "{what}: no error message: {line}");
+        lab.assert_daemon_alive();
+    }
+    // Nothing moved, and it still serves.
+    let s = lab.status();
+    assert_eq!(lan_prefix(&s), HOME);
+
+    // Many clients at once, while one idle connection and one half-written
+    // request hang around.
+    let idle = std::os::unix::net::UnixStream::connect(&lab.sock).expect("connect");
+    let mut half = std::os::unix::net::UnixStream::connect(&lab.sock).expect("connect");
+    std::io::Write::write_all(&mut half, br#"{"method":"sta"#).unwrap();
+    let t = Instant::now();
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let lab = &lab;
+                sc.spawn(move || {
+                    let s = lab
+                        .rpc("status", serde_json::json!({}))
+                        .unwrap_or_else(|e| panic!("client {i}: {e}"));
+                    assert_eq!(s["lan"]["prefix"], HOME, "client {i}");
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    });
+    eprintln!("g: 20 concurrent status calls took {:?}", t.elapsed());
+    drop((idle, half));
+
+    // An invalid config: reload is refused naming file:line:col, the old
+    // config stays.
+    let good = lab.config_text();
+    let bad = good.replace(
+        "address = \"192.168.1.1/24\"",
+        "address = \"192.168.5.1/24\"\nbogus_key = 1",
+    );
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("bogus_key"))
+        .unwrap()
+        + 1;
+    lab.write_config(&bad);
+    let err = lab
+        .call("reload", serde_json::json!({}))
+        .expect_err("reload of an invalid config must fail");
+    eprintln!("g: reload refused: {err}");
+    let at = format!("roadie.toml:{line}:");
+    let pos = err
+        .find(&at)
+        .unwrap_or_else(|| panic!("reload error does not name {at}<col>: {err}"));
+    assert!(
+        err[pos + at.len()..].starts_with(|c: char| c.is_ascii_digit()),
+        "no column in: {err}"
+    );
+    let s = lab.status();
+    assert_eq!(s["lan"]["home"], HOME, "the bad config was applied: {s}");
+    assert_eq!(s["lan"]["address"], "192.168.1.1/24");
+
+    // SIGHUP with the bad config: still alive, still the old config.
+    let reloads = s["config"]["reloads"].as_u64().expect("config.reloads");
+    assert!(
+        s["config"]["reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&at)),
+        "{s}"
+    );
+    signal(lab.daemon_pid(), libc::SIGHUP);
+    let s = lab.wait_status("the SIGHUP reload to be refused", LONG, |s| {
+        s["config"]["reloads"].as_u64() == Some(reloads + 1)
+    });
+    lab.assert_daemon_alive();
+    assert!(
+        s["config"]["reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&at)),
+        "{s}"
+    );
+    assert_eq!(s["lan"]["home"], HOME, "the bad config was applied: {s}");
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), vec!["192.168.1.1/24"]);
+
+    // A good config reloads fine.
+    lab.write_config(&good);
+    lab.call("reload", serde_json::json!({}))
+        .expect("reload of the good config");
+    lab.assert_daemon_alive();
+    let s = lab.status();
+    assert!(s["config"]["reload_error"].is_null(), "{s}");
+    elapsed("g_control_robustness", t0);
+}
+
+/// Without a daemon the client fails with exit 1 and a plain message.
+#[test]
+fn cli_without_daemon_exits_1() {
+    for args in [
+        &["-s", "/nonexistent.sock", "status"][..],
+        &["-s", "/nonexistent.sock", "status", "--json"][..],
+        &["-s", "/nonexistent.sock", "call", "status"][..],
+    ] {
+        let out = run_with(std::process::Command::new(ROADIE).args(args), None, SHORT);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "roadie {args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "roadie {args:?} printed: {out:?}");
+        assert!(!err.trim().is_empty(), "roadie {args:?}: no message");
+        assert!(!err.contains("panicked"), "roadie {args:?} panicked: {err}");
+        assert!(
+            err.trim().lines().count() <= 2,
+            "not a plain message: {err}"
+        );
+    }
+}
+
+/// h) With return_home, the LAN goes back home once the uplink leaves it.
+#[test]
+fn h_return_home() {
+    let t0 = Instant::now();
+    let Some(mut lab) = Lab::new(LabOpts {
+        return_home: Some(true),
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    let away = collide_upstream(&mut lab);
+    lab.renumber("10.66.0.254/24", "10.66.0.50", "10.66.0.150");
+    lab.wait_lease("10.66.0.0/24");
+    let s = lab.wait_status("roadie to return home", LONG, |s| {
+        !settling(s) && lan_prefix(s) == HOME && history_len(s) == 2
+    });
+    assert_eq!(s["lan"]["address"], "192.168.1.1/24");
+    let h = &s["lan"]["history"][1];
+    assert_eq!(h["from"], away.as_str());
+    assert_eq!(h["to"], HOME);
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), vec!["192.168.1.1/24"]);
+    let dsts = lab.route_dsts("lan0");
+    assert!(
+        !dsts.contains(&away),
+        "route for {away} still on lan0: {dsts:?}"
+    );
+    wait_until("the hook's second run", SHORT, || {
+        lab.hook_runs().len() >= 2
+    });
+    let runs = lab.hook_runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[1].old, away);
+    assert_eq!(runs[1].new, HOME);
+    assert_eq!(runs[1].lan, "192.168.1.1/24");
+    lab.assert_reachable("192.168.1.100");
+    // The state file says home: no prefix (absent means home) or the home one.
+    let st = lab.state_file();
+    let p = st.get("prefix").and_then(|v| v.as_str());
+    assert!(p.is_none() || p == Some(HOME), "state prefix {p:?}: {st}");
+    let sh = st
+        .get("history")
+        .and_then(|v| v.as_array())
+        .map_or(0, Vec::len);
+    assert_eq!(sh, 2, "state history: {st}");
+    elapsed("h_return_home", t0);
+}
+
+/// Without return_home (the default) the LAN stays where it went.
+#[test]
+fn h_stays_away_by_default() {
+    let t0 = Instant::now();
+    let Some(mut lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    let away = collide_upstream(&mut lab);
+    let n = evaluations(&lab.status());
+    lab.renumber("10.66.0.254/24", "10.66.0.50", "10.66.0.150");
+    lab.wait_lease("10.66.0.0/24");
+    let s = lab.wait_status("an evaluation after the uplink left", LONG, |s| {
+        !settling(s) && evaluations(s) > n
+    });
+    assert_eq!(lan_prefix(&s), away);
+    assert_eq!(history_len(&s), 1);
+    assert_eq!(lab.hook_runs().len(), 1);
+    lab.assert_reachable(&lab.node_in(&away));
+    elapsed("h_stays_away_by_default", t0);
 }

@@ -4,8 +4,8 @@
 use futures_util::stream::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::Handle;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use std::net::{IpAddr, Ipv4Addr};
+use rtnetlink::packet_route::address::AddressMessage;
+use std::net::IpAddr;
 
 /// What an apply did, for logs and tests.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -88,16 +88,7 @@ async fn addresses(
         if msg.header.index != index {
             continue;
         }
-        let addr: Option<Ipv4Addr> = msg.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
-            _ => None,
-        });
-        let addr = addr.or_else(|| {
-            msg.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(IpAddr::V4(v4)) => Some(*v4),
-                _ => None,
-            })
-        });
+        let addr = crate::netwatch::ipv4_of(&msg);
         if let Some(net) = addr.and_then(|a| Ipv4Net::new(a, msg.header.prefix_len).ok()) {
             out.push((net, msg));
         }

@@ -198,15 +198,6 @@ pub async fn run(
     Ok(())
 }
 
-/// A decision in words, for the log (Display, not Debug: see crate::quote).
-fn describe(d: &Decision) -> String {
-    match d {
-        Decision::Keep => "keep the current prefix".to_string(),
-        Decision::Move { to, reason } => format!("move to {to}: {reason}"),
-        Decision::NoFreePrefix { reason } => format!("no free prefix: {reason}"),
-    }
-}
-
 enum Wait {
     Appeared,
     TimedOut,
@@ -260,25 +251,39 @@ impl Task {
         self.settings = new;
     }
 
-    /// Ask the planner and act on its answer.
-    async fn evaluate(&mut self) {
-        self.evaluations += 1;
-        let net = self.net.borrow().clone();
-        let (uplinks, others) =
-            netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
+    fn view(&self) -> (Vec<Uplink>, Vec<Other>) {
+        netwatch::view(
+            &self.net.borrow(),
+            &self.settings.wan,
+            &self.settings.lan.interface,
+        )
+    }
+
+    fn inputs<'a>(&'a self, uplinks: &'a [Uplink], others: &'a [Other]) -> Inputs<'a> {
         let lan = &self.settings.lan;
-        let inputs = Inputs {
+        Inputs {
             home: lan.home(),
             current: self.current,
-            uplinks: &uplinks,
-            others: &others,
+            uplinks,
+            others,
             pools: &lan.pools,
             avoid: &lan.avoid,
             return_home: lan.return_home,
             seed: self.state.seed,
+        }
+    }
+
+    /// Ask the planner and act on its answer.
+    async fn evaluate(&mut self) {
+        self.evaluations += 1;
+        let (uplinks, others) = self.view();
+        let decision = plan::decide(&self.inputs(&uplinks, &others));
+        let said = match &decision {
+            Decision::Keep => format!("keep {}", self.current),
+            Decision::Move { to, .. } => format!("move to {to}"),
+            Decision::NoFreePrefix { .. } => "no free prefix".to_string(),
         };
-        let decision = plan::decide(&inputs);
-        log::debug!("evaluation {}: {}", self.evaluations, describe(&decision));
+        log::debug!("evaluation {}: {said}", self.evaluations);
         match decision {
             Decision::Keep => {
                 self.collision = None;
@@ -517,21 +522,8 @@ impl Task {
         match prefix {
             None => self.evaluate().await,
             Some(p) => {
-                let net = self.net.borrow().clone();
-                let (uplinks, others) =
-                    netwatch::view(&net, &self.settings.wan, &self.settings.lan.interface);
-                let lan = &self.settings.lan;
-                let inputs = Inputs {
-                    home: lan.home(),
-                    current: self.current,
-                    uplinks: &uplinks,
-                    others: &others,
-                    pools: &lan.pools,
-                    avoid: &lan.avoid,
-                    return_home: lan.return_home,
-                    seed: self.state.seed,
-                };
-                plan::check_forced(p, &inputs)?;
+                let (uplinks, others) = self.view();
+                plan::check_forced(p, &self.inputs(&uplinks, &others))?;
                 if p != self.current {
                     let r = self
                         .move_to(p, &format!("forced by readdress to {p}"))

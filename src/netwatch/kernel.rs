@@ -4,7 +4,8 @@ use super::{LinkState, NetState, RouteState};
 use futures_util::FutureExt;
 use futures_util::stream::{StreamExt, TryStreamExt};
 use ipnet::Ipv4Net;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, MulticastGroup, RouteMessageBuilder};
@@ -16,6 +17,19 @@ use tokio_util::sync::CancellationToken;
 /// Periodic re-dump: events are hints, the dump is the truth.
 const REDUMP_EVERY: Duration = Duration::from_secs(60);
 const RT_TABLE_MAIN: u32 = 254;
+
+/// The interface's own IPv4 address in an address message: IFA_LOCAL, which
+/// differs from IFA_ADDRESS on point-to-point links, else IFA_ADDRESS.
+pub fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
+    let find = |local: bool| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(IpAddr::V4(v4)) if local => Some(*v4),
+            AddressAttribute::Address(IpAddr::V4(v4)) if !local => Some(*v4),
+            _ => None,
+        })
+    };
+    find(true).or_else(|| find(false))
+}
 
 /// Read links, IPv4 addresses and main-table unicast IPv4 routes.
 pub async fn dump(handle: &Handle) -> Result<NetState, rtnetlink::Error> {
@@ -36,17 +50,7 @@ pub async fn dump(handle: &Handle) -> Result<NetState, rtnetlink::Error> {
     }
     let mut stream = handle.address().get().execute();
     while let Some(msg) = stream.try_next().await? {
-        // IFA_LOCAL is the interface's own address (differs from IFA_ADDRESS on p2p links).
-        let local = msg.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Local(IpAddr::V4(v4)) => Some(*v4),
-            _ => None,
-        });
-        let addr = local.or_else(|| {
-            msg.attributes.iter().find_map(|a| match a {
-                AddressAttribute::Address(IpAddr::V4(v4)) => Some(*v4),
-                _ => None,
-            })
-        });
+        let addr = ipv4_of(&msg);
         let (Some(addr), Some(link)) =
             (addr, links.iter_mut().find(|l| l.index == msg.header.index))
         else {
@@ -142,8 +146,14 @@ async fn session(tx: &watch::Sender<NetState>, cancel: &CancellationToken) -> Re
                 _ = cancel.cancelled() => return Ok(()),
                 _ = timer.tick() => {}
                 ev = events.next() => {
-                    if ev.is_none() {
-                        return Err("event socket closed".to_string());
+                    match ev {
+                        None => return Err("event socket closed".to_string()),
+                        // The kernel dropped events (receive buffer full): the
+                        // re-dump below is exactly the resynchronisation needed.
+                        Some((msg, _)) if matches!(msg.payload, NetlinkPayload::Overrun(_)) => {
+                            log::warn!("netlink: receive buffer overrun; re-reading the kernel state");
+                        }
+                        Some(_) => {}
                     }
                     // Drain what is already queued so a burst costs one dump.
                     while let Some(Some(_)) = events.next().now_or_never() {}

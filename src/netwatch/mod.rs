@@ -5,7 +5,7 @@
 
 mod kernel;
 
-pub use kernel::{dump, run};
+pub use kernel::{dump, ipv4_of, run};
 
 use crate::plan::{Other, Uplink};
 use ipnet::Ipv4Net;

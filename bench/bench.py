@@ -1,0 +1,223 @@
+"""roadie against OpenSSH's `ssh -R`, alternately, in the namespace lab.
+
+Prints a table and writes bench/results.md. Run through scripts/bench.
+ROUNDS (default 3) rounds per measurement; medians and ratios reported.
+"""
+
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lab as L  # noqa: E402
+
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+SECONDS = int(os.environ.get("SECONDS_EACH", "4"))
+CIPHERS = ["chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com"]
+TUNNELS = [("ui", 8080, 8080), ("bulk", 5201, 5201), ("sink", 9000, 9000)]
+IMPLS = ["roadie", "openssh"]
+results = []  # (section, metric, roadie, openssh, unit, better)
+
+
+def start(lab, impl, tunnels=TUNNELS, **kw):
+    p = lab.start_roadie(tunnels, **kw) if impl == "roadie" else lab.start_ssh(tunnels)
+    L.wait_for(f"{impl}'s forwards", lambda: all(lab.forwarded(t[1]) for t in tunnels), timeout=20)
+    return p
+
+
+def stop(lab, impl):
+    lab.stop("roadie" if impl == "roadie" else "ssh")
+
+
+def iperf(lab, reverse):
+    args = ["ip", "netns", "exec", lab.up, "iperf3", "-c", L.SERVER_IP, "-p", "5201", "-t", str(SECONDS), "-J"]
+    if reverse:
+        args.append("-R")
+    out = json.loads(L.sh(*args))
+    return out["end"]["sum_received"]["bits_per_second"] / 1e9, out["end"]["sum_received"]["bytes"]
+
+
+def record(section, metric, values, unit, better):
+    r, o = statistics.median(values["roadie"]), statistics.median(values["openssh"])
+    results.append((section, metric, r, o, unit, better))
+    print(f"  {metric}: roadie {r:.3g} {unit}, openssh {o:.3g} {unit}", flush=True)
+
+
+def throughput_and_cpu():
+    for cipher in CIPHERS:
+        short = cipher.split("@")[0]
+        print(f"throughput, {short}", flush=True)
+        lab = L.Lab(tag="t", cipher=cipher)
+        try:
+            lab.iperf = lab.start("iperf", lab.cl, ["iperf3", "-s", "-p", "5201"])
+            L.wait_for("iperf3 server", lambda: L.listening(lab.iperf.pid, 5201))
+            down = {i: [] for i in IMPLS}  # server -> target: the tunnel client decrypts
+            up = {i: [] for i in IMPLS}  # target -> server: the tunnel client encrypts
+            cpu = {i: [] for i in IMPLS}
+            for _ in range(ROUNDS):
+                for impl in IMPLS:
+                    p = start(lab, impl)
+                    c0 = L.proc_stat(p.pid)[0]
+                    g1, b1 = iperf(lab, reverse=False)
+                    g2, b2 = iperf(lab, reverse=True)
+                    c1 = L.proc_stat(p.pid)[0]
+                    down[impl].append(g1)
+                    up[impl].append(g2)
+                    cpu[impl].append((c1 - c0) / ((b1 + b2) / 2**30))
+                    stop(lab, impl)
+            record("throughput", f"{short} server→target", down, "Gbit/s", "higher")
+            record("throughput", f"{short} target→server", up, "Gbit/s", "higher")
+            record("cpu", f"{short} CPU per GiB", cpu, "s/GiB", "lower")
+        finally:
+            lab.close()
+
+
+def latency():
+    print("latency", flush=True)
+    lab = L.Lab(tag="l")
+    try:
+        seq = {i: ([], []) for i in IMPLS}
+        conc = {i: ([], []) for i in IMPLS}
+        for _ in range(ROUNDS):
+            for impl in IMPLS:
+                start(lab, impl)
+                lab.client("latency", L.SERVER_IP, 8080, 50, 8)  # warm-up
+                s = json.loads(lab.client("latency", L.SERVER_IP, 8080, 300, 1))
+                c = json.loads(lab.client("latency", L.SERVER_IP, 8080, 1280, 64))
+                assert s["errors"] == 0 and c["errors"] == 0, (impl, s, c)
+                seq[impl][0].append(s["p50_ms"])
+                seq[impl][1].append(s["p99_ms"])
+                conc[impl][0].append(c["p50_ms"])
+                conc[impl][1].append(c["p99_ms"])
+                stop(lab, impl)
+        record("latency", "sequential p50", {i: seq[i][0] for i in IMPLS}, "ms", "lower")
+        record("latency", "sequential p99", {i: seq[i][1] for i in IMPLS}, "ms", "lower")
+        record("latency", "64 concurrent p50", {i: conc[i][0] for i in IMPLS}, "ms", "lower")
+        record("latency", "64 concurrent p99", {i: conc[i][1] for i in IMPLS}, "ms", "lower")
+    finally:
+        lab.close()
+
+
+def serving(lab):
+    try:
+        lab.client("get", L.SERVER_IP, 8080, 0.5)
+        return True
+    except RuntimeError:
+        return False
+
+
+def recovery():
+    """Times to serve again. OpenSSH runs under an autossh-style restart loop."""
+    print("recovery", flush=True)
+    alive = 5
+    addr, restart, silent = ({i: [] for i in IMPLS} for _ in range(3))
+    for _ in range(ROUNDS):
+        for impl in IMPLS:
+            lab = L.Lab(tag="r", client_alive=(alive, 3))
+            try:
+                if impl == "roadie":
+                    p = start(lab, impl, keepalive_s=alive)
+                else:
+                    loop = (
+                        "while :; do ssh -N -i {d}/id_ed25519 -o UserKnownHostsFile={d}/kh "
+                        "-o StrictHostKeyChecking=accept-new -o ExitOnForwardFailure=yes "
+                        "-o ServerAliveInterval={a} -o ServerAliveCountMax=3 -o BatchMode=yes "
+                        "-R 0.0.0.0:8080:{n}:8080 root@{s}; sleep 1; done"
+                    ).format(d=lab.dir, a=alive, n=L.NODE_IP, s=L.SERVER_IP)
+                    p = lab.start("ssh", lab.rtr, ["sh", "-c", loop])
+                    L.wait_for("ssh loop", lambda: lab.forwarded(8080), timeout=20)
+                L.wait_for("serving", lambda: serving(lab))
+                # 1. Uplink address change (a new DHCP lease in the same network).
+                t0 = time.monotonic()
+                L.sh("ip", "-n", lab.rtr, "addr", "add", "10.66.0.3/24", "dev", "wan0")
+                L.sh("ip", "-n", lab.rtr, "addr", "del", f"{L.WAN_IP}/24", "dev", "wan0")
+                L.sh("ip", "-n", lab.rtr, "route", "replace", "default", "via", L.SERVER_IP, "src", "10.66.0.3")
+                L.wait_for("serving after address change", lambda: serving(lab), timeout=120, step=0.05)
+                addr[impl].append(time.monotonic() - t0)
+                # 2. Tunnel server killed and restarted: time from sshd listening again.
+                lab.stop("sshd", sig=signal.SIGKILL)
+                lab.start_sshd()
+                t0 = time.monotonic()
+                L.wait_for("serving after sshd restart", lambda: serving(lab), timeout=120, step=0.05)
+                restart[impl].append(time.monotonic() - t0)
+                # 3. Silent path loss: the server freezes. Time until the client notices.
+                lab.kill("sshd", signal.SIGSTOP)
+                t0 = time.monotonic()
+                if impl == "roadie":
+                    sock = f"{lab.dir}/roadie.sock"
+                    rd = f"{L.ROOT}/target/release/roadie"
+
+                    def noticed():
+                        st = json.loads(L.sh(rd, "-s", sock, "call", "status"))
+                        return any(t["state"] != "up" for t in st["tunnels"])
+
+                    L.wait_for("roadie to notice", noticed, timeout=120, step=0.05)
+                else:
+                    first = [c for c in children(p.pid)]
+                    L.wait_for("ssh to notice", lambda: not any(L.alive(c) for c in first), timeout=120, step=0.05)
+                silent[impl].append(time.monotonic() - t0)
+                lab.kill("sshd", signal.SIGCONT)
+            finally:
+                lab.close()
+    record("recovery", "uplink address change → serving", addr, "s", "lower")
+    record("recovery", "sshd back → serving", restart, "s", "lower")
+    record("recovery", f"silent loss detected (keepalive {alive} s)", silent, "s", "lower")
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def memory():
+    print("memory", flush=True)
+    lab = L.Lab(tag="m")
+    try:
+        idle, busy = {i: [] for i in IMPLS}, {i: [] for i in IMPLS}
+        for impl in IMPLS:
+            p = start(lab, impl)
+            L.wait_for("serving", lambda: serving(lab))
+            idle[impl].append(L.proc_stat(p.pid)[1] / 1024)
+            r = json.loads(lab.client("flood", L.SERVER_IP, 9000, 200, 4 * 2**20))
+            assert r["failed"] == 0, (impl, r)
+            busy[impl].append(L.proc_stat(p.pid)[2] / 1024)
+            stop(lab, impl)
+        record("memory", "RSS idle, 3 tunnels", idle, "MiB", "lower")
+        record("memory", "peak RSS, 200 connections moving data", busy, "MiB", "lower")
+    finally:
+        lab.close()
+
+
+def write_results():
+    lines = [
+        "# roadie vs OpenSSH `ssh -R`",
+        "",
+        f"Same sshd ({subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}), "
+        "namespace lab on this machine, "
+        f"{ROUNDS} rounds each, alternating; medians. Run by `scripts/bench`.",
+        "",
+        "| what | roadie | OpenSSH | roadie / OpenSSH | better |",
+        "|---|---|---|---|---|",
+    ]
+    for section, metric, r, o, unit, better in results:
+        ratio = r / o if o else float("nan")
+        lines.append(f"| {section}: {metric} | {r:.3g} {unit} | {o:.3g} {unit} | {ratio:.2f}× | {better} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(L.ROOT, "bench", "results.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    parts = sys.argv[1:] or ["throughput", "latency", "recovery", "memory"]
+    for part in parts:
+        {"throughput": throughput_and_cpu, "latency": latency, "recovery": recovery, "memory": memory}[part]()
+    write_results()

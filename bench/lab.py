@@ -1,0 +1,274 @@
+"""A network-namespace lab for roadie's benchmarks and soak runs.
+
+Three namespaces, all private addresses inside them (nothing in the root
+namespace but the namespace files and a temp dir):
+
+    up  (sshd: the tunnel server; clients of the public side)
+        up0 10.66.0.254/24 <-> wan0 10.66.0.2/24   rtr (roadie or ssh -R)
+                                     lan0 192.168.1.1/24 <-> eth0 192.168.1.100/24  cl (target.py)
+
+Everything started here is tracked by PID and stopped on close(), also on
+Ctrl-C and on errors.
+"""
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVER_IP = "10.66.0.254"
+WAN_IP = "10.66.0.2"
+NODE_IP = "192.168.1.100"
+
+
+def sh(*args, check=True, capture=True):
+    r = subprocess.run(args, capture_output=capture, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout if capture else ""
+
+
+def wait_for(what, cond, timeout=20.0, step=0.01):
+    """Poll `cond` until it is truthy; returns its value. No fixed sleeps."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(step)
+
+
+def alive(pid):
+    """True unless the process is gone or a zombie (LAB.md: check /proc, not kill -0)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def listening(pid, port):
+    """True when the process's namespace has a TCP listener on `port`."""
+    hexport = f":{port:04X}"
+    try:
+        with open(f"/proc/{pid}/net/tcp") as f:
+            return any(
+                l.split()[1].endswith(hexport) and l.split()[3] == "0A" for l in f.readlines()[1:]
+            )
+    except FileNotFoundError:
+        return False
+
+
+def proc_stat(pid):
+    """(cpu seconds, VmRSS KiB, VmHWM KiB, threads, open fds) of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    rss = hwm = threads = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k == "VmRSS":
+                rss = int(v.split()[0])
+            elif k == "VmHWM":
+                hwm = int(v.split()[0])
+            elif k == "Threads":
+                threads = int(v)
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return cpu, rss, hwm, threads, fds
+
+
+class Lab:
+    def __init__(self, tag="b", cipher=None, client_alive=(5, 3)):
+        if os.geteuid() != 0:
+            sys.exit("the namespace lab needs root")
+        self.id = f"r{tag}{os.getpid()}"
+        self.up, self.rtr, self.cl = (f"{self.id}-{n}" for n in ("up", "rtr", "cl"))
+        self.dir = tempfile.mkdtemp(prefix="roadie-lab.")
+        self.procs = {}
+        self.closed = False
+        atexit.register(self.close)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._on_signal)
+        for ns in (self.up, self.rtr, self.cl):
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            os.makedirs(f"/etc/netns/{ns}", exist_ok=True)
+            with open(f"/etc/netns/{ns}/resolv.conf", "w") as f:
+                f.write("nameserver 127.0.0.1\n")
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        sh("ip", "link", "add", "up0", "netns", self.up, "type", "veth", "peer", "name", "wan0", "netns", self.rtr)
+        sh("ip", "link", "add", "lan0", "netns", self.rtr, "type", "veth", "peer", "name", "eth0", "netns", self.cl)
+        for ns, dev in ((self.up, "up0"), (self.rtr, "wan0"), (self.rtr, "lan0"), (self.cl, "eth0")):
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        sh("ip", "-n", self.up, "addr", "add", f"{SERVER_IP}/24", "dev", "up0")
+        sh("ip", "-n", self.rtr, "addr", "add", f"{WAN_IP}/24", "dev", "wan0")
+        sh("ip", "-n", self.rtr, "route", "add", "default", "via", SERVER_IP)
+        sh("ip", "-n", self.rtr, "addr", "add", "192.168.1.1/24", "dev", "lan0")
+        sh("ip", "-n", self.cl, "addr", "add", f"{NODE_IP}/24", "dev", "eth0")
+        sh("ip", "-n", self.cl, "route", "add", "default", "via", "192.168.1.1")
+        self._keys()
+        self.cipher = cipher
+        self.client_alive = client_alive
+        self.start_sshd()
+        self.target = self.start("target", self.cl, [sys.executable, f"{ROOT}/bench/target.py"])
+        wait_for("the target services", lambda: listening(self.target.pid, 8080))
+
+    def _on_signal(self, signum, _frame):
+        self.close()
+        sys.exit(128 + signum)
+
+    def _keys(self):
+        d = self.dir
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{d}/host_key")
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{d}/id_ed25519")
+        shutil.copy(f"{d}/id_ed25519.pub", f"{d}/authorized_keys")
+        os.chmod(d, 0o755)
+        os.makedirs("/run/sshd", exist_ok=True)
+
+    def start(self, name, ns, argv, log=None):
+        """Start argv in namespace ns; `ip netns exec` execs, so the PID is the program's."""
+        out = open(log or f"{self.dir}/{name}.log", "ab")
+        # Own process group: sshd's per-session children go with it on stop().
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", ns, *argv], stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self.procs[name] = p
+        return p
+
+    def kill(self, name, sig):
+        """Signal a started program and its process group (sshd's session children too)."""
+        p = self.procs[name]
+        try:
+            os.killpg(p.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, name, sig=signal.SIGTERM, timeout=5.0):
+        """Stop a started program; returns how long it took to exit."""
+        p = self.procs.pop(name, None)
+        if p is None:
+            return None
+        t0 = time.monotonic()
+        try:
+            os.killpg(p.pid, sig)
+            p.wait(timeout)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        took = time.monotonic() - t0
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # leftovers of the group
+        except ProcessLookupError:
+            pass
+        return took
+
+    def start_sshd(self):
+        alive_i, alive_n = self.client_alive
+        cfg = f"{self.dir}/sshd_config"
+        with open(cfg, "w") as f:
+            f.write(
+                f"""ListenAddress {SERVER_IP}
+Port 22
+HostKey {self.dir}/host_key
+PidFile none
+AuthorizedKeysFile {self.dir}/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+GatewayPorts clientspecified
+AllowTcpForwarding yes
+ClientAliveInterval {alive_i}
+ClientAliveCountMax {alive_n}
+MaxStartups 100
+LogLevel ERROR
+"""
+                + (f"Ciphers {self.cipher}\n" if self.cipher else "")
+            )
+        self.sshd = self.start("sshd", self.up, ["/usr/sbin/sshd", "-D", "-e", "-f", cfg])
+        wait_for("sshd", lambda: listening(self.sshd.pid, 22))
+        return self.sshd
+
+    def roadie_config(self, tunnels, keepalive_s=5, extra=""):
+        """tunnels: [(name, remote_port, target_port)]"""
+        cfg = f"""[daemon]
+state = "{self.dir}/state.toml"
+socket = "{self.dir}/roadie.sock"
+log_level = "info"
+[wan]
+interfaces = ["wan0"]
+[lan]
+interface = "lan0"
+address = "192.168.1.1/24"
+[[lan.host]]
+name = "node"
+address = "{NODE_IP}"
+[[server]]
+name = "lab"
+host = "{SERVER_IP}"
+user = "root"
+identity = "{self.dir}/id_ed25519"
+known_hosts = "{self.dir}/known_hosts"
+session = "none"
+keepalive_s = {keepalive_s}
+{extra}
+"""
+        for name, rport, tport in tunnels:
+            cfg += f"""[[tunnel]]
+name = "{name}"
+server = "lab"
+remote = "0.0.0.0:{rport}"
+target = "node:{tport}"
+"""
+        path = f"{self.dir}/roadie.toml"
+        with open(path, "w") as f:
+            f.write(cfg)
+        return path
+
+    def start_roadie(self, tunnels, **kw):
+        cfg = self.roadie_config(tunnels, **kw)
+        return self.start("roadie", self.rtr, [f"{ROOT}/target/release/roadie", "-c", cfg, "daemon"])
+
+    def start_ssh(self, tunnels, name="ssh", alive=(5, 3)):
+        """OpenSSH's client, as a user would run it (ssh -N -R ...)."""
+        argv = [
+            "ssh", "-N", "-i", f"{self.dir}/id_ed25519",
+            "-o", f"UserKnownHostsFile={self.dir}/known_hosts_ssh", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", "ExitOnForwardFailure=yes", "-o", f"ServerAliveInterval={alive[0]}",
+            "-o", f"ServerAliveCountMax={alive[1]}", "-o", "BatchMode=yes",
+        ]
+        for _, rport, tport in tunnels:
+            argv += ["-R", f"0.0.0.0:{rport}:{NODE_IP}:{tport}"]
+        argv.append(f"root@{SERVER_IP}")
+        return self.start(name, self.rtr, argv)
+
+    def forwarded(self, port):
+        """True when sshd listens on the forwarded port (the tunnel is up)."""
+        return listening(self.sshd.pid, port)
+
+    def client(self, *args):
+        """Run bench/client.py in the upstream namespace; returns its stdout."""
+        return sh("ip", "netns", "exec", self.up, sys.executable, f"{ROOT}/bench/client.py", *map(str, args))
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        for name in list(self.procs):
+            self.stop(name, timeout=2.0)
+        for ns in (self.up, self.rtr, self.cl):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+        if not os.environ.get("ROADIE_LAB_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
