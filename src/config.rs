@@ -1859,6 +1859,43 @@ target = \"master:80\"
         );
     }
 
+    /// The OpenWrt package's /etc/roadie/roadie.toml: valid as shipped, and
+    /// still valid with its commented-out examples (hosts, [openwrt],
+    /// server, tunnel) switched on.
+    #[test]
+    fn packaged_default_config_is_valid() {
+        const SHIPPED: &str = include_str!("../openwrt-package/files/roadie.toml");
+        let path = Path::new("/etc/roadie/roadie.toml");
+        let c = parse(SHIPPED, path).unwrap_or_else(|e| panic!("shipped config:\n{e}"));
+        assert_eq!(c.lan.apply, ApplyMode::Uci);
+        assert_eq!(c.lan.interface, "br-lan");
+        assert_eq!(c.lan.address, net("192.168.1.1/24"));
+        assert!(c.tunnels.is_empty() && c.servers.is_empty());
+        assert_eq!(c.openwrt, OpenWrt::default());
+        // `# key = value` and `# [table]` lines are examples; prose is not.
+        let example = |l: &str| {
+            let Some(rest) = l.strip_prefix("# ") else {
+                return false;
+            };
+            rest.starts_with('[')
+                || rest.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                })
+        };
+        let uncommented: String = SHIPPED
+            .lines()
+            .map(|l| if example(l) { &l[2..] } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = parse(&uncommented, path)
+            .unwrap_or_else(|e| panic!("shipped config with its examples on:\n{e}\n{uncommented}"));
+        assert_eq!(c.lan.hosts.len(), 1);
+        assert_eq!(c.lan.hook, Some(PathBuf::from("/etc/roadie/readdress.sh")));
+        assert_eq!(c.servers.len(), 1);
+        assert_eq!(c.tunnels.len(), 1);
+        assert_eq!(c.openwrt.network_section, "lan");
+    }
+
     #[test]
     fn every_key_set() {
         let c = ok("\
