@@ -102,7 +102,8 @@ struct UciLab {
 
 /// The lab with roadie on apply = "uci" and the doubles. `reload`: "apply"
 /// or "ignore" (a network reload that never brings the address up).
-fn uci_lab(network: &str, reload: &str, timeout_ms: u64) -> Option<UciLab> {
+/// `state`: a state file to start from (roadie's saved prefix).
+fn uci_lab(network: &str, reload: &str, timeout_ms: u64, state: Option<&str>) -> Option<UciLab> {
     let mut lab = Lab::new(LabOpts {
         start_daemon: false,
         settle_ms: 100,
@@ -161,6 +162,9 @@ fn uci_lab(network: &str, reload: &str, timeout_ms: u64) -> Option<UciLab> {
             d.join("init.d").display().to_string(),
         );
     lab.write_config(&text);
+    if let Some(state) = state {
+        fs::write(&lab.state, state).unwrap();
+    }
     lab.start_daemon();
     lab.wait_ready();
     Some(UciLab { lab, conf, calls })
@@ -214,7 +218,7 @@ fn count(lines: &[String], what: &str) -> usize {
 /// double) brings the address up, dnsmasq is reloaded, the hook runs.
 #[test]
 fn uci_lab_moves_network_and_dhcp_on_collision() {
-    let Some(mut u) = uci_lab(NETWORK_NETMASK, "apply", 10_000) else {
+    let Some(mut u) = uci_lab(NETWORK_NETMASK, "apply", 10_000, None) else {
         return;
     };
     let before = u.lab.status();
@@ -301,7 +305,7 @@ fn uci_lab_moves_network_and_dhcp_on_collision() {
 /// prefix is replaced in place, the other one kept.
 #[test]
 fn uci_lab_moves_a_cidr_list() {
-    let Some(u) = uci_lab(NETWORK_CIDR, "apply", 10_000) else {
+    let Some(u) = uci_lab(NETWORK_CIDR, "apply", 10_000, None) else {
         return;
     };
     let lab = &u.lab;
@@ -333,7 +337,7 @@ fn uci_lab_moves_a_cidr_list() {
 /// and says so in status.
 #[test]
 fn uci_lab_reverts_when_the_address_never_appears() {
-    let Some(u) = uci_lab(NETWORK_NETMASK, "ignore", 1000) else {
+    let Some(u) = uci_lab(NETWORK_NETMASK, "ignore", 1000, None) else {
         return;
     };
     let lab = &u.lab;
@@ -390,6 +394,34 @@ fn uci_lab_reverts_when_the_address_never_appears() {
     let human = lab.cli(&["status"]);
     let human = String::from_utf8_lossy(&human.stdout);
     assert!(human.contains("reverted the UCI changes"), "{human}");
+}
+
+/// roadie's saved prefix says the LAN moved, but UCI is back at home (the
+/// config was restored, or an apply was cut short): at start, roadie puts UCI
+/// where the LAN is, dhcp included.
+#[test]
+fn uci_lab_start_brings_uci_to_the_saved_prefix() {
+    let state = "seed = 7\nprefix = \"10.9.8.0/24\"\n";
+    let Some(u) = uci_lab(NETWORK_NETMASK, "apply", 10_000, Some(state)) else {
+        return;
+    };
+    let lab = &u.lab;
+    let s = lab.wait_status("UCI brought to 10.9.8.0/24", LONG, |s| {
+        !s["lan"]["apply"].is_null()
+    });
+    assert_eq!(lan_prefix(&s), "10.9.8.0/24");
+    assert_eq!(s["lan"]["apply"]["ok"], true, "{s}");
+    assert!(
+        u.committed("network")
+            .contains("network.lan.ipaddr='10.9.8.1'\n")
+    );
+    let dhcp = u.file("dhcp");
+    assert!(dhcp.contains("\toption ip '10.9.8.100'\n"), "{dhcp}");
+    assert!(dhcp.contains("\toption ip '10.9.8.101'\n"), "{dhcp}");
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), ["10.9.8.1/24"]);
+    // Not a move: no history entry, no hook.
+    assert_eq!(history_len(&s), 0);
+    assert!(lab.hook_runs().is_empty());
 }
 
 /// The uci double itself, over a temporary directory (no root needed).
