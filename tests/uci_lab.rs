@@ -424,6 +424,33 @@ fn uci_lab_start_brings_uci_to_the_saved_prefix() {
     assert!(lab.hook_runs().is_empty());
 }
 
+/// The same, with a netifd that never brings the address up: reverted once,
+/// and not tried again at the next evaluation (each try reloads the
+/// network).
+#[test]
+fn uci_lab_failed_start_sync_is_not_retried() {
+    let state = "seed = 7\nprefix = \"10.9.8.0/24\"\n";
+    let Some(u) = uci_lab(NETWORK_NETMASK, "ignore", 500, Some(state)) else {
+        return;
+    };
+    let lab = &u.lab;
+    let s = lab.wait_status("the UCI sync to fail", LONG, |s| {
+        !s["lan"]["apply"].is_null()
+    });
+    assert_eq!(s["lan"]["apply"]["ok"], false, "{s}");
+    assert_eq!(s["lan"]["apply"]["reverted"], true, "{s}");
+    assert!(
+        u.committed("network")
+            .contains("network.lan.ipaddr='192.168.1.1'\n")
+    );
+    // Re-evaluate: the same sync is not tried again.
+    let r = lab.call("readdress", json!({})).expect("readdress {}");
+    assert_eq!(r["changed"], false, "{r}");
+    let calls = u.calls();
+    assert_eq!(count(&calls, "ubus call network reload"), 2, "{calls:?}");
+    assert!(evaluations(&lab.status()) >= 2);
+}
+
 /// The uci double itself, over a temporary directory (no root needed).
 #[test]
 fn uci_double_implements_the_commands() {

@@ -110,6 +110,8 @@ struct Task {
     evaluations: u64,
     settling: bool,
     cancel: CancellationToken,
+    /// The address a UCI ensure last failed to apply (not retried).
+    uci_ensure_failed: Option<Ipv4Net>,
 }
 
 /// Run the LAN task until cancelled.
@@ -153,6 +155,7 @@ pub async fn run(
         evaluations: 0,
         settling: true,
         cancel: cancel.clone(),
+        uci_ensure_failed: None,
     };
     task.publish();
     let mut last = relevant(&task.net.borrow(), &task.settings);
@@ -249,6 +252,7 @@ impl Task {
             }
         }
         self.settings = new;
+        self.uci_ensure_failed = None;
     }
 
     fn view(&self) -> (Vec<Uplink>, Vec<Other>) {
@@ -387,8 +391,14 @@ impl Task {
     /// UCI is what survives a reboot: when it disagrees with the prefix
     /// roadie is in (someone edited it, or an earlier apply was cut short),
     /// apply the current prefix again.
+    ///
+    /// When that fails for an address, it is not retried for the same
+    /// address (each try reloads the network) until the settings change.
     async fn ensure_uci(&mut self) {
         let want = router_address(&self.settings.lan, self.current);
+        if self.uci_ensure_failed == Some(want) {
+            return;
+        }
         let cfg = self.settings.openwrt.clone();
         let found = uci::Uci { cfg: &cfg }
             .network()
@@ -404,8 +414,9 @@ impl Task {
                     have.join(" ")
                 );
                 if let Err(e) = self.apply_uci(self.current, want).await {
-                    log::error!("{e}");
+                    log::error!("{e}; not retried until the config changes");
                     self.problem = Some(e);
+                    self.uci_ensure_failed = Some(want);
                 }
             }
             Err(e) => {
@@ -435,7 +446,26 @@ impl Task {
             format!("changed {}", keys.join(", "))
         };
         if !changes.is_empty() {
-            uci.write(&changes, false).await?;
+            if let Err(e) = uci.write(&changes, false).await {
+                // A commit may have gone through before another failed: put
+                // back what may have been written.
+                let message = match uci.write(&changes, true).await {
+                    Ok(()) => format!("UCI: {e}; nothing changed"),
+                    Err(undo) => format!(
+                        "UCI: {e}; undoing failed too ({undo}); check `uci show network.{}` and `uci show dhcp`",
+                        cfg.network_section
+                    ),
+                };
+                log::error!("{message}");
+                self.problem = Some(message.clone());
+                self.apply = Some(ApplyStatus {
+                    at: now_unix(),
+                    ok: false,
+                    reverted: false,
+                    message: message.clone(),
+                });
+                return Err(message);
+            }
             log::info!("UCI: {what}");
         }
         let timeout = std::time::Duration::from_millis(cfg.apply_timeout_ms);
