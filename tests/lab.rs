@@ -23,7 +23,10 @@ fn lab_smoke() {
     let lease = lab.wait_lease("10.66.0.0/24");
     assert!(lease.ends_with("/24"), "{lease}");
     let dsts = lab.route_dsts("wan0");
-    assert!(dsts.contains(&"default".to_string()), "no default route: {dsts:?}");
+    assert!(
+        dsts.contains(&"default".to_string()),
+        "no default route: {dsts:?}"
+    );
     lab.assert_reachable("192.168.1.100");
 
     let t1 = Instant::now();
@@ -46,8 +49,14 @@ fn lab_smoke() {
     drop(lab);
     let teardown = t2.elapsed();
     for ns in &names {
-        assert!(!Path::new("/var/run/netns").join(ns).exists(), "{ns} left behind");
-        assert!(!Path::new("/etc/netns").join(ns).exists(), "/etc/netns/{ns} left behind");
+        assert!(
+            !Path::new("/var/run/netns").join(ns).exists(),
+            "{ns} left behind"
+        );
+        assert!(
+            !Path::new("/etc/netns").join(ns).exists(),
+            "/etc/netns/{ns} left behind"
+        );
     }
     for pid in pids {
         assert!(!alive(pid), "process {pid} still running after teardown");

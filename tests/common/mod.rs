@@ -514,7 +514,11 @@ impl Lab {
         let pid = child.id();
         self.http = Some(child);
         wait_until("the node's HTTP server to listen", SHORT, || {
-            assert!(alive(pid), "http server died:\n{}", self.read_log("http.log"));
+            assert!(
+                alive(pid),
+                "http server died:\n{}",
+                self.read_log("http.log")
+            );
             Self::listening(pid, "tcp", 8080)
         });
     }
@@ -536,8 +540,14 @@ impl Lab {
             "--bind-interfaces".into(),
             "--log-facility=-".into(),
             "--log-dhcp".into(),
-            format!("--pid-file={}", self.dir.join(format!("dnsmasq{g}.pid")).display()),
-            format!("--dhcp-leasefile={}", self.dir.join(format!("leases{g}")).display()),
+            format!(
+                "--pid-file={}",
+                self.dir.join(format!("dnsmasq{g}.pid")).display()
+            ),
+            format!(
+                "--dhcp-leasefile={}",
+                self.dir.join(format!("leases{g}")).display()
+            ),
             format!("--dhcp-range={lo},{hi},{},1h", server.netmask()),
             format!("--dhcp-option=3,{}", server.addr()),
         ];
@@ -547,7 +557,11 @@ impl Lab {
         let pid = child.id();
         self.dnsmasq = Some(child);
         wait_until("dnsmasq to listen on :67", SHORT, || {
-            assert!(alive(pid), "dnsmasq died:\n{}", self.read_log("dnsmasq.log"));
+            assert!(
+                alive(pid),
+                "dnsmasq died:\n{}",
+                self.read_log("dnsmasq.log")
+            );
             Self::listening(pid, "udp", 67)
         });
     }
@@ -671,9 +685,11 @@ impl Lab {
         self.start_dnsmasq();
         let pid = self.udhcpc_pid();
         signal(pid, libc::SIGUSR2); // release: the script flushes wan0
-        wait_until("udhcpc to release its lease (wan0 without IPv4)", SHORT, || {
-            self.addrs(&self.rtr, "wan0").is_empty()
-        });
+        wait_until(
+            "udhcpc to release its lease (wan0 without IPv4)",
+            SHORT,
+            || self.addrs(&self.rtr, "wan0").is_empty(),
+        );
         signal(pid, libc::SIGUSR1); // renew: DISCOVER right away
     }
 
@@ -755,7 +771,12 @@ impl Lab {
         assert!(self.daemon.is_none(), "roadie is already running");
         self.daemon_starts += 1;
         let mut log = self.log_file("roadie.log");
-        writeln!(log, "=== lab: roadie daemon start #{} ===", self.daemon_starts).unwrap();
+        writeln!(
+            log,
+            "=== lab: roadie daemon start #{} ===",
+            self.daemon_starts
+        )
+        .unwrap();
         let rtr = self.rtr.clone();
         let cfg = self.cfg.to_str().unwrap().to_string();
         let child = self.spawn_in(&rtr, &[ROADIE, "-c", &cfg, "daemon"], "roadie.log");
@@ -794,7 +815,12 @@ impl Lab {
     }
 
     /// Polls status (over the socket) until `pred` holds; returns it.
-    pub fn wait_status(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let mut last = Value::Null;
         let start = Instant::now();
         loop {
@@ -866,7 +892,9 @@ impl Lab {
     /// One request over the socket: Ok(result) or Err(error message).
     pub fn rpc(&self, method: &str, params: Value) -> Result<Value, String> {
         let req = json!({"method": method, "params": params}).to_string() + "\n";
-        let line = self.raw(req.as_bytes()).map_err(|e| format!("socket: {e}"))?;
+        let line = self
+            .raw(req.as_bytes())
+            .map_err(|e| format!("socket: {e}"))?;
         let v: Value =
             serde_json::from_str(&line).map_err(|e| format!("bad reply {line:?}: {e}"))?;
         if let Some(r) = v.get("result") {
@@ -911,7 +939,13 @@ impl Lab {
     }
 
     fn dump_logs(&self) {
-        for name in ["roadie.log", "hook.log", "udhcpc.log", "dnsmasq.log", "http.log"] {
+        for name in [
+            "roadie.log",
+            "hook.log",
+            "udhcpc.log",
+            "dnsmasq.log",
+            "http.log",
+        ] {
             let text = self.read_log(name);
             if !text.is_empty() {
                 eprintln!("----- lab {} {name} -----\n{text}", self.id);
