@@ -520,14 +520,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("sub/known_hosts");
         learn(&path, "127.0.0.1", 2222, &key(K1)).unwrap();
-        std::fs::write(
-            &path,
-            std::fs::read_to_string(&path)
-                .unwrap()
-                .trim_end()
-                .to_string(),
-        )
-        .unwrap(); // no final newline
+        let first = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, first.trim_end()).unwrap(); // no final newline
         learn(&path, "srv", 22, &key(K2)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");

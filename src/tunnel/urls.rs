@@ -263,7 +263,8 @@ mod tests {
     #[test]
     fn urls_go_to_the_tunnel_they_name() {
         let binds = ["ui_julio", "api", "localhost"];
-        let table: &[(&str, &[&str], Option<usize>, Option<usize>)] = &[
+        type Case<'a> = (&'a str, &'a [&'a str], Option<usize>, Option<usize>);
+        let table: &[Case] = &[
             ("https://api.serveo.net", &binds, None, Some(1)),
             ("https://ui_julio.serveo.net", &binds, Some(1), Some(0)),
             ("https://random.serveo.net", &binds, Some(2), Some(2)),
