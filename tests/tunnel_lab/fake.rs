@@ -102,7 +102,12 @@ impl Handler for H {
             // Let the client see the reply first.
             tokio::time::sleep(Duration::from_millis(50)).await;
             let r = handle
-                .channel_open_forwarded_tcpip(address.clone(), UNREQUESTED_PORT, "203.0.113.9", 4444)
+                .channel_open_forwarded_tcpip(
+                    address.clone(),
+                    UNREQUESTED_PORT,
+                    "203.0.113.9",
+                    4444,
+                )
                 .await;
             me.note(format!(
                 "unrequested {address}:{UNREQUESTED_PORT}: {}",

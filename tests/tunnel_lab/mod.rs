@@ -249,7 +249,9 @@ impl Ns {
 
     /// One HTTP GET through `addr`; the body on 200.
     pub fn get(&self, addr: &str) -> Result<String, String> {
-        let mut s = self.connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let mut s = self
+            .connect(addr)
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
             .map_err(|e| format!("write: {e}"))?;
@@ -751,7 +753,11 @@ impl Roadie {
 impl Drop for Roadie {
     fn drop(&mut self) {
         if thread::panicking() {
-            eprintln!("----- roadie log ({}) -----\n{}", self.dir.display(), self.log());
+            eprintln!(
+                "----- roadie log ({}) -----\n{}",
+                self.dir.display(),
+                self.log()
+            );
         }
         if let Some(mut c) = self.child.take() {
             stop_child(&mut c, libc::SIGTERM, Duration::from_secs(3));
