@@ -281,3 +281,162 @@ fn pinned_host_key() {
         "a pinned key was learned"
     );
 }
+
+/// The server dies and comes back: the session reconnects (first retry
+/// after 0.5-1 s), serves again within 2 s of sshd listening, and
+/// `reconnects` went up.
+#[test]
+fn sshd_killed_and_restarted_reconnects() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config("", &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""));
+    lab.start(&cfg);
+    lab.roadie().wait_up("ui");
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
+    lab.sshd.kill();
+    let t = lab
+        .roadie()
+        .wait_tunnel("ui", "noticing the loss", SHORT, |t| t["state"] != "up");
+    eprintln!("after kill: {} / {}", t["state"], t["last_error"]);
+    lab.sshd.run();
+    let t0 = Instant::now();
+    let took = lab.wait_serving(18080, SHORT);
+    eprintln!("serving again {took:?} after sshd listens");
+    assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    let t = lab.roadie().wait_up("ui");
+    assert_eq!(t["reconnects"], 1, "{t}");
+    assert!(t["last_error"].as_str().unwrap().contains("session lost"), "{t}");
+}
+
+/// `tunnel.restart` re-requests the forward of a running tunnel; the other
+/// tunnel on that session is not disturbed.
+#[test]
+fn tunnel_restart_re_requests_one_forward() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", "")
+            + &tunnel_block("api", "vps", "18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    r.wait_up("ui");
+    r.wait_up("api");
+    // A connection held open through "api" must survive restarting "ui".
+    let mut held = lab.ns.connect("127.0.0.1:18081").unwrap();
+    held.write_all(b"ECHOhello").unwrap();
+    let mut buf = [0u8; 5];
+    held.set_read_timeout(Some(SHORT)).unwrap();
+    held.read_exact(&mut buf).unwrap();
+    let out = r.cli(&["call", "tunnel.restart", r#"{"name":"ui"}"#]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply, json!({"restarted": "ui", "server": "vps"}));
+    let t = r.wait_tunnel("ui", "restarted", SHORT, |t| t["reconnects"] == 1 && t["state"] == "up");
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE), "{t}");
+    held.write_all(b"again").unwrap();
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"again");
+    assert_eq!(r.tunnel("api")["reconnects"], 0);
+    assert!(r.log().contains("tunnel ui: restarting"), "{}", r.log());
+}
+
+/// Reload with one tunnel changed: the changed one restarts and serves its
+/// new target; the unchanged one keeps its open connection and counters.
+#[test]
+fn reload_restarts_changed_tunnels_only() {
+    let Some(mut lab) = Lab::new() else { return };
+    let second = Target::start(&lab.ns, "127.0.0.1:8081", "the second target\n");
+    let keep = tunnel_block("keep", "vps", "18080", "127.0.0.1:8080", "");
+    let cfg = lab.config(
+        "",
+        &(keep.clone() + &tunnel_block("change", "vps", "18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    r.wait_up("keep");
+    r.wait_up("change");
+    let mut held = lab.ns.connect("127.0.0.1:18080").unwrap();
+    held.set_read_timeout(Some(SHORT)).unwrap();
+    held.write_all(b"ECHOone").unwrap();
+    let mut buf = [0u8; 3];
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(lab.get(18081).as_deref(), Ok(PAGE));
+    let before = r.wait_tunnel("keep", "counting the held connection", SHORT, |t| {
+        t["active"] == 1 && t["bytes_out"] == 3
+    });
+
+    // Unchanged "keep"; "change" points at the second target; "new" is added.
+    r.write_config(&lab.config(
+        "",
+        &(keep
+            + &tunnel_block("change", "vps", "18081", "127.0.0.1:8081", "")
+            + &tunnel_block("new", "vps", "18082", "127.0.0.1:8080", "")),
+    ));
+    let reply = r.rpc("reload", json!({})).unwrap();
+    assert_eq!(reply["tunnels"]["restarted"], json!(["change"]), "{reply}");
+    assert_eq!(reply["tunnels"]["unchanged"], json!(["keep"]), "{reply}");
+    assert_eq!(reply["tunnels"]["added"], json!(["new"]), "{reply}");
+    wait_for("the changed tunnel to serve its new target", SHORT, || {
+        (lab.get(18081).ok().as_deref() == Some("the second target\n")).then_some(())
+    });
+    r.wait_up("new");
+    assert_eq!(lab.get(18082).as_deref(), Ok(PAGE));
+    // The held connection still works, and "keep" was not touched.
+    held.write_all(b"two").unwrap();
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"two");
+    let after = r.tunnel("keep");
+    assert_eq!(after["connections"], before["connections"]);
+    assert_eq!(after["active"], 1);
+    assert_eq!(after["bytes_out"], 6);
+    assert_eq!(after["reconnects"], 0);
+    assert_eq!(after["up_since"], before["up_since"]);
+    assert_eq!(second.accepted.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    // SIGHUP does the same: removing "new" cancels its forward on the server.
+    r.write_config(&lab.config(
+        "",
+        &(tunnel_block("keep", "vps", "18080", "127.0.0.1:8080", "")
+            + &tunnel_block("change", "vps", "18081", "127.0.0.1:8081", "")),
+    ));
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe { libc::kill(r.pid() as i32, libc::SIGHUP) };
+    wait_for("the removed tunnel's port to close", SHORT, || {
+        (!lab.ns.listening(18082)).then_some(())
+    });
+    held.write_all(b"3rd").unwrap();
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"3rd");
+}
+
+/// SIGTERM with a connection open: the daemon exits within 2 s and the
+/// server no longer listens for it (forwards cancelled, session closed).
+#[test]
+fn sigterm_with_open_connections_exits_within_two_seconds() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", "")
+            + &tunnel_block("api", "vps", "18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    lab.roadie().wait_up("ui");
+    lab.roadie().wait_up("api");
+    let mut held = lab.ns.connect("127.0.0.1:18080").unwrap();
+    held.set_read_timeout(Some(SHORT)).unwrap();
+    held.write_all(b"ECHOx").unwrap();
+    let mut b = [0u8; 1];
+    held.read_exact(&mut b).unwrap();
+    lab.roadie().wait_tunnel("ui", "holding a connection", SHORT, |t| t["active"] == 1);
+    let (took, status) = lab.roadie.as_mut().unwrap().stop(libc::SIGTERM);
+    eprintln!("SIGTERM -> exit in {took:?} ({status})");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(status.success(), "{status}");
+    let log = lab.roadie().log();
+    assert!(log.contains("server vps: disconnected"), "{log}");
+    wait_for("the server to stop listening", Duration::from_secs(2), || {
+        (!lab.ns.listening(18080) && !lab.ns.listening(18081)).then_some(())
+    });
+    // The held connection was closed.
+    assert!(matches!(held.read(&mut b), Ok(0) | Err(_)));
+}
