@@ -288,7 +288,10 @@ fn pinned_host_key() {
 #[test]
 fn sshd_killed_and_restarted_reconnects() {
     let Some(mut lab) = Lab::new() else { return };
-    let cfg = lab.config("", &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""));
+    let cfg = lab.config(
+        "",
+        &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""),
+    );
     lab.start(&cfg);
     lab.roadie().wait_up("ui");
     assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
@@ -301,10 +304,17 @@ fn sshd_killed_and_restarted_reconnects() {
     let t0 = Instant::now();
     let took = lab.wait_serving(18080, SHORT);
     eprintln!("serving again {took:?} after sshd listens");
-    assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t0.elapsed()
+    );
     let t = lab.roadie().wait_up("ui");
     assert_eq!(t["reconnects"], 1, "{t}");
-    assert!(t["last_error"].as_str().unwrap().contains("session lost"), "{t}");
+    assert!(
+        t["last_error"].as_str().unwrap().contains("session lost"),
+        "{t}"
+    );
 }
 
 /// `tunnel.restart` re-requests the forward of a running tunnel; the other
@@ -328,10 +338,16 @@ fn tunnel_restart_re_requests_one_forward() {
     held.set_read_timeout(Some(SHORT)).unwrap();
     held.read_exact(&mut buf).unwrap();
     let out = r.cli(&["call", "tunnel.restart", r#"{"name":"ui"}"#]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(reply, json!({"restarted": "ui", "server": "vps"}));
-    let t = r.wait_tunnel("ui", "restarted", SHORT, |t| t["reconnects"] == 1 && t["state"] == "up");
+    let t = r.wait_tunnel("ui", "restarted", SHORT, |t| {
+        t["reconnects"] == 1 && t["state"] == "up"
+    });
     assert_eq!(lab.get(18080).as_deref(), Ok(PAGE), "{t}");
     held.write_all(b"again").unwrap();
     held.read_exact(&mut buf).unwrap();
@@ -391,7 +407,10 @@ fn reload_restarts_changed_tunnels_only() {
     assert_eq!(after["bytes_out"], 6);
     assert_eq!(after["reconnects"], 0);
     assert_eq!(after["up_since"], before["up_since"]);
-    assert_eq!(second.accepted.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(
+        second.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 
     // SIGHUP does the same: removing "new" cancels its forward on the server.
     r.write_config(&lab.config(
@@ -427,16 +446,388 @@ fn sigterm_with_open_connections_exits_within_two_seconds() {
     held.write_all(b"ECHOx").unwrap();
     let mut b = [0u8; 1];
     held.read_exact(&mut b).unwrap();
-    lab.roadie().wait_tunnel("ui", "holding a connection", SHORT, |t| t["active"] == 1);
+    lab.roadie()
+        .wait_tunnel("ui", "holding a connection", SHORT, |t| t["active"] == 1);
     let (took, status) = lab.roadie.as_mut().unwrap().stop(libc::SIGTERM);
     eprintln!("SIGTERM -> exit in {took:?} ({status})");
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(status.success(), "{status}");
     let log = lab.roadie().log();
     assert!(log.contains("server vps: disconnected"), "{log}");
-    wait_for("the server to stop listening", Duration::from_secs(2), || {
-        (!lab.ns.listening(18080) && !lab.ns.listening(18081)).then_some(())
-    });
+    wait_for(
+        "the server to stop listening",
+        Duration::from_secs(2),
+        || (!lab.ns.listening(18080) && !lab.ns.listening(18081)).then_some(()),
+    );
     // The held connection was closed.
     assert!(matches!(held.read(&mut b), Ok(0) | Err(_)));
+}
+
+/// 200 connections at once through one tunnel, each echoing its own data:
+/// all complete, and the byte counters match what was sent.
+#[test]
+fn two_hundred_concurrent_connections() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""),
+    );
+    lab.start(&cfg);
+    lab.roadie().wait_up("ui");
+    const N: usize = 200;
+    const SIZE: usize = 32 * 1024;
+    let t0 = Instant::now();
+    // Connect all first (from inside the namespace), then talk on all at once.
+    let conns: Vec<std::net::TcpStream> = (0..N)
+        .map(|_| lab.ns.connect("127.0.0.1:18080").expect("connect"))
+        .collect();
+    let handles: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let data: Vec<u8> = (0..SIZE).map(|j| (i * 7 + j) as u8).collect();
+                s.write_all(b"ECHO").unwrap();
+                let mut w = s.try_clone().unwrap();
+                let d2 = data.clone();
+                let writer = std::thread::spawn(move || {
+                    w.write_all(&d2).unwrap();
+                    w.shutdown(std::net::Shutdown::Write).unwrap();
+                });
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+                writer.join().unwrap();
+                assert_eq!(got.len(), SIZE, "connection {i}");
+                assert!(got == data, "connection {i}: data differs");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a connection failed");
+    }
+    eprintln!("{N} connections x {SIZE} B echoed in {:?}", t0.elapsed());
+    let want = (N * (SIZE + 4)) as u64;
+    let t = lab
+        .roadie()
+        .wait_tunnel("ui", "all connections counted", SHORT, |t| {
+            t["active"] == 0 && t["connections"] == N as u64 && t["bytes_out"] == (N * SIZE) as u64
+        });
+    assert_eq!(t["bytes_in"], want, "{t}");
+    assert_eq!(t["refused"], 0);
+}
+
+/// Target down: the forwarded channel is closed cleanly (the client sees an
+/// immediate close), the tunnel stays up and says why; the cap on
+/// concurrent connections refuses the one too many.
+#[test]
+fn target_down_and_connection_cap() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("down", "vps", "18080", "127.0.0.1:8099", "")
+            + &tunnel_block(
+                "capped",
+                "vps",
+                "18081",
+                "127.0.0.1:8080",
+                "max_connections = 2",
+            )),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    r.wait_up("down");
+    r.wait_up("capped");
+    let t0 = Instant::now();
+    let e = lab.get(18080).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    eprintln!("target down: the client saw {e:?} after {:?}", t0.elapsed());
+    let t = r.wait_tunnel("down", "reporting the target", SHORT, |t| {
+        !t["last_error"].is_null()
+    });
+    assert_eq!(t["state"], "up");
+    assert!(
+        t["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to target 127.0.0.1:8099"),
+        "{t}"
+    );
+    assert_eq!(t["connections"], 0);
+    assert_eq!(t["active"], 0);
+
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = lab.ns.connect("127.0.0.1:18081").unwrap();
+        s.write_all(b"ECHOx").unwrap();
+        s.set_read_timeout(Some(SHORT)).unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        held.push(s);
+    }
+    r.wait_tunnel("capped", "full", SHORT, |t| t["active"] == 2);
+    let mut third = lab.ns.connect("127.0.0.1:18081").unwrap();
+    third.set_read_timeout(Some(SHORT)).unwrap();
+    let _ = third.write_all(b"ECHOx");
+    let mut b = [0u8; 1];
+    assert!(
+        matches!(third.read(&mut b), Ok(0) | Err(_)),
+        "the third connection was carried"
+    );
+    let t = r.wait_tunnel("capped", "counting the refusal", SHORT, |t| {
+        t["refused"] == 1
+    });
+    assert_eq!(t["active"], 2);
+    drop(held);
+    r.wait_tunnel("capped", "drained", SHORT, |t| t["active"] == 0);
+    assert_eq!(lab.get(18081).as_deref(), Ok(PAGE));
+}
+
+/// A server that refuses one forward (its port is taken, as when an old
+/// session still holds it): that tunnel retries with backoff and comes up
+/// once the port is free; the other tunnel on the server stays up.
+#[test]
+fn refused_forward_is_retried_and_others_stay_up() {
+    let Some(mut lab) = Lab::new() else { return };
+    let squatter = lab.ns.listen("127.0.0.1:18081");
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("ui", "vps", "127.0.0.1:18080", "127.0.0.1:8080", "")
+            + &tunnel_block("busy", "vps", "127.0.0.1:18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    r.wait_up("ui");
+    let t = r.wait_tunnel("busy", "refused", SHORT, |t| t["state"] == "backoff");
+    assert!(
+        t["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("refused to listen on 127.0.0.1:18081"),
+        "{t}"
+    );
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
+    assert_eq!(r.tunnel("ui")["state"], "up");
+    drop(squatter);
+    let t0 = Instant::now();
+    r.wait_up("busy");
+    eprintln!(
+        "refused forward up {:?} after the port was freed",
+        t0.elapsed()
+    );
+    assert_eq!(lab.get(18081).as_deref(), Ok(PAGE));
+    assert_eq!(r.tunnel("ui")["reconnects"], 0);
+}
+
+/// Head-of-line: one forwarded connection whose target stops reading while
+/// the public side keeps sending must not stall the other tunnels on the
+/// same session. roadie closes the stuck one after 1 s without progress.
+#[test]
+fn a_stuck_target_does_not_stall_the_session() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", "")
+            + &tunnel_block("bulk", "vps", "18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    lab.roadie().wait_up("ui");
+    lab.roadie().wait_up("bulk");
+    // The stuck connection: SINK never reads; push 256 MB at it.
+    let mut sink = lab.ns.connect("127.0.0.1:18081").unwrap();
+    sink.set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let pusher = std::thread::spawn(move || {
+        let chunk = vec![0x5a_u8; 1 << 20];
+        let _ = sink.write_all(b"SINK");
+        let mut sent = 0usize;
+        let t0 = Instant::now();
+        for _ in 0..256 {
+            match sink.write_all(&chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break,
+            }
+        }
+        (sent, t0.elapsed())
+    });
+    // Meanwhile, fetch through the other tunnel for 4 s and time each fetch.
+    let t0 = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut n = 0;
+    while t0.elapsed() < Duration::from_secs(4) {
+        let t = Instant::now();
+        assert_eq!(lab.get(18080).as_deref(), Ok(PAGE), "fetch {n} failed");
+        worst = worst.max(t.elapsed());
+        n += 1;
+    }
+    let (sent, push_time) = pusher.join().unwrap();
+    let bulk = lab
+        .roadie()
+        .wait_tunnel("bulk", "closing the stuck connection", SHORT, |t| {
+            t["stalled"] == 1
+        });
+    eprintln!(
+        "HOL: {n} fetches in 4 s on the other tunnel, slowest {worst:?}; \
+         pushed {} MB at the stuck target in {push_time:?}; bulk: in {} B, stalled {}",
+        sent >> 20,
+        bulk["bytes_in"],
+        bulk["stalled"]
+    );
+    assert!(
+        worst < Duration::from_millis(2500),
+        "a fetch took {worst:?}"
+    );
+    assert!(n >= 20, "only {n} fetches in 4 s");
+    assert_eq!(bulk["active"], 0);
+}
+
+/// The router's uplink is renumbered (a new lease): every session
+/// reconnects at once from the new address, and the tunnels serve again.
+/// The old sessions' forwards linger on sshd until it notices they are dead
+/// (ClientAlive, about 2 s here), so the new forwards are retried until then.
+#[test]
+fn uplink_renumbered_every_session_reconnects_at_once() {
+    let Some(mut road) = Road::new() else { return };
+    let cfg = road.config(
+        &(tunnel_block("ui", "vps", "localhost:18080", "master:8080", "")
+            + &tunnel_block("api", "vps2", "localhost:18081", "master:8080", "")),
+    );
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    road.roadie().wait_up("api");
+    assert_eq!(road.get(18080).as_deref(), Ok(PAGE));
+    assert_eq!(road.logins_from("10.66.0.2"), 2);
+
+    let t0 = Instant::now();
+    road.renumber("10.77.0.254/24", "10.77.0.2/24");
+    wait_for(
+        "both sessions to log in from the new address",
+        SHORT,
+        || (road.logins_from("10.77.0.2") == 2).then_some(()),
+    );
+    let relogin = t0.elapsed();
+    let r = road.roadie();
+    for name in ["ui", "api"] {
+        r.wait_tunnel(name, "up again", Duration::from_secs(15), |t| {
+            t["state"] == "up" && t["reconnects"] == 1
+        });
+    }
+    let up = t0.elapsed();
+    wait_for("the page through both tunnels", SHORT, || {
+        (road.get(18080).ok().as_deref() == Some(PAGE)
+            && road.get(18081).ok().as_deref() == Some(PAGE))
+        .then_some(())
+    });
+    eprintln!(
+        "renumber: both sessions logged in again after {relogin:?}; forwards up after {up:?}; serving after {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        relogin < Duration::from_secs(1),
+        "re-login took {relogin:?}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+/// An uplink change that leaves the old path working (a second address on
+/// the uplink): sessions reconnect at once, the old session is closed
+/// cleanly (its forwards cancelled), so the new forwards are accepted right
+/// away: serving again well within a second, even out of a long backoff.
+#[test]
+fn uplink_change_skips_the_backoff() {
+    let Some(mut road) = Road::new() else { return };
+    let cfg = road.config(&tunnel_block(
+        "ui",
+        "vps",
+        "localhost:18080",
+        "master:8080",
+        "",
+    ));
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    // Put the session into backoff: sshd gone for two failed attempts.
+    road.sshd.kill();
+    let r = road.roadie();
+    wait_for("two failed attempts", SHORT, || {
+        (r.log().matches("cannot reach 198.18.0.1").count() >= 2).then_some(())
+    });
+    road.sshd.run();
+    // The next attempt is 1-4 s away; an uplink change must not wait for it.
+    let t0 = Instant::now();
+    road.rtr.ip(&["addr", "add", "10.66.0.3/24", "dev", "wan0"]);
+    road.roadie().wait_up("ui");
+    let took = t0.elapsed();
+    assert_eq!(road.get(18080).as_deref(), Ok(PAGE));
+    eprintln!("uplink change during backoff: up again after {took:?}");
+    assert!(took < Duration::from_millis(900), "took {took:?}");
+
+    // Up and running: another change reconnects at once, cleanly.
+    let before = road.roadie().tunnel("ui")["reconnects"].as_u64().unwrap();
+    let t0 = Instant::now();
+    road.rtr.ip(&["addr", "del", "10.66.0.3/24", "dev", "wan0"]);
+    road.roadie().wait_tunnel("ui", "reconnected", SHORT, |t| {
+        t["state"] == "up" && t["reconnects"].as_u64() == Some(before + 1)
+    });
+    wait_for("the page", SHORT, || {
+        (road.get(18080).ok().as_deref() == Some(PAGE)).then_some(())
+    });
+    let took = t0.elapsed();
+    eprintln!("uplink change while up: serving again after {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+/// The collision: upstream renumbers into the LAN's prefix, roadie moves
+/// the LAN, the hook moves the node, and the tunnel's target follows: the
+/// page comes through the tunnel from the node at its new address.
+#[test]
+fn lan_readdressed_the_target_follows() {
+    let Some(mut road) = Road::new() else { return };
+    let cfg = road.config(&tunnel_block(
+        "ui",
+        "vps",
+        "localhost:18080",
+        "master:8080",
+        "",
+    ));
+    road.start(&cfg);
+    let t = road.roadie().wait_up("ui");
+    assert_eq!(t["target"], "192.168.1.100:8080");
+    assert_eq!(road.get(18080).as_deref(), Ok(PAGE));
+
+    let t0 = Instant::now();
+    road.renumber("192.168.1.254/24", "192.168.1.50/24");
+    let r = road.roadie();
+    let s = wait_for("roadie to move the LAN", SHORT, || {
+        let s = r.status();
+        (s["lan"]["prefix"] != "192.168.1.0/24" && !s["lan"]["prefix"].as_str()?.is_empty())
+            .then_some(s)
+    });
+    let prefix = s["lan"]["prefix"].as_str().unwrap().to_string();
+    let net = prefix.split('/').next().unwrap();
+    let node = format!("{}.100:8080", net.rsplit_once('.').unwrap().0);
+    let t = r.wait_tunnel(
+        "ui",
+        "pointing at the moved node",
+        Duration::from_secs(15),
+        |t| t["target"] == node.as_str() && t["state"] == "up",
+    );
+    wait_for(
+        "the page through the tunnel from the moved node",
+        SHORT,
+        || (road.get(18080).ok().as_deref() == Some(PAGE)).then_some(()),
+    );
+    eprintln!(
+        "collision: LAN moved to {prefix}, tunnel serves the node at {node} after {:?}",
+        t0.elapsed()
+    );
+    assert!(t["reconnects"].as_u64().unwrap() >= 1, "{t}");
+    let hook = std::fs::read_to_string(road.dir.path().join("hook.log")).unwrap();
+    assert!(
+        hook.contains(&format!("192.168.1.0/24 -> {prefix}")),
+        "{hook}"
+    );
 }

@@ -36,6 +36,14 @@ pub fn delay(attempt: u32, seed: u64) -> Duration {
     Duration::from_millis(half + r % (ceil - half + 1))
 }
 
+/// The delay before re-requesting a refused forward on a running session:
+/// half the session schedule (0.25-0.5 s, 0.5-1 s, ... up to 30 s). The
+/// usual cause is our own previous session still holding the port on the
+/// server until it notices that session is dead, which takes seconds.
+pub fn forward_delay(attempt: u32, seed: u64) -> Duration {
+    delay(attempt, mix(seed ^ 0x0066_6f72_7761_7264)) / 2
+}
+
 /// The attempt number to use after a session that was up for `uptime`
 /// ended, given the attempt it was established at.
 pub fn after_session(attempt: u32, uptime: Duration) -> u32 {
@@ -88,6 +96,17 @@ mod tests {
         let a = delay(4, 7).as_millis() as f64 / 16000.0;
         let b = delay(5, 7).as_millis() as f64 / 32000.0;
         assert!((a - b).abs() > 1e-6);
+    }
+
+    #[test]
+    fn forward_retries_are_twice_as_eager() {
+        let s = Duration::from_secs;
+        for (attempt, ceil) in [(0, s(1) / 2), (1, s(1)), (3, s(4)), (9, s(30))] {
+            for seed in 0..100u64 {
+                let d = forward_delay(attempt, seed);
+                assert!(d >= ceil / 2 && d <= ceil, "attempt {attempt}: {d:?}");
+            }
+        }
     }
 
     #[test]

@@ -28,6 +28,9 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Cancelling forwards and saying goodbye when stopping.
 const GOODBYE: Duration = Duration::from_millis(500);
+/// The same before reconnecting: if the old path still works, the server
+/// frees our ports at once and the new session's forwards do not collide.
+const QUICK_GOODBYE: Duration = Duration::from_millis(300);
 /// A session that cannot log in for a reason retrying will not fix (host key,
 /// key file, authentication) retries at the slowest pace.
 const PERMANENT_ATTEMPT: u32 = 6;
@@ -699,15 +702,18 @@ impl Supervisor {
             let up_since = Instant::now();
             match self.serve(&handle, &conn, up_since).await {
                 Served::Stop => {
-                    self.goodbye(&handle, &conn).await;
+                    let live = self.live_forwards();
+                    self.goodbye(&handle, &conn, live, GOODBYE).await;
                     return;
                 }
                 Served::Again(why) => {
                     log::info!("{}: {why}; reconnecting now", self.shared.tag());
+                    let live = self.live_forwards();
                     self.lost(&why);
-                    let _ = handle
-                        .disconnect(Disconnect::ByApplication, "roadie reconnects", "en")
-                        .await;
+                    tokio::select! {
+                        _ = self.goodbye(&handle, &conn, live, QUICK_GOODBYE) => {}
+                        _ = self.stop.cancelled() => return,
+                    }
                     self.attempt = 0;
                     continue;
                 }
@@ -961,7 +967,7 @@ impl Supervisor {
                         ),
                         other => format!("forward request for {bind}:{port} failed: {other}"),
                     };
-                    let delay = backoff::delay(f.attempt, seed ^ backoff::mix(f.attempt as u64 + 1));
+                    let delay = backoff::forward_delay(f.attempt, seed);
                     f.attempt = f.attempt.saturating_add(1);
                     f.retry_at = Some(Instant::now() + delay);
                     log::warn!("tunnel {name}: {why}; retrying in {:.1} s", delay.as_secs_f32());
@@ -969,7 +975,7 @@ impl Supervisor {
                 }
                 Err(_) => {
                     let why = format!("{tag} did not answer the forward request for {bind}:{port}");
-                    let delay = backoff::delay(f.attempt, seed);
+                    let delay = backoff::forward_delay(f.attempt, seed);
                     f.attempt = f.attempt.saturating_add(1);
                     f.retry_at = Some(Instant::now() + delay);
                     log::warn!("tunnel {name}: {why}");
@@ -979,20 +985,28 @@ impl Supervisor {
         });
     }
 
-    /// Stopping: cancel the forwards (so the server frees the names and
-    /// ports at once), close connections, disconnect. Bounded by [`GOODBYE`].
-    async fn goodbye(&self, handle: &Handle<Client>, conn: &Arc<Conn>) {
-        let live: Vec<(String, u32)> = self.shared.with_fwds(|fwds| {
-            fwds.iter_mut()
+    /// The live forwards, as (bind, port) to name in cancel-tcpip-forward.
+    fn live_forwards(&self) -> Vec<(String, u32)> {
+        self.shared.with_fwds(|fwds| {
+            fwds.iter()
                 .filter(|f| f.req.live)
-                .map(|f| {
-                    f.req.live = false;
-                    f.close_connections();
-                    (f.req.bind.clone(), f.bound_port())
-                })
+                .map(|f| (f.req.bind.clone(), f.bound_port()))
                 .collect()
-        });
-        let _ = tokio::time::timeout(GOODBYE, async {
+        })
+    }
+
+    /// Cancel the forwards `live` (so the server frees the names and ports
+    /// at once), close connections, disconnect; bounded by `limit`.
+    async fn goodbye(
+        &self,
+        handle: &Handle<Client>,
+        conn: &Arc<Conn>,
+        live: Vec<(String, u32)>,
+        limit: Duration,
+    ) {
+        self.shared
+            .with_fwds(|fwds| fwds.iter_mut().for_each(Fwd::close_connections));
+        let _ = tokio::time::timeout(limit, async {
             let cancels = live
                 .iter()
                 .map(|(bind, port)| handle.cancel_tcpip_forward(bind.clone(), *port));

@@ -355,6 +355,25 @@ impl Sshd {
     /// Configure (and start) an sshd listening on `addr:port` inside `ns`,
     /// letting in the keys listed in `authorized`.
     pub fn start(ns: &Ns, dir: &Path, addr: &str, port: u16, authorized: &[&Path]) -> Sshd {
+        Sshd::start_with(
+            ns,
+            dir,
+            addr,
+            port,
+            authorized,
+            "ClientAliveInterval 2\nClientAliveCountMax 3\n",
+        )
+    }
+
+    /// As [`Sshd::start`], with `extra` sshd_config lines (keepalive settings).
+    pub fn start_with(
+        ns: &Ns,
+        dir: &Path,
+        addr: &str,
+        port: u16,
+        authorized: &[&Path],
+        extra: &str,
+    ) -> Sshd {
         ensure_user();
         fs::create_dir_all("/run/sshd").unwrap();
         let dir = dir.join(format!("sshd{port}"));
@@ -373,8 +392,7 @@ impl Sshd {
             "Port {port}\nListenAddress {addr}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
              AuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\nAllowUsers {USER}\nAllowTcpForwarding remote\n\
-             GatewayPorts clientspecified\nClientAliveInterval 2\nClientAliveCountMax 3\n\
-             MaxStartups 100\nLogLevel VERBOSE\n",
+             GatewayPorts clientspecified\nMaxStartups 100\nLogLevel VERBOSE\n{extra}",
             host_key.display(),
             ak.display()
         );
@@ -716,16 +734,15 @@ impl Roadie {
         let mut last = Value::Null;
         loop {
             self.assert_alive();
-            if let Ok(s) = self.rpc("status", json!({})) {
-                if let Some(t) = s["tunnels"]
+            if let Ok(s) = self.rpc("status", json!({}))
+                && let Some(t) = s["tunnels"]
                     .as_array()
                     .and_then(|a| a.iter().find(|t| t["name"] == name))
-                {
-                    if pred(t) {
-                        return t.clone();
-                    }
-                    last = t.clone();
+            {
+                if pred(t) {
+                    return t.clone();
                 }
+                last = t.clone();
             }
             assert!(
                 start.elapsed() < timeout,
@@ -865,3 +882,146 @@ impl Lab {
 
 /// Shared between a test and its helper threads.
 pub type Shared<T> = Arc<Mutex<T>>;
+
+/// The road lab: three namespaces, like a router plugged into a hotel.
+///
+/// ```text
+///   up (sshd on 198.18.0.1:22, lo)    rtr (roadie)                     cl (node :8080)
+///   up0 10.66.0.254/24 <----------> wan0 10.66.0.2/24  lan0 192.168.1.1/24 <--> eth0 192.168.1.100/24
+/// ```
+/// The hook moves the node to the same offset when roadie moves the LAN.
+pub struct Road {
+    pub roadie: Option<Roadie>,
+    pub target: Target,
+    pub sshd: Sshd,
+    pub key: PathBuf,
+    pub dir: Dir,
+    pub cl: Ns,
+    pub rtr: Ns,
+    pub up: Ns,
+}
+
+pub const SSHD_ADDR: &str = "198.18.0.1";
+
+impl Road {
+    pub fn new() -> Option<Road> {
+        if !possible() {
+            return None;
+        }
+        let id = unique();
+        let up = Ns::new(&format!("{id}u"));
+        let rtr = Ns::new(&format!("{id}r"));
+        let cl = Ns::new(&format!("{id}c"));
+        let dir = Dir::new(&id);
+        run(Command::new("ip").args([
+            "link", "add", "up0", "netns", &up.name, "type", "veth", "peer", "name", "wan0",
+            "netns", &rtr.name,
+        ]));
+        run(Command::new("ip").args([
+            "link", "add", "lan0", "netns", &rtr.name, "type", "veth", "peer", "name", "eth0",
+            "netns", &cl.name,
+        ]));
+        up.batch(&format!(
+            "addr add 10.66.0.254/24 dev up0\nlink set up0 up\naddr add {SSHD_ADDR}/32 dev lo\n"
+        ));
+        rtr.batch(
+            "addr add 10.66.0.2/24 dev wan0\nlink set wan0 up\naddr add 192.168.1.1/24 dev lan0\n\
+             link set lan0 up\nroute add default via 10.66.0.254 dev wan0\n",
+        );
+        cl.batch(
+            "addr add 192.168.1.100/24 dev eth0\nlink set eth0 up\nroute add default via 192.168.1.1\n",
+        );
+        let key = dir.path().join("id_ed25519");
+        keygen(&key, "ed25519");
+        // A stale session (its path gone with the old address) is dropped
+        // after about 2 s, so a renumbered router gets its ports back soon.
+        let sshd = Sshd::start_with(
+            &up,
+            dir.path(),
+            SSHD_ADDR,
+            22,
+            &[&key],
+            "ClientAliveInterval 1\nClientAliveCountMax 1\n",
+        );
+        let target = Target::start(&cl, "0.0.0.0:8080", PAGE);
+        let hook = dir.path().join("hook.sh");
+        fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\nset -e\nnet=${{ROADIE_NEW_PREFIX%/*}}\nlen=${{ROADIE_NEW_PREFIX#*/}}\n\
+                 node=${{net%.*}}.100\ngw=${{ROADIE_LAN_ADDRESS%/*}}\n\
+                 ip -n {cl} addr flush dev eth0\nip -n {cl} addr add $node/$len dev eth0\n\
+                 ip -n {cl} route replace default via $gw\n\
+                 echo \"$ROADIE_OLD_PREFIX -> $ROADIE_NEW_PREFIX node $node\" >> {log}\n",
+                cl = cl.name,
+                log = dir.path().join("hook.log").display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+        Some(Road {
+            roadie: None,
+            target,
+            sshd,
+            key,
+            dir,
+            cl,
+            rtr,
+            up,
+        })
+    }
+
+    /// roadie's config: the real LAN (netlink), two [[server]] entries
+    /// ("vps" and "vps2", both this sshd: two sessions), and `tunnels`.
+    pub fn config(&self, tunnels: &str) -> String {
+        let d = self.dir.path();
+        let mut s = format!(
+            "[daemon]\nstate = {:?}\nsocket = {:?}\nlog_level = \"debug\"\n\n\
+             [wan]\ninterfaces = [\"wan0\"]\n\n\
+             [lan]\ninterface = \"lan0\"\naddress = \"192.168.1.1/24\"\nhook = {:?}\nsettle_ms = 100\n\n\
+             [[lan.host]]\nname = \"master\"\naddress = \"192.168.1.100\"\n\n",
+            d.join("state.toml").display().to_string(),
+            d.join("roadie.sock").display().to_string(),
+            d.join("hook.sh").display().to_string(),
+        );
+        for name in ["vps", "vps2"] {
+            s += &server_block(name, &self.sshd, Some(&self.key), "");
+        }
+        s + tunnels
+    }
+
+    pub fn start(&mut self, config: &str) -> &Roadie {
+        self.roadie = Some(Roadie::start(&self.rtr, self.dir.path(), config));
+        self.roadie.as_ref().unwrap()
+    }
+
+    pub fn roadie(&self) -> &Roadie {
+        self.roadie.as_ref().expect("roadie started")
+    }
+
+    /// GET through a forwarded port, from the server's side (up).
+    pub fn get(&self, port: u16) -> Result<String, String> {
+        self.up.get(&format!("127.0.0.1:{port}"))
+    }
+
+    /// The upstream network renumbers: a new address on up0 and a new lease
+    /// (address and default route) on wan0, as a DHCP renew would apply it.
+    pub fn renumber(&self, upstream: &str, lease: &str) {
+        let gw = upstream.split('/').next().unwrap();
+        self.up.batch(&format!(
+            "addr flush dev up0\naddr add {upstream} dev up0\n"
+        ));
+        self.rtr.batch(&format!(
+            "addr flush dev wan0\naddr add {lease} dev wan0\nroute replace default via {gw} dev wan0\n"
+        ));
+    }
+
+    /// How many sessions sshd accepted from `addr` so far.
+    pub fn logins_from(&self, addr: &str) -> usize {
+        self.sshd
+            .log()
+            .lines()
+            .filter(|l| l.contains("Accepted publickey") && l.contains(&format!("from {addr} ")))
+            .count()
+    }
+}
