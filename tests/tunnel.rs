@@ -831,3 +831,111 @@ fn lan_readdressed_the_target_follows() {
         "{hook}"
     );
 }
+
+/// A path that dies silently (nothing comes back, no link or address
+/// change): keepalives every `keepalive_s`, dead after 3 misses; the
+/// session comes back once the path does.
+#[test]
+fn keepalive_notices_a_silently_dead_path() {
+    let Some(mut road) = Road::new() else { return };
+    let cfg = road.config_with(
+        "keepalive_s = 1",
+        &tunnel_block("ui", "vps", "localhost:18080", "master:8080", ""),
+    );
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    let t0 = Instant::now();
+    road.up.ip(&["route", "add", "blackhole", "10.66.0.2/32"]);
+    let t = road
+        .roadie()
+        .wait_tunnel("ui", "noticing the dead path", SHORT, |t| {
+            t["state"] != "up"
+        });
+    let noticed = t0.elapsed();
+    eprintln!("dead path noticed after {noticed:?}: {}", t["last_error"]);
+    assert!(
+        t["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped answering keepalives"),
+        "{t}"
+    );
+    assert!(
+        noticed >= Duration::from_secs(3),
+        "noticed after {noticed:?}"
+    );
+    assert!(
+        noticed < Duration::from_secs(7),
+        "noticed after {noticed:?}"
+    );
+    road.up.ip(&["route", "del", "blackhole", "10.66.0.2/32"]);
+    let t1 = Instant::now();
+    road.roadie()
+        .wait_tunnel("ui", "back", Duration::from_secs(20), |t| {
+            t["state"] == "up"
+        });
+    wait_for("the page", SHORT, || {
+        (road.get(18080).ok().as_deref() == Some(PAGE)).then_some(())
+    });
+    eprintln!("path back: serving again after {:?}", t1.elapsed());
+}
+
+/// Reload that changes one server's settings restarts that session only;
+/// removing a server cancels its tunnels; the other server's connection
+/// survives both.
+#[test]
+fn reload_restarts_a_changed_server_only() {
+    let Some(mut lab) = Lab::new() else { return };
+    let other = Sshd::start(&lab.ns, lab.dir.path(), "127.0.0.1", 2223, &[&lab.key]);
+    let base = lab.config("", &tunnel_block("a", "vps", "18080", "127.0.0.1:8080", ""));
+    let cfg = |other_extra: &str, with_other: bool| {
+        let mut c = base.clone();
+        if with_other {
+            c += &server_block("other", &other, Some(&lab.key), other_extra);
+            c += &tunnel_block("b", "other", "18081", "127.0.0.1:8080", "");
+        }
+        c
+    };
+    let (first, second, third) = (cfg("", true), cfg("keepalive_s = 5", true), cfg("", false));
+    lab.start(&first);
+    let r = lab.roadie();
+    r.wait_up("a");
+    r.wait_up("b");
+    let mut held = lab.ns.connect("127.0.0.1:18080").unwrap();
+    held.set_read_timeout(Some(SHORT)).unwrap();
+    let mut buf = [0u8; 2];
+    held.write_all(b"ECHOok").unwrap();
+    held.read_exact(&mut buf).unwrap();
+
+    let logins = |s: &Sshd| s.log().matches("Accepted publickey").count();
+    assert_eq!(logins(&other), 1);
+    r.write_config(&second);
+    let reply = r.rpc("reload", json!({})).unwrap();
+    assert_eq!(
+        reply["tunnels"]["stopped_sessions"],
+        json!(["other"]),
+        "{reply}"
+    );
+    assert_eq!(
+        reply["tunnels"]["started_sessions"],
+        json!(["other"]),
+        "{reply}"
+    );
+    wait_for("the changed server's new session", SHORT, || {
+        (logins(&other) == 2).then_some(())
+    });
+    r.wait_tunnel("b", "up on the new session", SHORT, |t| t["state"] == "up");
+    assert_eq!(lab.get(18081).as_deref(), Ok(PAGE));
+
+    r.write_config(&third);
+    r.rpc("reload", json!({})).unwrap();
+    wait_for("the removed server's port to close", SHORT, || {
+        (!lab.ns.listening(18081)).then_some(())
+    });
+    let s = r.status();
+    assert_eq!(s["tunnels"].as_array().unwrap().len(), 1, "{s}");
+    held.write_all(b"!!").unwrap();
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"!!");
+    assert_eq!(logins(&lab.sshd), 1, "the unchanged server was reconnected");
+}

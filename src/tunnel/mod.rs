@@ -249,6 +249,11 @@ impl Manager {
                 sends.push((server.clone(), Cmd::Replace(s)));
             }
         }
+        for (name, s) in &self.sessions {
+            if !d.start.contains(name) {
+                let _ = s.cmd.send(Cmd::RetryNow);
+            }
+        }
         for (server, tunnels, after) in starts {
             self.spawn(server, tunnels, after);
         }

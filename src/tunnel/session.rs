@@ -53,6 +53,9 @@ pub enum Cmd {
     Replace(TunnelSpec),
     /// `tunnel.restart`: re-request this forward (or reconnect when down).
     RestartTunnel(String),
+    /// After a reload: a session waiting to retry (say, for a fixed key
+    /// file or known_hosts) tries now; a running one is left alone.
+    RetryNow,
 }
 
 /// The bind address sent in `tcpip-forward`, as OpenSSH's `ssh -R` sends it:
@@ -656,6 +659,8 @@ impl Supervisor {
                     },
                     cmd = self.cmds.recv() => match cmd {
                         None => return,
+                        // Already trying.
+                        Some(Cmd::RetryNow) => {}
                         Some(c) => if self.apply_offline(c) {
                             break None;
                         },
@@ -781,7 +786,7 @@ impl Supervisor {
     /// Apply a command while not connected; true: reconnect right away.
     fn apply_offline(&mut self, cmd: Cmd) -> bool {
         match cmd {
-            Cmd::Reconnect | Cmd::RestartTunnel(_) => true,
+            Cmd::Reconnect | Cmd::RestartTunnel(_) | Cmd::RetryNow => true,
             Cmd::Add(spec) => {
                 self.shared.with_fwds(|fwds| fwds.push(Fwd::new(spec)));
                 false
@@ -864,7 +869,7 @@ impl Supervisor {
 
     async fn apply_online(&mut self, handle: &Handle<Client>, conn: &Arc<Conn>, cmd: Cmd) {
         match cmd {
-            Cmd::Reconnect => {}
+            Cmd::Reconnect | Cmd::RetryNow => {}
             Cmd::Add(spec) => {
                 let name = spec.plan.name.clone();
                 self.shared.with_fwds(|fwds| fwds.push(Fwd::new(spec)));

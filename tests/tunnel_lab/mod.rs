@@ -618,11 +618,14 @@ pub fn base_config(dir: &Path) -> String {
 pub fn server_block(name: &str, sshd: &Sshd, identity: Option<&Path>, extra: &str) -> String {
     let mut s = format!(
         "[[server]]\nname = {name:?}\nhost = {:?}\nport = {}\nuser = {USER:?}\n\
-         known_hosts = {:?}\nsession = \"none\"\nkeepalive_s = 2\n",
+         known_hosts = {:?}\nsession = \"none\"\n",
         sshd.addr,
         sshd.port,
         sshd.dir.join("known_hosts").display().to_string()
     );
+    if !extra.contains("keepalive_s") {
+        s += "keepalive_s = 2\n";
+    }
     if let Some(id) = identity {
         s += &format!("identity = {:?}\n", id.display().to_string());
     }
@@ -974,6 +977,11 @@ impl Road {
     /// roadie's config: the real LAN (netlink), two [[server]] entries
     /// ("vps" and "vps2", both this sshd: two sessions), and `tunnels`.
     pub fn config(&self, tunnels: &str) -> String {
+        self.config_with("", tunnels)
+    }
+
+    /// As [`Road::config`], with `server_extra` in both [[server]] blocks.
+    pub fn config_with(&self, server_extra: &str, tunnels: &str) -> String {
         let d = self.dir.path();
         let mut s = format!(
             "[daemon]\nstate = {:?}\nsocket = {:?}\nlog_level = \"debug\"\n\n\
@@ -985,7 +993,7 @@ impl Road {
             d.join("hook.sh").display().to_string(),
         );
         for name in ["vps", "vps2"] {
-            s += &server_block(name, &self.sshd, Some(&self.key), "");
+            s += &server_block(name, &self.sshd, Some(&self.key), server_extra);
         }
         s + tunnels
     }
