@@ -81,7 +81,7 @@ pub fn resolve(
             .iter()
             .find(|h| h.name == *n)
             .map(|h| h.address)
-            .ok_or_else(|| format!("target host {n:?} is not a [[lan.host]]"))?,
+            .ok_or_else(|| format!("target host \"{n}\" is not a [[lan.host]]"))?,
     };
     let now = if home.contains(&addr) {
         plan::map_host(addr, home, current).unwrap_or(addr)

@@ -100,6 +100,27 @@ pub fn uplink_changed(old_state_empty: bool, old: &UplinkKey, new: &UplinkKey) -
     !old_state_empty && old != new
 }
 
+/// An uplink key for the log: `wan0 up 10.66.0.2/24 via 10.66.0.254`.
+pub fn show_key(key: &UplinkKey) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|(name, up, addrs, gw)| {
+            let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            let gw = gw.map(|g| format!(" via {g}")).unwrap_or_default();
+            format!(
+                "{name} {} {}{gw}",
+                if *up { "up" } else { "down" },
+                if addrs.is_empty() {
+                    "-".to_string()
+                } else {
+                    addrs.join(",")
+                }
+            )
+        })
+        .collect();
+    parts.join("; ")
+}
+
 /// Follows the uplink snapshot for one session.
 pub struct UplinkWatch {
     net: watch::Receiver<NetState>,
@@ -133,7 +154,11 @@ impl UplinkWatch {
         let key = uplink_key(&state, &v.wan, &v.lan);
         let changed = uplink_changed(self.empty, &self.key, &key);
         if changed {
-            log::debug!("uplinks changed: {:?} -> {:?}", self.key, key);
+            log::debug!(
+                "uplinks changed: {} -> {}",
+                show_key(&self.key),
+                show_key(&key)
+            );
         }
         self.key = key;
         self.empty = state.links.is_empty();
@@ -332,21 +357,21 @@ impl Manager {
         let Some(plan) = self.plans.iter().find(|p| p.name == name) else {
             let known: Vec<&str> = self.plans.iter().map(|p| p.name.as_str()).collect();
             return Err(if known.is_empty() {
-                format!("no tunnel named {name:?}; no tunnels are configured")
+                format!("no tunnel named \"{name}\"; no tunnels are configured")
             } else {
-                format!("no tunnel named {name:?}; known: {}", known.join(", "))
+                format!("no tunnel named \"{name}\"; known: {}", known.join(", "))
             });
         };
         let session = self.sessions.get(&plan.server).ok_or_else(|| {
             format!(
-                "tunnel {name:?}: its server {:?} has no session",
+                "tunnel \"{name}\": its server \"{}\" has no session",
                 plan.server
             )
         })?;
         session
             .cmd
             .send(Cmd::RestartTunnel(name.to_string()))
-            .map_err(|_| format!("tunnel {name:?}: its session has stopped"))?;
+            .map_err(|_| format!("tunnel \"{name}\": its session has stopped"))?;
         log::info!("tunnel {name}: restart requested");
         Ok(json!({ "restarted": name, "server": plan.server }))
     }
@@ -510,5 +535,10 @@ mod tests {
         let mut two_rev = two.clone();
         two_rev.links[1].addrs.reverse();
         assert!(!uplink_changed(false, &key(&two), &key(&two_rev)));
+        assert_eq!(
+            show_key(&key(&base)),
+            "wan0 up 10.66.0.5/24 via 10.66.0.254"
+        );
+        assert_eq!(show_key(&key(&state(None, None, false))), "wan0 down -");
     }
 }

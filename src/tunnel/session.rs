@@ -337,7 +337,10 @@ impl client::Handler for Client {
         let why = match reason {
             client::DisconnectReason::ReceivedDisconnect(info) => {
                 if info.message.is_empty() {
-                    format!("server closed the session ({:?})", info.reason_code)
+                    format!(
+                        "server closed the session (reason code {})",
+                        info.reason_code as u32
+                    )
                 } else {
                     format!("server closed the session: {}", info.message)
                 }
@@ -460,7 +463,7 @@ async fn login(
                 None => "\"none\" authentication (no identity set)".to_string(),
             };
             return Err(Failure::fatal(format!(
-                "{endpoint} refused {how} for user {user:?}"
+                "{endpoint} refused {how} for user \"{user}\""
             )));
         }
         let channel = match &s.session {
