@@ -14,6 +14,7 @@ pub enum Call {
     List,
     Reload,
     Readdress { prefix: Option<Ipv4Net> },
+    TunnelRestart { name: String },
 }
 
 /// Methods and their parameters, for `roadie list` (like `ubus -v list`).
@@ -24,6 +25,10 @@ pub const METHODS: &[(&str, &str)] = &[
     (
         "readdress",
         r#"{"prefix":"String (optional): force this prefix, e.g. 10.9.8.0/24"}"#,
+    ),
+    (
+        "tunnel.restart",
+        r#"{"name":"String: the tunnel to restart, e.g. ui"}"#,
     ),
 ];
 
@@ -81,6 +86,22 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
                 }
             };
             Ok(Call::Readdress { prefix })
+        }
+        "tunnel.restart" => {
+            if let Some(k) = params.keys().find(|k| *k != "name") {
+                return Err(format!(
+                    "tunnel.restart: unknown parameter {k:?} (expected \"name\")"
+                ));
+            }
+            match params.get("name") {
+                Some(Value::String(n)) if !n.is_empty() => {
+                    Ok(Call::TunnelRestart { name: n.clone() })
+                }
+                Some(Value::String(_)) | None | Some(Value::Null) => {
+                    Err(r#"tunnel.restart: which tunnel? give {"name":"ui"}"#.into())
+                }
+                Some(_) => Err("tunnel.restart: \"name\" must be a string like \"ui\"".into()),
+            }
         }
         other => {
             let known: Vec<&str> = METHODS.iter().map(|(m, _)| *m).collect();
@@ -148,6 +169,10 @@ mod tests {
                     prefix: Some("10.9.8.0/24".parse().unwrap()),
                 },
             ),
+            (
+                r#"{"method":"tunnel.restart","params":{"name":"ui"}}"#,
+                Call::TunnelRestart { name: "ui".into() },
+            ),
         ];
         for (line, want) in ok {
             assert_eq!(parse_request(line.as_bytes()).as_ref(), Ok(want), "{line}");
@@ -191,6 +216,19 @@ mod tests {
                 br#"{"method":"readdress","params":{"prefx":"10.9.8.0/24"}}"#,
                 "unknown parameter \"prefx\"",
             ),
+            (br#"{"method":"tunnel.restart"}"#, "which tunnel?"),
+            (
+                br#"{"method":"tunnel.restart","params":{"name":""}}"#,
+                "which tunnel?",
+            ),
+            (
+                br#"{"method":"tunnel.restart","params":{"name":3}}"#,
+                "must be a string",
+            ),
+            (
+                br#"{"method":"tunnel.restart","params":{"name":"ui","x":1}}"#,
+                "unknown parameter \"x\"",
+            ),
         ];
         for (line, want) in bad {
             let e = parse_request(line).unwrap_err();
@@ -221,5 +259,6 @@ mod tests {
             assert!(l.get(m).is_some(), "{m}");
         }
         assert!(l["readdress"]["prefix"].is_string());
+        assert!(l["tunnel.restart"]["name"].is_string());
     }
 }
