@@ -291,19 +291,82 @@ pub fn human_status(v: &Value) -> String {
             h.get("message").and_then(Value::as_str).unwrap_or("")
         ));
     }
-    let tunnels = v["tunnels"].as_array().map(Vec::len).unwrap_or(0);
-    if tunnels == 0 {
-        out.push_str("tunnels: none\n");
+    out.push_str(&tunnel_table(
+        v["tunnels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+    ));
+    out
+}
+
+/// Bytes for people: 512 B, 1.5 kB, 12.0 MB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
     }
-    for t in v["tunnels"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "tunnel {}: {} via {} {} -> {}\n",
+    let mut v = n as f64 / 1000.0;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < UNITS.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", UNITS[i])
+}
+
+/// The tunnels as a table, with public URLs and the last error under each.
+pub fn tunnel_table(tunnels: &[Value]) -> String {
+    if tunnels.is_empty() {
+        return "tunnels: none\n".to_string();
+    }
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let header = [
+        "TUNNEL", "STATE", "SERVER", "REMOTE", "TARGET", "ACTIVE", "CONNS", "IN", "OUT", "RECONN",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for t in tunnels {
+        let mut remote = s(&t["remote"]);
+        if let Some(p) = t.get("assigned_port").and_then(Value::as_u64) {
+            remote = format!("{remote} (port {p})");
+        }
+        rows.push(vec![
             s(&t["name"]),
             s(&t["state"]),
             s(&t["server"]),
-            s(&t["remote"]),
-            s(&t["target"])
-        ));
+            remote,
+            s(&t["target"]),
+            n(&t["active"]).to_string(),
+            n(&t["connections"]).to_string(),
+            human_bytes(n(&t["bytes_in"])),
+            human_bytes(n(&t["bytes_out"])),
+            n(&t["reconnects"]).to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+        if i == 0 {
+            continue;
+        }
+        let t = &tunnels[i - 1];
+        for url in t["public_urls"].as_array().into_iter().flatten() {
+            out.push_str(&format!("  public URL: {}\n", s(url)));
+        }
+        if let Some(e) = t["last_error"].as_str() {
+            out.push_str(&format!("  last error: {e}\n"));
+        }
     }
     out
 }
@@ -390,5 +453,50 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("hook FAILED"), "{h}");
+        assert!(h.contains("tunnels: none"), "{h}");
+    }
+
+    #[test]
+    fn tunnel_table_is_readable() {
+        let t = json!([
+            {"name":"ui","server":"serveo","remote":"ui_julio:80","target":"10.77.1.100:80","state":"up",
+             "public_urls":["https://ui-julio.serveo.net"],"reconnects":2,"last_error":"session lost: early eof",
+             "active":1,"connections":42,"bytes_in":1234,"bytes_out":5678901},
+            {"name":"api","server":"vps","remote":"0","assigned_port":41234,"target":"10.77.1.100:6443",
+             "state":"backoff","public_urls":[],"reconnects":0,"last_error":null,
+             "active":0,"connections":0,"bytes_in":0,"bytes_out":0}
+        ]);
+        let out = tunnel_table(t.as_array().unwrap());
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[0].starts_with("TUNNEL  STATE    SERVER  REMOTE"),
+            "{out}"
+        );
+        assert!(
+            lines[1].starts_with("ui      up       serveo  ui_julio:80"),
+            "{out}"
+        );
+        assert!(lines[1].contains("1.2 kB"), "{out}");
+        assert!(lines[1].contains("5.7 MB"), "{out}");
+        assert_eq!(lines[2], "  public URL: https://ui-julio.serveo.net");
+        assert_eq!(lines[3], "  last error: session lost: early eof");
+        assert!(lines[4].contains("0 (port 41234)"), "{out}");
+        assert_eq!(lines.len(), 5, "{out}");
+        // Columns line up.
+        let col = lines[0].find("TARGET").unwrap();
+        assert_eq!(&lines[1][col..col + 14], "10.77.1.100:80");
+    }
+
+    #[test]
+    fn bytes_for_people() {
+        for (n, want) in [
+            (0, "0 B"),
+            (999, "999 B"),
+            (1000, "1.0 kB"),
+            (1_500_000, "1.5 MB"),
+            (3_000_000_000, "3.0 GB"),
+        ] {
+            assert_eq!(human_bytes(n), want);
+        }
     }
 }

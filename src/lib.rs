@@ -8,6 +8,7 @@ pub mod lan;
 pub mod netwatch;
 pub mod plan;
 pub mod quote;
+pub mod tunnel;
 
 use config::Config;
 use control::protocol::Call;
@@ -44,6 +45,12 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
             }
         });
     }
+    let mut tunnels = tunnel::Manager::start(
+        &config,
+        net_rx.clone(),
+        lan_status_rx.clone(),
+        cancel.clone(),
+    );
     tasks.spawn(control::server::serve(
         listener,
         config.daemon.socket.clone(),
@@ -67,18 +74,26 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
             _ = cancel.cancelled() => break,
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
-                let r = reload(&mut config, &lan_cmd_tx).await;
+                let r = reload(&mut config, &lan_cmd_tx, &mut tunnels).await;
                 reloads.record(&r);
             }
             req = req_rx.recv() => {
                 let Some((call, reply)) = req else { break };
                 let result = match call {
-                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx)),
+                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &tunnels)),
                     Call::Reload => {
-                        let r = reload(&mut config, &lan_cmd_tx).await;
+                        let r = reload(&mut config, &lan_cmd_tx, &mut tunnels).await;
                         reloads.record(&r);
-                        r.map(|()| json!({"reloaded": config.path.display().to_string()}))
+                        r.map(|d| json!({
+                            "reloaded": config.path.display().to_string(),
+                            "tunnels": {"started_sessions": d.start, "stopped_sessions": d.stop,
+                                        "added": d.add.iter().map(|(_, t)| t).collect::<Vec<_>>(),
+                                        "removed": d.remove.iter().map(|(_, t)| t).collect::<Vec<_>>(),
+                                        "restarted": d.restart.iter().map(|(_, t)| t).collect::<Vec<_>>(),
+                                        "unchanged": d.unchanged},
+                        }))
                     }
+                    Call::TunnelRestart { name } => tunnels.restart(&name),
                     Call::Readdress { prefix } => {
                         let (tx, rx) = tokio::sync::oneshot::channel();
                         match lan_cmd_tx.send(lan::Command::Readdress { prefix, reply: tx }).await {
@@ -92,8 +107,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
         }
     }
     cancel.cancel();
-    // Every task selects on `cancel`; give them a moment, then drop the rest.
+    // Every task selects on `cancel`; give them a moment, then drop the rest
+    // (SIGTERM must end the process within 2 s, connections open or not).
     let _ = tokio::time::timeout(std::time::Duration::from_millis(1500), async {
+        tunnels.join().await;
         while tasks.join_next().await.is_some() {}
     })
     .await;
@@ -111,7 +128,11 @@ fn lan_settings(config: &Config) -> lan::Settings {
 }
 
 /// Re-read the config file; an invalid one changes nothing.
-async fn reload(config: &mut Config, lan_cmd: &mpsc::Sender<lan::Command>) -> Result<(), String> {
+async fn reload(
+    config: &mut Config,
+    lan_cmd: &mpsc::Sender<lan::Command>,
+    tunnels: &mut tunnel::Manager,
+) -> Result<tunnel::diff::Diff, String> {
     let new = config::load(&config.path).map_err(|e| e.to_string())?;
     if new.daemon.socket != config.daemon.socket || new.daemon.state != config.daemon.state {
         log::warn!("[daemon] socket and state paths take effect at the next start");
@@ -125,12 +146,13 @@ async fn reload(config: &mut Config, lan_cmd: &mpsc::Sender<lan::Command>) -> Re
             .await
             .map_err(|_| "LAN task stopped".to_string())?;
     }
+    let diff = tunnels.apply(&new);
     let (socket, state) = (config.daemon.socket.clone(), config.daemon.state.clone());
     *config = new;
     config.daemon.socket = socket;
     config.daemon.state = state;
     log::info!("config reloaded");
-    Ok(())
+    Ok(diff)
 }
 
 /// Reload outcomes, for status: scripts can tell that a SIGHUP was handled.
@@ -141,7 +163,7 @@ struct Reloads {
 }
 
 impl Reloads {
-    fn record(&mut self, r: &Result<(), String>) {
+    fn record<T>(&mut self, r: &Result<T, String>) {
         self.count += 1;
         self.error = r.as_ref().err().cloned();
         if let Some(e) = &self.error {
@@ -156,6 +178,7 @@ fn status(
     reloads: &Reloads,
     net: &watch::Receiver<netwatch::NetState>,
     lan: &watch::Receiver<lan::Status>,
+    tunnels: &tunnel::Manager,
 ) -> Value {
     let (uplinks, _) = netwatch::view(&net.borrow(), &config.wan.interfaces, &config.lan.interface);
     json!({
@@ -168,6 +191,6 @@ fn status(
         },
         "wan": uplinks,
         "lan": *lan.borrow(),
-        "tunnels": [],
+        "tunnels": tunnels.status(),
     })
 }

@@ -42,7 +42,17 @@ fn daemon(cli: &cli::Cli) -> i32 {
     }
     let level = cli.log_level.unwrap_or(config.daemon.log_level);
     // Timestamps come from syslog (procd); keep the line short.
-    if let Err(e) = simple_logger::SimpleLogger::new().with_level(level).init() {
+    // russh's own debug output is a packet trace; keep it for `trace`.
+    let russh = if level >= log::LevelFilter::Trace {
+        level
+    } else {
+        log::LevelFilter::Info
+    };
+    if let Err(e) = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_module_level("russh", russh)
+        .init()
+    {
         eprintln!("roadie: cannot start logging: {e}");
     }
     log::set_max_level(level);

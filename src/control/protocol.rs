@@ -15,6 +15,7 @@ pub enum Call {
     List,
     Reload,
     Readdress { prefix: Option<Ipv4Net> },
+    TunnelRestart { name: String },
 }
 
 /// Methods and their parameters, for `roadie list` (like `ubus -v list`).
@@ -25,6 +26,10 @@ pub const METHODS: &[(&str, &str)] = &[
     (
         "readdress",
         r#"{"prefix":"String (optional): force this prefix, e.g. 10.9.8.0/24"}"#,
+    ),
+    (
+        "tunnel.restart",
+        r#"{"name":"String: the tunnel to restart, e.g. ui"}"#,
     ),
 ];
 
@@ -91,6 +96,23 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
                 }
             };
             Ok(Call::Readdress { prefix })
+        }
+        "tunnel.restart" => {
+            if let Some(k) = params.keys().find(|k| *k != "name") {
+                return Err(format!(
+                    "tunnel.restart: unknown parameter {} (expected \"name\")",
+                    Q(k)
+                ));
+            }
+            match params.get("name") {
+                Some(Value::String(n)) if !n.is_empty() => {
+                    Ok(Call::TunnelRestart { name: n.clone() })
+                }
+                Some(Value::String(_)) | None | Some(Value::Null) => {
+                    Err(r#"tunnel.restart: which tunnel? give {"name":"ui"}"#.into())
+                }
+                Some(_) => Err("tunnel.restart: \"name\" must be a string like \"ui\"".into()),
+            }
         }
         other => {
             let known: Vec<&str> = METHODS.iter().map(|(m, _)| *m).collect();
@@ -159,6 +181,10 @@ mod tests {
                     prefix: Some("10.9.8.0/24".parse().unwrap()),
                 },
             ),
+            (
+                r#"{"method":"tunnel.restart","params":{"name":"ui"}}"#,
+                Call::TunnelRestart { name: "ui".into() },
+            ),
         ];
         for (line, want) in ok {
             assert_eq!(parse_request(line.as_bytes()).as_ref(), Ok(want), "{line}");
@@ -202,6 +228,19 @@ mod tests {
                 br#"{"method":"readdress","params":{"prefx":"10.9.8.0/24"}}"#,
                 "unknown parameter \"prefx\"",
             ),
+            (br#"{"method":"tunnel.restart"}"#, "which tunnel?"),
+            (
+                br#"{"method":"tunnel.restart","params":{"name":""}}"#,
+                "which tunnel?",
+            ),
+            (
+                br#"{"method":"tunnel.restart","params":{"name":3}}"#,
+                "must be a string",
+            ),
+            (
+                br#"{"method":"tunnel.restart","params":{"name":"ui","x":1}}"#,
+                "unknown parameter \"x\"",
+            ),
         ];
         for (line, want) in bad {
             let e = parse_request(line).unwrap_err();
@@ -232,5 +271,6 @@ mod tests {
             assert!(l.get(m).is_some(), "{m}");
         }
         assert!(l["readdress"]["prefix"].is_string());
+        assert!(l["tunnel.restart"]["name"].is_string());
     }
 }

@@ -1,0 +1,1056 @@
+//! One SSH session per `[[server]]`: connect, check the host key,
+//! authenticate, open the session channel (when asked), request a forward
+//! per tunnel, carry forwarded connections, and come back after any fault.
+
+use super::backoff;
+use super::diff::Plan;
+use super::forward::{self, End, Requested};
+use super::hostkeys::{self, Refusal, Verdict};
+use super::stats::{State, Stats};
+use super::urls;
+use super::{Ctx, UplinkWatch};
+use crate::config::{Server, SessionMode};
+use russh::client::{self, ChannelOpenHandle, Handle, Msg};
+use russh::keys::{Algorithm, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{Channel, ChannelMsg, ChannelOpenFailure, Disconnect};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Reaching the server's TCP port.
+const TCP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Key exchange, authentication and the session channel.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// A `tcpip-forward` or `cancel-tcpip-forward` request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Cancelling forwards and saying goodbye when stopping.
+const GOODBYE: Duration = Duration::from_millis(500);
+/// The same before reconnecting: if the old path still works, the server
+/// frees our ports at once and the new session's forwards do not collide.
+const QUICK_GOODBYE: Duration = Duration::from_millis(300);
+/// A session that cannot log in for a reason retrying will not fix (host key,
+/// key file, authentication) retries at the slowest pace.
+const PERMANENT_ATTEMPT: u32 = 6;
+
+/// A tunnel as a session carries it.
+#[derive(Debug, Clone)]
+pub struct TunnelSpec {
+    pub plan: Plan,
+    pub stats: Arc<Stats>,
+}
+
+/// What the manager asks a running session to do.
+#[derive(Debug)]
+pub enum Cmd {
+    /// Drop the connection and connect again right away.
+    Reconnect,
+    Add(TunnelSpec),
+    Remove(String),
+    /// The tunnel's settings changed: cancel its forward and request the new one.
+    Replace(TunnelSpec),
+    /// `tunnel.restart`: re-request this forward (or reconnect when down).
+    RestartTunnel(String),
+    /// After a reload: a session waiting to retry (say, for a fixed key
+    /// file or known_hosts) tries now; a running one is left alone.
+    RetryNow,
+}
+
+/// The bind address sent in `tcpip-forward`, as OpenSSH's `ssh -R` sends it:
+/// none given means "localhost", `*` means every address ("").
+pub fn wire_bind(bind: &str) -> &str {
+    match bind {
+        "" => "localhost",
+        "*" => "",
+        b => b,
+    }
+}
+
+struct Fwd {
+    spec: TunnelSpec,
+    req: Requested,
+    /// The connection generation the forward is live on.
+    generation: u64,
+    /// Cancels this forward's carried connections.
+    conns: CancellationToken,
+    attempt: u32,
+    retry_at: Option<Instant>,
+}
+
+impl Fwd {
+    fn new(spec: TunnelSpec) -> Fwd {
+        let req = Requested {
+            bind: wire_bind(&spec.plan.remote.bind).to_string(),
+            port: u32::from(spec.plan.remote.port),
+            assigned: None,
+            live: false,
+        };
+        Fwd {
+            spec,
+            req,
+            generation: 0,
+            conns: CancellationToken::new(),
+            attempt: 0,
+            retry_at: None,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.spec.plan.name
+    }
+
+    /// The port to name in cancel-tcpip-forward.
+    fn bound_port(&self) -> u32 {
+        self.req.assigned.unwrap_or(self.req.port)
+    }
+
+    fn close_connections(&mut self) {
+        self.conns.cancel();
+        self.conns = CancellationToken::new();
+    }
+}
+
+/// State shared with the russh handler for the life of the session task.
+struct Shared {
+    server: Server,
+    ctx: Ctx,
+    fwds: Mutex<Vec<Fwd>>,
+    /// Name of the tunnel whose forward was requested last (URL ownership).
+    last_requested: Mutex<Option<String>>,
+}
+
+/// One TCP connection's worth of state.
+struct Conn {
+    generation: u64,
+    ended: CancellationToken,
+    end_reason: Mutex<Option<String>>,
+    refusal: Mutex<Option<Refusal>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    fn with_fwds<R>(&self, f: impl FnOnce(&mut Vec<Fwd>) -> R) -> R {
+        f(&mut lock(&self.fwds))
+    }
+
+    fn set_all(&self, state: State, error: Option<String>) {
+        self.with_fwds(|fwds| {
+            for f in fwds.iter() {
+                f.spec.stats.set_state(state, error.clone());
+            }
+        });
+    }
+
+    fn tag(&self) -> String {
+        format!("server {}", self.server.name)
+    }
+}
+
+struct Client {
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn auth_banner(
+        &mut self,
+        banner: &str,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        for line in banner.lines().filter(|l| !l.trim().is_empty()).take(20) {
+            log::info!("{}: banner: {}", self.shared.tag(), urls::strip_ansi(line));
+        }
+        Ok(())
+    }
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let s = &self.shared.server;
+        let host = hostkeys::host_pattern(&s.host, s.port);
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key,
+            PublicKeyOrCertificate::Certificate(_) => {
+                *lock(&self.conn.refusal) = Some(Refusal::Certificate { host });
+                return Ok(false);
+            }
+        };
+        let offered = hostkeys::fingerprint(key);
+        if let Some(pin) = &s.host_key {
+            if hostkeys::pin_matches(pin, key) {
+                return Ok(true);
+            }
+            *lock(&self.conn.refusal) = Some(Refusal::PinMismatch {
+                host,
+                offered,
+                pinned: pin.clone(),
+            });
+            return Ok(false);
+        }
+        let path = &s.known_hosts;
+        let entries = match hostkeys::load(path) {
+            Ok(e) => e,
+            Err(e) => {
+                // Unreadable is not "unknown": learning would overwrite it.
+                log::error!("{}: {e}", self.shared.tag());
+                return Ok(false);
+            }
+        };
+        match hostkeys::check(&entries, &s.host, s.port, key) {
+            Verdict::Known(_) => Ok(true),
+            Verdict::Unknown => {
+                match hostkeys::learn(path, &s.host, s.port, key) {
+                    Ok(()) => log::info!(
+                        "{}: learned host key {offered} for {host} into {}",
+                        self.shared.tag(),
+                        path.display()
+                    ),
+                    Err(e) => log::warn!("{}: {e}; accepting {offered} for now", self.shared.tag()),
+                }
+                Ok(true)
+            }
+            Verdict::Changed { lines, known } => {
+                *lock(&self.conn.refusal) = Some(Refusal::Changed {
+                    host,
+                    offered,
+                    known,
+                    lines,
+                    path: path.display().to_string(),
+                });
+                Ok(false)
+            }
+            Verdict::Revoked(line) => {
+                *lock(&self.conn.refusal) = Some(Refusal::Revoked {
+                    host,
+                    offered,
+                    line,
+                    path: path.display().to_string(),
+                });
+                Ok(false)
+            }
+        }
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let generation = self.conn.generation;
+        let found = self.shared.with_fwds(|fwds| {
+            let reqs: Vec<Requested> = fwds
+                .iter()
+                .map(|f| {
+                    let mut r = f.req.clone();
+                    r.live = r.live && f.generation == generation;
+                    r
+                })
+                .collect();
+            forward::match_forward(&reqs, connected_address, connected_port).map(|i| {
+                let f = &fwds[i];
+                (f.spec.clone(), f.conns.clone())
+            })
+        });
+        let from = format!("{originator_address}:{originator_port}");
+        let Some((spec, conns)) = found else {
+            log::warn!(
+                "{}: refused a forwarded connection for {connected_address}:{connected_port} (from {from}): \
+                 no forward was requested for it on this session",
+                self.shared.tag()
+            );
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        let name = spec.plan.name.clone();
+        let stats = spec.stats.clone();
+        let Some(slot) = stats.try_acquire(spec.plan.max_connections) else {
+            stats.refused.fetch_add(1, Relaxed);
+            log::warn!(
+                "tunnel {name}: refused a connection from {from}: {} connections already open (max_connections)",
+                spec.plan.max_connections
+            );
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        };
+        let dest = match self.shared.ctx.resolve(&spec.plan.target) {
+            Ok(d) => d,
+            Err(e) => {
+                log::warn!("tunnel {name}: {e}");
+                stats.set_error(e);
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return Ok(());
+            }
+        };
+        tokio::spawn(async move {
+            let _slot = slot;
+            let tcp = tokio::select! {
+                r = forward::connect(dest) => r,
+                _ = conns.cancelled() => return,
+            };
+            let tcp = match tcp {
+                Ok(t) => t,
+                Err(e) => {
+                    log::warn!("tunnel {name}: connection from {from}: {e}");
+                    stats.set_error(e);
+                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                    return;
+                }
+            };
+            reply.accept().await;
+            stats.connections.fetch_add(1, Relaxed);
+            log::debug!("tunnel {name}: connection from {from} to {dest}");
+            match forward::carry(channel, tcp, &stats, &conns).await {
+                End::Done | End::Cancelled => {}
+                End::Stalled => {
+                    stats.stalled.fetch_add(1, Relaxed);
+                    log::warn!(
+                        "tunnel {name}: closed the connection from {from}: target {dest} took no data for {} s \
+                         (keeps the other connections on this server flowing)",
+                        forward::TARGET_STALL.as_secs()
+                    );
+                }
+                End::Error(e) => log::debug!("tunnel {name}: connection from {from}: {e}"),
+            }
+        });
+        Ok(())
+    }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let why = match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                if info.message.is_empty() {
+                    format!(
+                        "server closed the session (reason code {})",
+                        info.reason_code as u32
+                    )
+                } else {
+                    format!("server closed the session: {}", info.message)
+                }
+            }
+            client::DisconnectReason::Error(e) => match e {
+                russh::Error::KeepaliveTimeout => format!(
+                    "server stopped answering keepalives ({} missed, {} s apart)",
+                    3, self.shared.server.keepalive_s
+                ),
+                other => format!("session lost: {other}"),
+            },
+        };
+        lock(&self.conn.end_reason).get_or_insert(why);
+        self.conn.ended.cancel();
+        Ok(())
+    }
+}
+
+/// Why logging in failed, and whether retrying soon can help.
+struct Failure {
+    message: String,
+    permanent: bool,
+}
+
+impl Failure {
+    fn retry(message: String) -> Failure {
+        Failure {
+            message,
+            permanent: false,
+        }
+    }
+    fn fatal(message: String) -> Failure {
+        Failure {
+            message,
+            permanent: true,
+        }
+    }
+}
+
+/// Connect, check the host key, authenticate, open the session channel.
+async fn login(
+    shared: &Arc<Shared>,
+    conn: &Arc<Conn>,
+) -> Result<(Handle<Client>, Option<Channel<Msg>>), Failure> {
+    let s = &shared.server;
+    let endpoint = hostkeys::host_pattern(&s.host, s.port);
+    let identity = match &s.identity {
+        Some(p) => Some(super::keys::load(p).map_err(Failure::fatal)?),
+        None => None,
+    };
+    let mut config = client::Config {
+        keepalive_interval: Some(Duration::from_secs(s.keepalive_s)),
+        keepalive_max: 3,
+        ..client::Config::default()
+    };
+    if s.host_key.is_none() {
+        let entries = hostkeys::load(&s.known_hosts).map_err(Failure::fatal)?;
+        let known = hostkeys::known_algorithms(&entries, &s.host, s.port);
+        if !known.is_empty() {
+            let order: Vec<Algorithm> = hostkeys::prefer_known(&config.preferred.key, &known);
+            config.preferred.key = order.into();
+        }
+    }
+
+    let tcp = tokio::time::timeout(TCP_TIMEOUT, async {
+        let addrs = tokio::net::lookup_host((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", s.host))?;
+        let mut last = format!("{} has no address", s.host);
+        for a in addrs {
+            match tokio::net::TcpStream::connect(a).await {
+                Ok(t) => return Ok(t),
+                Err(e) => last = format!("cannot reach {endpoint} ({a}): {e}"),
+            }
+        }
+        Err(last)
+    })
+    .await
+    .map_err(|_| {
+        Failure::retry(format!(
+            "cannot reach {endpoint}: no answer within {} s",
+            TCP_TIMEOUT.as_secs()
+        ))
+    })?
+    .map_err(Failure::retry)?;
+    let _ = tcp.set_nodelay(true);
+
+    let handler = Client {
+        shared: shared.clone(),
+        conn: conn.clone(),
+    };
+    let login = async {
+        let mut handle = client::connect_stream(Arc::new(config), tcp, handler)
+            .await
+            .map_err(|e| match lock(&conn.refusal).take() {
+                Some(r) => Failure::fatal(r.to_string()),
+                None => Failure::retry(format!("SSH handshake with {endpoint} failed: {e}")),
+            })?;
+        let user = s.user.as_str();
+        let result = match identity {
+            Some(key) => {
+                let hash = if matches!(key.algorithm(), Algorithm::Rsa { .. }) {
+                    match handle.best_supported_rsa_hash().await {
+                        Ok(Some(h)) => h,
+                        _ => Some(russh::keys::HashAlg::Sha512),
+                    }
+                } else {
+                    None
+                };
+                handle
+                    .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                    .await
+            }
+            None => handle.authenticate_none(user).await,
+        }
+        .map_err(|e| Failure::retry(format!("authentication with {endpoint} failed: {e}")))?;
+        if !result.success() {
+            let how = match &s.identity {
+                Some(p) => format!("the key {}", p.display()),
+                None => "\"none\" authentication (no identity set)".to_string(),
+            };
+            return Err(Failure::fatal(format!(
+                "{endpoint} refused {how} for user \"{user}\""
+            )));
+        }
+        let channel = match &s.session {
+            SessionMode::None => None,
+            mode => {
+                let ch = handle.channel_open_session().await.map_err(|e| {
+                    Failure::retry(format!("{endpoint}: cannot open the session channel: {e}"))
+                })?;
+                let r = match mode {
+                    SessionMode::Exec(cmd) => ch.exec(true, cmd.as_bytes()).await,
+                    _ => ch.request_shell(true).await,
+                };
+                if let Err(e) = r {
+                    log::warn!("{}: session request failed: {e}", shared.tag());
+                }
+                Some(ch)
+            }
+        };
+        Ok((handle, channel))
+    };
+    tokio::time::timeout(LOGIN_TIMEOUT, login)
+        .await
+        .unwrap_or_else(|_| {
+            Err(match lock(&conn.refusal).take() {
+                Some(r) => Failure::fatal(r.to_string()),
+                None => Failure::retry(format!(
+                    "{endpoint}: no login within {} s",
+                    LOGIN_TIMEOUT.as_secs()
+                )),
+            })
+        })
+}
+
+/// Read the session channel: log it, and collect announced URLs.
+async fn read_session_output(
+    shared: Arc<Shared>,
+    mut channel: Channel<Msg>,
+    ended: CancellationToken,
+) {
+    let mut lines = urls::Lines::default();
+    loop {
+        let msg = tokio::select! {
+            m = channel.wait() => m,
+            _ = ended.cancelled() => None,
+        };
+        let data = match msg {
+            Some(ChannelMsg::Data { data }) | Some(ChannelMsg::ExtendedData { data, .. }) => data,
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                log::info!(
+                    "{}: session command exited with status {exit_status}",
+                    shared.tag()
+                );
+                continue;
+            }
+            Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) | None => break,
+            Some(_) => continue,
+        };
+        for line in lines.push(&data) {
+            session_line(&shared, &line);
+        }
+    }
+    if let Some(line) = lines.finish() {
+        session_line(&shared, &line);
+    }
+    log::debug!("{}: session channel closed", shared.tag());
+}
+
+fn session_line(shared: &Shared, line: &str) {
+    let clean = urls::strip_ansi(line);
+    if clean.trim().is_empty() {
+        return;
+    }
+    log::info!("{}: {}", shared.tag(), clean.trim_end());
+    let last = lock(&shared.last_requested).clone();
+    for url in urls::scrape(&clean) {
+        if !urls::is_public_url(&url, &shared.server.host) {
+            continue;
+        }
+        shared.with_fwds(|fwds| {
+            let binds: Vec<&str> = fwds
+                .iter()
+                .map(|f| f.spec.plan.remote.bind.as_str())
+                .collect();
+            let last_idx = last
+                .as_deref()
+                .and_then(|n| fwds.iter().position(|f| f.name() == n));
+            if let Some(i) = urls::owner(&url, &binds, last_idx) {
+                let f = &fwds[i];
+                let mut added = false;
+                f.spec
+                    .stats
+                    .update(|info| added = urls::remember(&mut info.public_urls, &url));
+                if added {
+                    log::info!("tunnel {}: public URL {url}", f.name());
+                }
+            }
+        });
+    }
+}
+
+/// The session task's own state.
+struct Supervisor {
+    shared: Arc<Shared>,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    stop: CancellationToken,
+    uplinks: UplinkWatch,
+    seed: u64,
+    attempt: u32,
+    generation: u64,
+}
+
+/// What woke a waiting session.
+enum Wake {
+    Go,
+    Stop,
+}
+
+/// Run one server's session until `stop` fires. `after`: a previous session
+/// for the same server that is still saying goodbye (its forwards would
+/// collide with ours).
+pub async fn run(
+    server: Server,
+    tunnels: Vec<TunnelSpec>,
+    ctx: Ctx,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    stop: CancellationToken,
+    after: Option<CancellationToken>,
+    seed: u64,
+) {
+    let uplinks = UplinkWatch::new(&ctx);
+    let shared = Arc::new(Shared {
+        server,
+        ctx,
+        fwds: Mutex::new(tunnels.into_iter().map(Fwd::new).collect()),
+        last_requested: Mutex::new(None),
+    });
+    if let Some(prev) = after {
+        tokio::select! {
+            _ = prev.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+    let mut sup = Supervisor {
+        shared,
+        cmds,
+        stop,
+        uplinks,
+        seed,
+        attempt: 0,
+        generation: 0,
+    };
+    sup.run().await;
+    sup.shared
+        .with_fwds(|fwds| fwds.iter_mut().for_each(Fwd::close_connections));
+}
+
+impl Supervisor {
+    async fn run(&mut self) {
+        loop {
+            self.generation += 1;
+            let conn = Arc::new(Conn {
+                generation: self.generation,
+                ended: CancellationToken::new(),
+                end_reason: Mutex::new(None),
+                refusal: Mutex::new(None),
+            });
+            self.shared.with_fwds(|fwds| {
+                for f in fwds.iter_mut() {
+                    f.req.live = false;
+                    f.req.assigned = None;
+                    f.attempt = 0;
+                    f.retry_at = None;
+                    f.spec.stats.set_state(State::Connecting, None);
+                }
+            });
+            log::debug!(
+                "{}: connecting (attempt {})",
+                self.shared.tag(),
+                self.attempt
+            );
+
+            // Log in, still answering commands and watching the uplink.
+            let shared = self.shared.clone();
+            let login_conn = conn.clone();
+            let login = login(&shared, &login_conn);
+            tokio::pin!(login);
+            let result = loop {
+                tokio::select! {
+                    r = &mut login => break Some(r),
+                    _ = self.stop.cancelled() => return,
+                    changed = self.uplinks.changed() => if changed {
+                        log::info!("{}: uplink changed while connecting; starting over", self.shared.tag());
+                        self.attempt = 0;
+                        break None;
+                    },
+                    cmd = self.cmds.recv() => match cmd {
+                        None => return,
+                        // Already trying.
+                        Some(Cmd::RetryNow) => {}
+                        Some(c) => if self.apply_offline(c) {
+                            break None;
+                        },
+                    },
+                }
+            };
+            let Some(result) = result else { continue };
+            let (handle, session) = match result {
+                Ok(x) => x,
+                Err(f) => {
+                    let (state, attempt) = if f.permanent {
+                        (State::Failed, PERMANENT_ATTEMPT.max(self.attempt))
+                    } else {
+                        (State::Backoff, self.attempt)
+                    };
+                    let delay = backoff::delay(attempt, self.seed);
+                    log::warn!(
+                        "{}: {} (retrying in {:.1} s)",
+                        self.shared.tag(),
+                        f.message,
+                        delay.as_secs_f32()
+                    );
+                    self.shared.set_all(state, Some(f.message));
+                    self.attempt = self.attempt.saturating_add(1);
+                    match self.wait(delay).await {
+                        Wake::Go => continue,
+                        Wake::Stop => return,
+                    }
+                }
+            };
+            log::info!(
+                "{}: logged in to {} as {}",
+                self.shared.tag(),
+                hostkeys::host_pattern(&self.shared.server.host, self.shared.server.port),
+                self.shared.server.user
+            );
+            if let Some(ch) = session {
+                tokio::spawn(read_session_output(
+                    self.shared.clone(),
+                    ch,
+                    conn.ended.clone(),
+                ));
+            }
+            let up_since = Instant::now();
+            match self.serve(&handle, &conn, up_since).await {
+                Served::Stop => {
+                    let live = self.live_forwards();
+                    self.goodbye(&handle, &conn, live, GOODBYE).await;
+                    return;
+                }
+                Served::Again(why) => {
+                    log::info!("{}: {why}; reconnecting now", self.shared.tag());
+                    let live = self.live_forwards();
+                    self.lost(&why);
+                    tokio::select! {
+                        _ = self.goodbye(&handle, &conn, live, QUICK_GOODBYE) => {}
+                        _ = self.stop.cancelled() => return,
+                    }
+                    self.attempt = 0;
+                    continue;
+                }
+                Served::Lost => {
+                    let why = lock(&conn.end_reason)
+                        .clone()
+                        .unwrap_or_else(|| "session lost".to_string());
+                    self.lost(&why);
+                    self.attempt = backoff::after_session(self.attempt, up_since.elapsed());
+                    let delay = backoff::delay(self.attempt, self.seed);
+                    self.attempt = self.attempt.saturating_add(1);
+                    log::warn!(
+                        "{}: {why} (reconnecting in {:.1} s)",
+                        self.shared.tag(),
+                        delay.as_secs_f32()
+                    );
+                    match self.wait(delay).await {
+                        Wake::Go => continue,
+                        Wake::Stop => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Mark every tunnel as having lost its session.
+    fn lost(&self, why: &str) {
+        self.shared.with_fwds(|fwds| {
+            for f in fwds.iter_mut() {
+                if f.req.live {
+                    f.spec.stats.reconnects.fetch_add(1, Relaxed);
+                }
+                f.req.live = false;
+                f.close_connections();
+                f.spec
+                    .stats
+                    .set_state(State::Backoff, Some(why.to_string()));
+            }
+        });
+    }
+
+    /// Sleep before the next attempt; an uplink change or a restart cuts it short.
+    async fn wait(&mut self, delay: Duration) -> Wake {
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return Wake::Go,
+                _ = self.stop.cancelled() => return Wake::Stop,
+                changed = self.uplinks.changed() => if changed {
+                    log::info!("{}: uplink changed; reconnecting now", self.shared.tag());
+                    self.attempt = 0;
+                    return Wake::Go;
+                },
+                cmd = self.cmds.recv() => match cmd {
+                    None => return Wake::Stop,
+                    Some(c) => if self.apply_offline(c) {
+                        self.attempt = 0;
+                        return Wake::Go;
+                    },
+                },
+            }
+        }
+    }
+
+    /// Apply a command while not connected; true: reconnect right away.
+    fn apply_offline(&mut self, cmd: Cmd) -> bool {
+        match cmd {
+            Cmd::Reconnect | Cmd::RestartTunnel(_) | Cmd::RetryNow => true,
+            Cmd::Add(spec) => {
+                self.shared.with_fwds(|fwds| fwds.push(Fwd::new(spec)));
+                false
+            }
+            Cmd::Remove(name) => {
+                self.shared.with_fwds(|fwds| {
+                    fwds.retain_mut(|f| {
+                        if f.name() == name {
+                            f.close_connections();
+                        }
+                        f.name() != name
+                    })
+                });
+                false
+            }
+            Cmd::Replace(spec) => {
+                self.shared.with_fwds(|fwds| {
+                    if let Some(f) = fwds.iter_mut().find(|f| f.name() == spec.plan.name) {
+                        f.close_connections();
+                        *f = Fwd::new(spec);
+                    }
+                });
+                false
+            }
+        }
+    }
+
+    /// Keep the session: request forwards, retry refused ones, follow commands.
+    async fn serve(
+        &mut self,
+        handle: &Handle<Client>,
+        conn: &Arc<Conn>,
+        up_since: Instant,
+    ) -> Served {
+        let names: Vec<String> = self
+            .shared
+            .with_fwds(|fwds| fwds.iter().map(|f| f.name().to_string()).collect());
+        for name in names {
+            tokio::select! {
+                _ = self.request(handle, conn, &name) => {}
+                _ = self.stop.cancelled() => return Served::Stop,
+                _ = conn.ended.cancelled() => return Served::Lost,
+            }
+        }
+        let mut stable_reset = self.attempt > 0;
+        loop {
+            let next_retry = self
+                .shared
+                .with_fwds(|fwds| fwds.iter().filter_map(|f| f.retry_at).min());
+            tokio::select! {
+                _ = self.stop.cancelled() => return Served::Stop,
+                _ = conn.ended.cancelled() => return Served::Lost,
+                changed = self.uplinks.changed() => if changed {
+                    return Served::Again("uplink changed".to_string());
+                },
+                cmd = self.cmds.recv() => match cmd {
+                    None => return Served::Stop,
+                    Some(Cmd::Reconnect) => return Served::Again("restart requested".to_string()),
+                    Some(c) => self.apply_online(handle, conn, c).await,
+                },
+                _ = sleep_until(next_retry) => {
+                    let now = Instant::now();
+                    let due: Vec<String> = self.shared.with_fwds(|fwds| {
+                        fwds.iter()
+                            .filter(|f| f.retry_at.is_some_and(|t| t <= now))
+                            .map(|f| f.name().to_string())
+                            .collect()
+                    });
+                    for name in due {
+                        self.request(handle, conn, &name).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(up_since + backoff::STABLE), if stable_reset => {
+                    stable_reset = false;
+                    self.attempt = 0;
+                }
+            }
+        }
+    }
+
+    async fn apply_online(&mut self, handle: &Handle<Client>, conn: &Arc<Conn>, cmd: Cmd) {
+        match cmd {
+            Cmd::Reconnect | Cmd::RetryNow => {}
+            Cmd::Add(spec) => {
+                let name = spec.plan.name.clone();
+                self.shared.with_fwds(|fwds| fwds.push(Fwd::new(spec)));
+                self.request(handle, conn, &name).await;
+            }
+            Cmd::Remove(name) => {
+                self.cancel(handle, &name).await;
+                self.shared
+                    .with_fwds(|fwds| fwds.retain(|f| f.name() != name));
+                log::info!("tunnel {name}: removed");
+            }
+            Cmd::Replace(spec) => {
+                let name = spec.plan.name.clone();
+                self.cancel(handle, &name).await;
+                self.shared.with_fwds(|fwds| {
+                    if let Some(f) = fwds.iter_mut().find(|f| f.name() == name) {
+                        *f = Fwd::new(spec);
+                    }
+                });
+                log::info!("tunnel {name}: settings changed; requesting its forward again");
+                self.request(handle, conn, &name).await;
+            }
+            Cmd::RestartTunnel(name) => {
+                self.cancel(handle, &name).await;
+                self.shared.with_fwds(|fwds| {
+                    if let Some(f) = fwds.iter_mut().find(|f| f.name() == name) {
+                        f.attempt = 0;
+                        f.spec.stats.reconnects.fetch_add(1, Relaxed);
+                    }
+                });
+                log::info!("tunnel {name}: restarting");
+                self.request(handle, conn, &name).await;
+            }
+        }
+    }
+
+    /// Cancel a live forward and close its connections.
+    async fn cancel(&self, handle: &Handle<Client>, name: &str) {
+        let live = self.shared.with_fwds(|fwds| {
+            let f = fwds.iter_mut().find(|f| f.name() == name)?;
+            f.close_connections();
+            let was = f.req.live.then(|| (f.req.bind.clone(), f.bound_port()));
+            f.req.live = false;
+            f.spec.stats.set_state(State::Connecting, None);
+            was
+        });
+        if let Some((bind, port)) = live {
+            match tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                handle.cancel_tcpip_forward(bind.clone(), port),
+            )
+            .await
+            {
+                Ok(Ok(())) => log::debug!("tunnel {name}: cancelled forward {bind}:{port}"),
+                Ok(Err(e)) => log::warn!("tunnel {name}: cancelling forward {bind}:{port}: {e}"),
+                Err(_) => log::warn!("tunnel {name}: cancelling forward {bind}:{port}: no answer"),
+            }
+        }
+    }
+
+    /// Send `tcpip-forward` for one tunnel and record the outcome.
+    async fn request(&self, handle: &Handle<Client>, conn: &Arc<Conn>, name: &str) {
+        let Some((bind, port)) = self.shared.with_fwds(|fwds| {
+            let f = fwds.iter_mut().find(|f| f.name() == name)?;
+            f.retry_at = None;
+            Some((f.req.bind.clone(), f.req.port))
+        }) else {
+            return;
+        };
+        *lock(&self.shared.last_requested) = Some(name.to_string());
+        let r =
+            tokio::time::timeout(REQUEST_TIMEOUT, handle.tcpip_forward(bind.clone(), port)).await;
+        let seed = self.seed;
+        let generation = conn.generation;
+        let tag = self.shared.tag();
+        self.shared.with_fwds(|fwds| {
+            let Some(f) = fwds.iter_mut().find(|f| f.name() == name) else {
+                return;
+            };
+            let target = f.spec.plan.target.to_string();
+            match r {
+                Ok(Ok(got)) => {
+                    f.req.live = true;
+                    f.generation = generation;
+                    f.attempt = 0;
+                    if port == 0 {
+                        f.req.assigned = Some(got);
+                        f.spec.stats.update(|i| i.assigned_port = Some(got));
+                    }
+                    f.spec.stats.set_state(State::Up, None);
+                    log::info!(
+                        "tunnel {name}: up; {tag} listens on {bind}:{} for {target}",
+                        f.bound_port()
+                    );
+                }
+                Ok(Err(e)) => {
+                    let why = match e {
+                        russh::Error::RequestDenied => format!(
+                            "{tag} refused to listen on {bind}:{port} (in use, not allowed, or an old session still holds it)"
+                        ),
+                        other => format!("forward request for {bind}:{port} failed: {other}"),
+                    };
+                    let delay = backoff::forward_delay(f.attempt, seed);
+                    f.attempt = f.attempt.saturating_add(1);
+                    f.retry_at = Some(Instant::now() + delay);
+                    log::warn!("tunnel {name}: {why}; retrying in {:.1} s", delay.as_secs_f32());
+                    f.spec.stats.set_state(State::Backoff, Some(why));
+                }
+                Err(_) => {
+                    let why = format!("{tag} did not answer the forward request for {bind}:{port}");
+                    let delay = backoff::forward_delay(f.attempt, seed);
+                    f.attempt = f.attempt.saturating_add(1);
+                    f.retry_at = Some(Instant::now() + delay);
+                    log::warn!("tunnel {name}: {why}");
+                    f.spec.stats.set_state(State::Backoff, Some(why));
+                }
+            }
+        });
+    }
+
+    /// The live forwards, as (bind, port) to name in cancel-tcpip-forward.
+    fn live_forwards(&self) -> Vec<(String, u32)> {
+        self.shared.with_fwds(|fwds| {
+            fwds.iter()
+                .filter(|f| f.req.live)
+                .map(|f| (f.req.bind.clone(), f.bound_port()))
+                .collect()
+        })
+    }
+
+    /// Cancel the forwards `live` (so the server frees the names and ports
+    /// at once), close connections, disconnect; bounded by `limit`.
+    async fn goodbye(
+        &self,
+        handle: &Handle<Client>,
+        conn: &Arc<Conn>,
+        live: Vec<(String, u32)>,
+        limit: Duration,
+    ) {
+        self.shared
+            .with_fwds(|fwds| fwds.iter_mut().for_each(Fwd::close_connections));
+        let _ = tokio::time::timeout(limit, async {
+            let cancels = live
+                .iter()
+                .map(|(bind, port)| handle.cancel_tcpip_forward(bind.clone(), *port));
+            futures_util::future::join_all(cancels).await;
+            let _ = handle
+                .disconnect(Disconnect::ByApplication, "roadie is stopping", "en")
+                .await;
+            conn.ended.cancelled().await;
+        })
+        .await;
+        log::info!("{}: disconnected", self.shared.tag());
+    }
+}
+
+enum Served {
+    Stop,
+    Lost,
+    Again(String),
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_on_the_wire_are_what_ssh_sends() {
+        assert_eq!(wire_bind(""), "localhost");
+        assert_eq!(wire_bind("*"), "");
+        assert_eq!(wire_bind("ui_julio"), "ui_julio");
+        assert_eq!(wire_bind("0.0.0.0"), "0.0.0.0");
+    }
+}

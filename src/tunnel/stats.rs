@@ -1,0 +1,177 @@
+//! Per-tunnel counters and state, shared between the session that carries the
+//! tunnel and the status reply. Counters are atomics; the rest sits behind a
+//! short-lived std mutex (never held across an await).
+
+use serde::Serialize;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Connecting,
+    Up,
+    Backoff,
+    Failed,
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Connecting => "connecting",
+            State::Up => "up",
+            State::Backoff => "backoff",
+            State::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Info {
+    pub state: State,
+    pub last_error: Option<String>,
+    pub public_urls: Vec<String>,
+    pub assigned_port: Option<u32>,
+    /// Unix time the forward last came up.
+    pub up_since: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct Stats {
+    pub active: AtomicU32,
+    pub connections: AtomicU64,
+    pub refused: AtomicU64,
+    pub stalled: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub reconnects: AtomicU64,
+    info: Mutex<Info>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            active: AtomicU32::new(0),
+            connections: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            stalled: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            info: Mutex::new(Info {
+                state: State::Connecting,
+                last_error: None,
+                public_urls: Vec::new(),
+                assigned_port: None,
+                up_since: None,
+            }),
+        }
+    }
+}
+
+impl Stats {
+    /// A copy of the non-counter part.
+    pub fn info(&self) -> Info {
+        match self.info.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Info)) {
+        match self.info.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    pub fn set_state(&self, state: State, error: Option<String>) {
+        self.update(|i| {
+            if state == State::Up && i.state != State::Up {
+                i.up_since = Some(crate::lan::now_unix());
+            }
+            if state != State::Up {
+                i.up_since = None;
+            }
+            i.state = state;
+            if error.is_some() || state == State::Up {
+                i.last_error = error.or(i.last_error.take());
+            }
+        });
+    }
+
+    pub fn set_error(&self, error: String) {
+        self.update(|i| i.last_error = Some(error));
+    }
+
+    pub fn add_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn add_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Take a connection slot unless `max` are in use.
+    pub fn try_acquire(self: &std::sync::Arc<Self>, max: u32) -> Option<Slot> {
+        let mut cur = self.active.load(Relaxed);
+        loop {
+            if cur >= max {
+                return None;
+            }
+            match self
+                .active
+                .compare_exchange_weak(cur, cur + 1, Relaxed, Relaxed)
+            {
+                Ok(_) => return Some(Slot(self.clone())),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// A connection slot; gives itself back when dropped.
+#[derive(Debug)]
+pub struct Slot(std::sync::Arc<Stats>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn slots_cap_and_return() {
+        let s = Arc::new(Stats::default());
+        let a = s.try_acquire(2).unwrap();
+        let b = s.try_acquire(2).unwrap();
+        assert!(s.try_acquire(2).is_none());
+        assert_eq!(s.active.load(Relaxed), 2);
+        drop(a);
+        let _c = s.try_acquire(2).unwrap();
+        drop(b);
+        assert_eq!(s.active.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn state_keeps_the_last_error_and_up_since() {
+        let s = Stats::default();
+        s.set_state(State::Backoff, Some("connection refused".into()));
+        assert_eq!(s.info().last_error.as_deref(), Some("connection refused"));
+        assert!(s.info().up_since.is_none());
+        s.set_state(State::Connecting, None);
+        assert_eq!(s.info().last_error.as_deref(), Some("connection refused"));
+        s.set_state(State::Up, None);
+        let i = s.info();
+        assert_eq!(i.state, State::Up);
+        assert!(i.up_since.is_some());
+        // The last error stays visible after recovery (it says what happened).
+        assert_eq!(i.last_error.as_deref(), Some("connection refused"));
+        assert_eq!(State::Backoff.to_string(), "backoff");
+    }
+}

@@ -1,0 +1,941 @@
+//! The reverse tunnels against real OpenSSH (and a hostile russh server),
+//! driving the real `roadie daemon` inside network namespaces.
+//! Run as root: `cargo test --test tunnel`. Without root they print SKIP
+//! (and fail under CI=true).
+
+mod tunnel_lab;
+
+use serde_json::json;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+use tunnel_lab::*;
+
+/// Several tunnels on one server, a port the server assigns, an RSA key on a
+/// second server: every forward serves the node's page, and status counts.
+#[test]
+fn forwards_serve_and_are_counted() {
+    let Some(mut lab) = Lab::new() else { return };
+    let rsa = lab.dir.path().join("id_rsa");
+    keygen(&rsa, "rsa");
+    let second = Sshd::start(&lab.ns, lab.dir.path(), "127.0.0.1", 2223, &[&rsa]);
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("ui", "vps", "localhost:18080", "127.0.0.1:8080", "")
+            + &tunnel_block("any", "vps", "127.0.0.1:0", "127.0.0.1:8080", "")
+            + &server_block("other", &second, Some(&rsa), "")
+            + &tunnel_block("web", "other", "18081", "127.0.0.1:8080", "")),
+    );
+    let t0 = Instant::now();
+    lab.start(&cfg);
+    let r = lab.roadie();
+    for name in ["ui", "any", "web"] {
+        r.wait_up(name);
+    }
+    eprintln!("three tunnels on two servers up in {:?}", t0.elapsed());
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
+    assert_eq!(lab.get(18081).as_deref(), Ok(PAGE));
+    let any = r.tunnel("any");
+    let port = any["assigned_port"].as_u64().expect("assigned_port") as u16;
+    assert!(port > 0, "{any}");
+    assert_eq!(lab.get(port).as_deref(), Ok(PAGE));
+    let ui = r.wait_tunnel("ui", "counted", SHORT, |t| {
+        t["connections"] == 1 && t["active"] == 0
+    });
+    assert_eq!(ui["server"], "vps");
+    assert_eq!(ui["remote"], "localhost:18080");
+    assert_eq!(ui["target"], "127.0.0.1:8080");
+    assert_eq!(ui["reconnects"], 0);
+    assert!(ui["last_error"].is_null(), "{ui}");
+    assert_eq!(ui["public_urls"], json!([]));
+    assert!(ui.get("assigned_port").is_none(), "{ui}");
+    let (bin, bout) = (
+        ui["bytes_in"].as_u64().unwrap(),
+        ui["bytes_out"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        bin,
+        "GET / HTTP/1.0\r\nHost: x\r\n\r\n".len() as u64,
+        "{ui}"
+    );
+    assert!(bout > PAGE.len() as u64, "{ui}");
+    // The CLI's table shows them.
+    let out = r.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        row("ui")[..5],
+        ["ui", "up", "vps", "localhost:18080", "127.0.0.1:8080"],
+        "{text}"
+    );
+    assert_eq!(row("web")[..3], ["web", "up", "other"], "{text}");
+}
+
+/// A server that opens a `forwarded-tcpip` channel for a port nobody asked
+/// for: refused (the router is no open proxy); the requested one is carried.
+/// It also announces a URL on the session channel, which lands in
+/// `public_urls`, and lets roadie in with "none" auth (no identity), as
+/// localhost.run does.
+#[test]
+fn hostile_server_unrequested_channel_refused_and_url_banner_collected() {
+    let Some(mut lab) = Lab::new() else { return };
+    let fake = fake::Fake::start(
+        &lab.ns,
+        "127.0.0.1:0",
+        &lab.sshd.host_key,
+        "\u{1b}[32mForwarding HTTP traffic from https://ui-test.example/\u{1b}[0m\r\nDocs: https://127.0.0.1/docs/help\r\n",
+    );
+    let cfg = base_config(lab.dir.path())
+        + &format!(
+            "[[server]]\nname = \"fake\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"nokey\"\n\
+             known_hosts = {:?}\nsession = \"shell\"\n\n",
+            fake.port(),
+            lab.dir.path().join("known_hosts").display().to_string()
+        )
+        + &tunnel_block("ui", "fake", "ui-test:80", "127.0.0.1:8080", "")
+        + &tunnel_block("other", "fake", "0", "127.0.0.1:8080", "");
+    lab.start(&cfg);
+    let r = lab.roadie();
+    r.wait_up("ui");
+    let any = r.wait_up("other");
+    assert_eq!(any["assigned_port"], fake::ASSIGNED_PORT);
+    let ui = r.wait_tunnel("ui", "showing its public URL", SHORT, |t| {
+        t["public_urls"] == json!(["https://ui-test.example/"])
+    });
+    assert_eq!(ui["state"], "up");
+    let events = wait_for("the fake server's probes", SHORT, || {
+        let e = fake.events();
+        (e.iter().filter(|l| l.starts_with("requested")).count() == 2).then_some(e)
+    });
+    eprintln!("fake server saw: {events:#?}");
+    assert!(
+        events.contains(&"auth none nokey".to_string()),
+        "{events:?}"
+    );
+    assert!(events.contains(&"shell".to_string()), "{events:?}");
+    // The session channel came first (sish waits for it before forwards).
+    let shell = events.iter().position(|e| e == "shell").unwrap();
+    let fwd = events
+        .iter()
+        .position(|e| e.starts_with("forward"))
+        .unwrap();
+    assert!(shell < fwd, "{events:?}");
+    for bind in ["ui-test", "localhost"] {
+        let port = if bind == "ui-test" {
+            80
+        } else {
+            fake::ASSIGNED_PORT
+        };
+        assert!(
+            events.contains(&format!(
+                "unrequested {bind}:{}: refused",
+                fake::UNREQUESTED_PORT
+            )),
+            "{events:?}"
+        );
+        let got = events
+            .iter()
+            .find(|e| e.starts_with(&format!("requested {bind}:{port}: ")))
+            .unwrap();
+        assert!(got.ends_with(PAGE), "{got}");
+    }
+    assert!(
+        r.log().contains("no forward was requested for it"),
+        "{}",
+        r.log()
+    );
+    // Nothing reached the target for the refused channels.
+    assert_eq!(
+        lab.target
+            .accepted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    let other = r.tunnel("other");
+    assert_eq!(other["public_urls"], json!([]), "{other}");
+}
+
+/// A key file others can read is refused like ssh refuses it, with the fix
+/// in the message; after the fix, `tunnel.restart` brings it up at once.
+#[test]
+fn key_file_readable_by_others_is_refused_then_restart_fixes() {
+    let Some(mut lab) = Lab::new() else { return };
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&lab.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = lab.config(
+        "",
+        &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    let t = r.wait_tunnel("ui", "failed", SHORT, |t| t["state"] == "failed");
+    let err = t["last_error"].as_str().unwrap();
+    assert!(err.contains("mode 0644"), "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", lab.key.display())),
+        "{err}"
+    );
+    assert!(
+        !lab.sshd.log().contains("Accepted"),
+        "logged in with a bad key file"
+    );
+    std::fs::set_permissions(&lab.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = r.cli(&["call", "tunnel.restart", r#"{"name":"ui"}"#]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t0 = Instant::now();
+    r.wait_up("ui");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
+    // Unknown names are errors (exit 1) that list the known ones.
+    let out = r.cli(&["call", "tunnel.restart", r#"{"name":"nope"}"#]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no tunnel named \"nope\"; known: ui"), "{err}");
+}
+
+/// Accept-new: the first host key is learned into known_hosts; a different
+/// key later is refused, shown in status, and no forward comes up.
+#[test]
+fn host_key_learned_then_a_changed_key_is_refused() {
+    let Some(mut lab) = Lab::new() else { return };
+    let kh = lab.sshd.dir.join("known_hosts");
+    assert!(!kh.exists());
+    let cfg = lab.config(
+        "",
+        &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""),
+    );
+    lab.start(&cfg);
+    lab.roadie().wait_up("ui");
+    let text = std::fs::read_to_string(&kh).unwrap();
+    assert!(text.starts_with("[127.0.0.1]:2222 ssh-ed25519 "), "{text}");
+    assert_eq!(text.lines().count(), 1);
+
+    lab.sshd.kill();
+    lab.sshd.rekey();
+    lab.sshd.run();
+    let new_fp = lab.sshd.fingerprint();
+    let r = lab.roadie();
+    let t = r.wait_tunnel("ui", "refusing the new key", SHORT, |t| {
+        t["state"] == "failed"
+    });
+    let err = t["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("HOST KEY CHANGED for [127.0.0.1]:2222"),
+        "{err}"
+    );
+    assert!(err.contains(&new_fp), "{err}");
+    assert!(err.contains("ssh-keygen -R '[127.0.0.1]:2222'"), "{err}");
+    assert!(
+        !lab.ns.listening(18080),
+        "a forward exists despite the refusal"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        text,
+        "known_hosts changed"
+    );
+    let human = String::from_utf8_lossy(&r.cli(&["status"]).stdout).to_string();
+    assert!(human.contains("HOST KEY CHANGED"), "{human}");
+}
+
+/// `host_key` pins the fingerprint: the right one connects (and nothing is
+/// learned), a wrong one is refused.
+#[test]
+fn pinned_host_key() {
+    let Some(mut lab) = Lab::new() else { return };
+    let fp = lab.sshd.fingerprint();
+    let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let cfg = lab.config(
+        &format!("host_key = {wrong:?}"),
+        &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    let t = r.wait_tunnel("ui", "refusing the key", SHORT, |t| t["state"] == "failed");
+    let err = t["last_error"].as_str().unwrap();
+    assert!(err.contains(&format!("host_key pins {wrong}")), "{err}");
+    assert!(err.contains(&fp), "{err}");
+    r.write_config(&lab.config(
+        &format!("host_key = {fp:?}"),
+        &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""),
+    ));
+    r.rpc("reload", json!({})).unwrap();
+    r.wait_up("ui");
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
+    assert!(
+        !lab.sshd.dir.join("known_hosts").exists(),
+        "a pinned key was learned"
+    );
+}
+
+/// The server dies and comes back: the session reconnects (first retry
+/// after 0.5-1 s), serves again within 2 s of sshd listening, and
+/// `reconnects` went up.
+#[test]
+fn sshd_killed_and_restarted_reconnects() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""),
+    );
+    lab.start(&cfg);
+    lab.roadie().wait_up("ui");
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
+    lab.sshd.kill();
+    let t = lab
+        .roadie()
+        .wait_tunnel("ui", "noticing the loss", SHORT, |t| t["state"] != "up");
+    eprintln!("after kill: {} / {}", t["state"], t["last_error"]);
+    lab.sshd.run();
+    let t0 = Instant::now();
+    let took = lab.wait_serving(18080, SHORT);
+    eprintln!("serving again {took:?} after sshd listens");
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let t = lab.roadie().wait_up("ui");
+    assert_eq!(t["reconnects"], 1, "{t}");
+    assert!(
+        t["last_error"].as_str().unwrap().contains("session lost"),
+        "{t}"
+    );
+}
+
+/// `tunnel.restart` re-requests the forward of a running tunnel; the other
+/// tunnel on that session is not disturbed.
+#[test]
+fn tunnel_restart_re_requests_one_forward() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", "")
+            + &tunnel_block("api", "vps", "18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    r.wait_up("ui");
+    r.wait_up("api");
+    // A connection held open through "api" must survive restarting "ui".
+    let mut held = lab.ns.connect("127.0.0.1:18081").unwrap();
+    held.write_all(b"ECHOhello").unwrap();
+    let mut buf = [0u8; 5];
+    held.set_read_timeout(Some(SHORT)).unwrap();
+    held.read_exact(&mut buf).unwrap();
+    let out = r.cli(&["call", "tunnel.restart", r#"{"name":"ui"}"#]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply, json!({"restarted": "ui", "server": "vps"}));
+    let t = r.wait_tunnel("ui", "restarted", SHORT, |t| {
+        t["reconnects"] == 1 && t["state"] == "up"
+    });
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE), "{t}");
+    held.write_all(b"again").unwrap();
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"again");
+    assert_eq!(r.tunnel("api")["reconnects"], 0);
+    assert!(r.log().contains("tunnel ui: restarting"), "{}", r.log());
+}
+
+/// Reload with one tunnel changed: the changed one restarts and serves its
+/// new target; the unchanged one keeps its open connection and counters.
+#[test]
+fn reload_restarts_changed_tunnels_only() {
+    let Some(mut lab) = Lab::new() else { return };
+    let second = Target::start(&lab.ns, "127.0.0.1:8081", "the second target\n");
+    let keep = tunnel_block("keep", "vps", "18080", "127.0.0.1:8080", "");
+    let cfg = lab.config(
+        "",
+        &(keep.clone() + &tunnel_block("change", "vps", "18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    r.wait_up("keep");
+    r.wait_up("change");
+    let mut held = lab.ns.connect("127.0.0.1:18080").unwrap();
+    held.set_read_timeout(Some(SHORT)).unwrap();
+    held.write_all(b"ECHOone").unwrap();
+    let mut buf = [0u8; 3];
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(lab.get(18081).as_deref(), Ok(PAGE));
+    let before = r.wait_tunnel("keep", "counting the held connection", SHORT, |t| {
+        t["active"] == 1 && t["bytes_out"] == 3
+    });
+
+    // Unchanged "keep"; "change" points at the second target; "new" is added.
+    r.write_config(&lab.config(
+        "",
+        &(keep
+            + &tunnel_block("change", "vps", "18081", "127.0.0.1:8081", "")
+            + &tunnel_block("new", "vps", "18082", "127.0.0.1:8080", "")),
+    ));
+    let reply = r.rpc("reload", json!({})).unwrap();
+    assert_eq!(reply["tunnels"]["restarted"], json!(["change"]), "{reply}");
+    assert_eq!(reply["tunnels"]["unchanged"], json!(["keep"]), "{reply}");
+    assert_eq!(reply["tunnels"]["added"], json!(["new"]), "{reply}");
+    wait_for("the changed tunnel to serve its new target", SHORT, || {
+        (lab.get(18081).ok().as_deref() == Some("the second target\n")).then_some(())
+    });
+    r.wait_up("new");
+    assert_eq!(lab.get(18082).as_deref(), Ok(PAGE));
+    // The held connection still works, and "keep" was not touched.
+    held.write_all(b"two").unwrap();
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"two");
+    let after = r.tunnel("keep");
+    assert_eq!(after["connections"], before["connections"]);
+    assert_eq!(after["active"], 1);
+    assert_eq!(after["bytes_out"], 6);
+    assert_eq!(after["reconnects"], 0);
+    assert_eq!(after["up_since"], before["up_since"]);
+    assert_eq!(
+        second.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+
+    // SIGHUP does the same: removing "new" cancels its forward on the server.
+    r.write_config(&lab.config(
+        "",
+        &(tunnel_block("keep", "vps", "18080", "127.0.0.1:8080", "")
+            + &tunnel_block("change", "vps", "18081", "127.0.0.1:8081", "")),
+    ));
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe { libc::kill(r.pid() as i32, libc::SIGHUP) };
+    wait_for("the removed tunnel's port to close", SHORT, || {
+        (!lab.ns.listening(18082)).then_some(())
+    });
+    held.write_all(b"3rd").unwrap();
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"3rd");
+}
+
+/// SIGTERM with a connection open: the daemon exits within 2 s and the
+/// server no longer listens for it (forwards cancelled, session closed).
+#[test]
+fn sigterm_with_open_connections_exits_within_two_seconds() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", "")
+            + &tunnel_block("api", "vps", "18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    lab.roadie().wait_up("ui");
+    lab.roadie().wait_up("api");
+    let mut held = lab.ns.connect("127.0.0.1:18080").unwrap();
+    held.set_read_timeout(Some(SHORT)).unwrap();
+    held.write_all(b"ECHOx").unwrap();
+    let mut b = [0u8; 1];
+    held.read_exact(&mut b).unwrap();
+    lab.roadie()
+        .wait_tunnel("ui", "holding a connection", SHORT, |t| t["active"] == 1);
+    let (took, status) = lab.roadie.as_mut().unwrap().stop(libc::SIGTERM);
+    eprintln!("SIGTERM -> exit in {took:?} ({status})");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(status.success(), "{status}");
+    let log = lab.roadie().log();
+    assert!(log.contains("server vps: disconnected"), "{log}");
+    wait_for(
+        "the server to stop listening",
+        Duration::from_secs(2),
+        || (!lab.ns.listening(18080) && !lab.ns.listening(18081)).then_some(()),
+    );
+    // The held connection was closed.
+    assert!(matches!(held.read(&mut b), Ok(0) | Err(_)));
+}
+
+/// 200 connections at once through one tunnel, each echoing its own data:
+/// all complete, and the byte counters match what was sent.
+#[test]
+fn two_hundred_concurrent_connections() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", ""),
+    );
+    lab.start(&cfg);
+    lab.roadie().wait_up("ui");
+    const N: usize = 200;
+    const SIZE: usize = 32 * 1024;
+    let t0 = Instant::now();
+    // Connect all first (from inside the namespace), then talk on all at once.
+    let conns: Vec<std::net::TcpStream> = (0..N)
+        .map(|_| lab.ns.connect("127.0.0.1:18080").expect("connect"))
+        .collect();
+    let handles: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let data: Vec<u8> = (0..SIZE).map(|j| (i * 7 + j) as u8).collect();
+                s.write_all(b"ECHO").unwrap();
+                let mut w = s.try_clone().unwrap();
+                let d2 = data.clone();
+                let writer = std::thread::spawn(move || {
+                    w.write_all(&d2).unwrap();
+                    w.shutdown(std::net::Shutdown::Write).unwrap();
+                });
+                let mut got = Vec::new();
+                s.read_to_end(&mut got).unwrap();
+                writer.join().unwrap();
+                assert_eq!(got.len(), SIZE, "connection {i}");
+                assert!(got == data, "connection {i}: data differs");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a connection failed");
+    }
+    eprintln!("{N} connections x {SIZE} B echoed in {:?}", t0.elapsed());
+    let want = (N * (SIZE + 4)) as u64;
+    let t = lab
+        .roadie()
+        .wait_tunnel("ui", "all connections counted", SHORT, |t| {
+            t["active"] == 0 && t["connections"] == N as u64 && t["bytes_out"] == (N * SIZE) as u64
+        });
+    assert_eq!(t["bytes_in"], want, "{t}");
+    assert_eq!(t["refused"], 0);
+}
+
+/// Target down: the forwarded channel is closed cleanly (the client sees an
+/// immediate close), the tunnel stays up and says why; the cap on
+/// concurrent connections refuses the one too many.
+#[test]
+fn target_down_and_connection_cap() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("down", "vps", "18080", "127.0.0.1:8099", "")
+            + &tunnel_block(
+                "capped",
+                "vps",
+                "18081",
+                "127.0.0.1:8080",
+                "max_connections = 2",
+            )),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    r.wait_up("down");
+    r.wait_up("capped");
+    let t0 = Instant::now();
+    let e = lab.get(18080).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    eprintln!("target down: the client saw {e:?} after {:?}", t0.elapsed());
+    let t = r.wait_tunnel("down", "reporting the target", SHORT, |t| {
+        !t["last_error"].is_null()
+    });
+    assert_eq!(t["state"], "up");
+    assert!(
+        t["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect to target 127.0.0.1:8099"),
+        "{t}"
+    );
+    assert_eq!(t["connections"], 0);
+    assert_eq!(t["active"], 0);
+
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = lab.ns.connect("127.0.0.1:18081").unwrap();
+        s.write_all(b"ECHOx").unwrap();
+        s.set_read_timeout(Some(SHORT)).unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        held.push(s);
+    }
+    r.wait_tunnel("capped", "full", SHORT, |t| t["active"] == 2);
+    let mut third = lab.ns.connect("127.0.0.1:18081").unwrap();
+    third.set_read_timeout(Some(SHORT)).unwrap();
+    let _ = third.write_all(b"ECHOx");
+    let mut b = [0u8; 1];
+    assert!(
+        matches!(third.read(&mut b), Ok(0) | Err(_)),
+        "the third connection was carried"
+    );
+    let t = r.wait_tunnel("capped", "counting the refusal", SHORT, |t| {
+        t["refused"] == 1
+    });
+    assert_eq!(t["active"], 2);
+    drop(held);
+    r.wait_tunnel("capped", "drained", SHORT, |t| t["active"] == 0);
+    assert_eq!(lab.get(18081).as_deref(), Ok(PAGE));
+}
+
+/// A server that refuses one forward (its port is taken, as when an old
+/// session still holds it): that tunnel retries with backoff and comes up
+/// once the port is free; the other tunnel on the server stays up.
+#[test]
+fn refused_forward_is_retried_and_others_stay_up() {
+    let Some(mut lab) = Lab::new() else { return };
+    let squatter = lab.ns.listen("127.0.0.1:18081");
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("ui", "vps", "127.0.0.1:18080", "127.0.0.1:8080", "")
+            + &tunnel_block("busy", "vps", "127.0.0.1:18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    r.wait_up("ui");
+    let t = r.wait_tunnel("busy", "refused", SHORT, |t| t["state"] == "backoff");
+    assert!(
+        t["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("refused to listen on 127.0.0.1:18081"),
+        "{t}"
+    );
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
+    assert_eq!(r.tunnel("ui")["state"], "up");
+    drop(squatter);
+    let t0 = Instant::now();
+    r.wait_up("busy");
+    eprintln!(
+        "refused forward up {:?} after the port was freed",
+        t0.elapsed()
+    );
+    assert_eq!(lab.get(18081).as_deref(), Ok(PAGE));
+    assert_eq!(r.tunnel("ui")["reconnects"], 0);
+}
+
+/// Head-of-line: one forwarded connection whose target stops reading while
+/// the public side keeps sending must not stall the other tunnels on the
+/// same session. roadie closes the stuck one after 1 s without progress.
+#[test]
+fn a_stuck_target_does_not_stall_the_session() {
+    let Some(mut lab) = Lab::new() else { return };
+    let cfg = lab.config(
+        "",
+        &(tunnel_block("ui", "vps", "18080", "127.0.0.1:8080", "")
+            + &tunnel_block("bulk", "vps", "18081", "127.0.0.1:8080", "")),
+    );
+    lab.start(&cfg);
+    lab.roadie().wait_up("ui");
+    lab.roadie().wait_up("bulk");
+    // The stuck connection: SINK never reads; push 256 MB at it.
+    let mut sink = lab.ns.connect("127.0.0.1:18081").unwrap();
+    sink.set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let pusher = std::thread::spawn(move || {
+        let chunk = vec![0x5a_u8; 1 << 20];
+        let _ = sink.write_all(b"SINK");
+        let mut sent = 0usize;
+        let t0 = Instant::now();
+        for _ in 0..256 {
+            match sink.write_all(&chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break,
+            }
+        }
+        (sent, t0.elapsed())
+    });
+    // Meanwhile, fetch through the other tunnel for 4 s and time each fetch.
+    let t0 = Instant::now();
+    let mut worst = Duration::ZERO;
+    let mut n = 0;
+    while t0.elapsed() < Duration::from_secs(4) {
+        let t = Instant::now();
+        assert_eq!(lab.get(18080).as_deref(), Ok(PAGE), "fetch {n} failed");
+        worst = worst.max(t.elapsed());
+        n += 1;
+    }
+    let (sent, push_time) = pusher.join().unwrap();
+    let bulk = lab
+        .roadie()
+        .wait_tunnel("bulk", "closing the stuck connection", SHORT, |t| {
+            t["stalled"] == 1
+        });
+    eprintln!(
+        "HOL: {n} fetches in 4 s on the other tunnel, slowest {worst:?}; \
+         pushed {} MB at the stuck target in {push_time:?}; bulk: in {} B, stalled {}",
+        sent >> 20,
+        bulk["bytes_in"],
+        bulk["stalled"]
+    );
+    assert!(
+        worst < Duration::from_millis(2500),
+        "a fetch took {worst:?}"
+    );
+    assert!(n >= 20, "only {n} fetches in 4 s");
+    assert_eq!(bulk["active"], 0);
+}
+
+/// The router's uplink is renumbered (a new lease): every session
+/// reconnects at once from the new address, and the tunnels serve again.
+/// The old sessions' forwards linger on sshd until it notices they are dead
+/// (ClientAlive, about 2 s here), so the new forwards are retried until then.
+#[test]
+fn uplink_renumbered_every_session_reconnects_at_once() {
+    let Some(mut road) = Road::new() else { return };
+    let cfg = road.config(
+        &(tunnel_block("ui", "vps", "localhost:18080", "master:8080", "")
+            + &tunnel_block("api", "vps2", "localhost:18081", "master:8080", "")),
+    );
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    road.roadie().wait_up("api");
+    assert_eq!(road.get(18080).as_deref(), Ok(PAGE));
+    assert_eq!(road.logins_from("10.66.0.2"), 2);
+
+    let t0 = Instant::now();
+    road.renumber("10.77.0.254/24", "10.77.0.2/24");
+    wait_for(
+        "both sessions to log in from the new address",
+        SHORT,
+        || (road.logins_from("10.77.0.2") == 2).then_some(()),
+    );
+    let relogin = t0.elapsed();
+    let r = road.roadie();
+    for name in ["ui", "api"] {
+        r.wait_tunnel(name, "up again", Duration::from_secs(15), |t| {
+            t["state"] == "up" && t["reconnects"] == 1
+        });
+    }
+    let up = t0.elapsed();
+    wait_for("the page through both tunnels", SHORT, || {
+        (road.get(18080).ok().as_deref() == Some(PAGE)
+            && road.get(18081).ok().as_deref() == Some(PAGE))
+        .then_some(())
+    });
+    eprintln!(
+        "renumber: both sessions logged in again after {relogin:?}; forwards up after {up:?}; serving after {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        relogin < Duration::from_secs(1),
+        "re-login took {relogin:?}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
+/// An uplink change that leaves the old path working (a second address on
+/// the uplink): sessions reconnect at once, the old session is closed
+/// cleanly (its forwards cancelled), so the new forwards are accepted right
+/// away: serving again well within a second, even out of a long backoff.
+#[test]
+fn uplink_change_skips_the_backoff() {
+    let Some(mut road) = Road::new() else { return };
+    let cfg = road.config(&tunnel_block(
+        "ui",
+        "vps",
+        "localhost:18080",
+        "master:8080",
+        "",
+    ));
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    // Put the session into backoff: sshd gone for two failed attempts.
+    road.sshd.kill();
+    let r = road.roadie();
+    wait_for("two failed attempts", SHORT, || {
+        (r.log().matches("cannot reach 198.18.0.1").count() >= 2).then_some(())
+    });
+    road.sshd.run();
+    // The next attempt is 1-4 s away; an uplink change must not wait for it.
+    let t0 = Instant::now();
+    road.rtr.ip(&["addr", "add", "10.66.0.3/24", "dev", "wan0"]);
+    road.roadie().wait_up("ui");
+    let took = t0.elapsed();
+    assert_eq!(road.get(18080).as_deref(), Ok(PAGE));
+    eprintln!("uplink change during backoff: up again after {took:?}");
+    assert!(took < Duration::from_millis(900), "took {took:?}");
+
+    // Up and running: another change reconnects at once, cleanly.
+    let before = road.roadie().tunnel("ui")["reconnects"].as_u64().unwrap();
+    let t0 = Instant::now();
+    road.rtr.ip(&["addr", "del", "10.66.0.3/24", "dev", "wan0"]);
+    road.roadie().wait_tunnel("ui", "reconnected", SHORT, |t| {
+        t["state"] == "up" && t["reconnects"].as_u64() == Some(before + 1)
+    });
+    wait_for("the page", SHORT, || {
+        (road.get(18080).ok().as_deref() == Some(PAGE)).then_some(())
+    });
+    let took = t0.elapsed();
+    eprintln!("uplink change while up: serving again after {took:?}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+/// The collision: upstream renumbers into the LAN's prefix, roadie moves
+/// the LAN, the hook moves the node, and the tunnel's target follows: the
+/// page comes through the tunnel from the node at its new address.
+#[test]
+fn lan_readdressed_the_target_follows() {
+    let Some(mut road) = Road::new() else { return };
+    let cfg = road.config(&tunnel_block(
+        "ui",
+        "vps",
+        "localhost:18080",
+        "master:8080",
+        "",
+    ));
+    road.start(&cfg);
+    let t = road.roadie().wait_up("ui");
+    assert_eq!(t["target"], "192.168.1.100:8080");
+    assert_eq!(road.get(18080).as_deref(), Ok(PAGE));
+
+    let t0 = Instant::now();
+    road.renumber("192.168.1.254/24", "192.168.1.50/24");
+    let r = road.roadie();
+    let s = wait_for("roadie to move the LAN", SHORT, || {
+        let s = r.status();
+        (s["lan"]["prefix"] != "192.168.1.0/24" && !s["lan"]["prefix"].as_str()?.is_empty())
+            .then_some(s)
+    });
+    let prefix = s["lan"]["prefix"].as_str().unwrap().to_string();
+    let net = prefix.split('/').next().unwrap();
+    let node = format!("{}.100:8080", net.rsplit_once('.').unwrap().0);
+    let t = r.wait_tunnel(
+        "ui",
+        "pointing at the moved node",
+        Duration::from_secs(15),
+        |t| t["target"] == node.as_str() && t["state"] == "up",
+    );
+    wait_for(
+        "the page through the tunnel from the moved node",
+        SHORT,
+        || (road.get(18080).ok().as_deref() == Some(PAGE)).then_some(()),
+    );
+    eprintln!(
+        "collision: LAN moved to {prefix}, tunnel serves the node at {node} after {:?}",
+        t0.elapsed()
+    );
+    assert!(t["reconnects"].as_u64().unwrap() >= 1, "{t}");
+    let hook = std::fs::read_to_string(road.dir.path().join("hook.log")).unwrap();
+    assert!(
+        hook.contains(&format!("192.168.1.0/24 -> {prefix}")),
+        "{hook}"
+    );
+}
+
+/// A path that dies silently (nothing comes back, no link or address
+/// change): keepalives every `keepalive_s`, dead after 3 misses; the
+/// session comes back once the path does.
+#[test]
+fn keepalive_notices_a_silently_dead_path() {
+    let Some(mut road) = Road::new() else { return };
+    let cfg = road.config_with(
+        "keepalive_s = 1",
+        &tunnel_block("ui", "vps", "localhost:18080", "master:8080", ""),
+    );
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    let t0 = Instant::now();
+    road.up.ip(&["route", "add", "blackhole", "10.66.0.2/32"]);
+    let t = road
+        .roadie()
+        .wait_tunnel("ui", "noticing the dead path", SHORT, |t| {
+            t["state"] != "up"
+        });
+    let noticed = t0.elapsed();
+    eprintln!("dead path noticed after {noticed:?}: {}", t["last_error"]);
+    assert!(
+        t["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped answering keepalives"),
+        "{t}"
+    );
+    assert!(
+        noticed >= Duration::from_secs(3),
+        "noticed after {noticed:?}"
+    );
+    assert!(
+        noticed < Duration::from_secs(7),
+        "noticed after {noticed:?}"
+    );
+    road.up.ip(&["route", "del", "blackhole", "10.66.0.2/32"]);
+    let t1 = Instant::now();
+    road.roadie()
+        .wait_tunnel("ui", "back", Duration::from_secs(20), |t| {
+            t["state"] == "up"
+        });
+    wait_for("the page", SHORT, || {
+        (road.get(18080).ok().as_deref() == Some(PAGE)).then_some(())
+    });
+    eprintln!("path back: serving again after {:?}", t1.elapsed());
+}
+
+/// Reload that changes one server's settings restarts that session only;
+/// removing a server cancels its tunnels; the other server's connection
+/// survives both.
+#[test]
+fn reload_restarts_a_changed_server_only() {
+    let Some(mut lab) = Lab::new() else { return };
+    let other = Sshd::start(&lab.ns, lab.dir.path(), "127.0.0.1", 2223, &[&lab.key]);
+    let base = lab.config("", &tunnel_block("a", "vps", "18080", "127.0.0.1:8080", ""));
+    let cfg = |other_extra: &str, with_other: bool| {
+        let mut c = base.clone();
+        if with_other {
+            c += &server_block("other", &other, Some(&lab.key), other_extra);
+            c += &tunnel_block("b", "other", "18081", "127.0.0.1:8080", "");
+        }
+        c
+    };
+    let (first, second, third) = (cfg("", true), cfg("keepalive_s = 5", true), cfg("", false));
+    lab.start(&first);
+    let r = lab.roadie();
+    r.wait_up("a");
+    r.wait_up("b");
+    let mut held = lab.ns.connect("127.0.0.1:18080").unwrap();
+    held.set_read_timeout(Some(SHORT)).unwrap();
+    let mut buf = [0u8; 2];
+    held.write_all(b"ECHOok").unwrap();
+    held.read_exact(&mut buf).unwrap();
+
+    let logins = |s: &Sshd| s.log().matches("Accepted publickey").count();
+    assert_eq!(logins(&other), 1);
+    r.write_config(&second);
+    let reply = r.rpc("reload", json!({})).unwrap();
+    assert_eq!(
+        reply["tunnels"]["stopped_sessions"],
+        json!(["other"]),
+        "{reply}"
+    );
+    assert_eq!(
+        reply["tunnels"]["started_sessions"],
+        json!(["other"]),
+        "{reply}"
+    );
+    wait_for("the changed server's new session", SHORT, || {
+        (logins(&other) == 2).then_some(())
+    });
+    r.wait_tunnel("b", "up on the new session", SHORT, |t| t["state"] == "up");
+    assert_eq!(lab.get(18081).as_deref(), Ok(PAGE));
+
+    r.write_config(&third);
+    r.rpc("reload", json!({})).unwrap();
+    wait_for("the removed server's port to close", SHORT, || {
+        (!lab.ns.listening(18081)).then_some(())
+    });
+    let s = r.status();
+    assert_eq!(s["tunnels"].as_array().unwrap().len(), 1, "{s}");
+    held.write_all(b"!!").unwrap();
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"!!");
+    assert_eq!(logins(&lab.sshd), 1, "the unchanged server was reconnected");
+}
