@@ -4,7 +4,45 @@
 
 use serde::Serialize;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, Ordering, Ordering::Relaxed};
+
+/// A 64-bit counter: an `AtomicU64` where the target has one; MIPS32 (the
+/// mips/mipsel routers) has no 64-bit atomics, and there it is a u64 behind
+/// a mutex with the same methods. Byte counters must not wrap at 4 GiB.
+#[cfg(target_has_atomic = "64")]
+pub type Counter = std::sync::atomic::AtomicU64;
+#[cfg(not(target_has_atomic = "64"))]
+pub type Counter = LockedU64;
+
+/// A u64 behind a mutex, with the `AtomicU64` methods the counters use.
+#[derive(Debug, Default)]
+pub struct LockedU64(Mutex<u64>);
+
+impl LockedU64 {
+    pub const fn new(v: u64) -> Self {
+        LockedU64(Mutex::new(v))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut u64) -> R) -> R {
+        match self.0.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    /// Adds `v` (wrapping, like the atomic); returns the previous value.
+    pub fn fetch_add(&self, v: u64, _: Ordering) -> u64 {
+        self.with(|n| {
+            let old = *n;
+            *n = old.wrapping_add(v);
+            old
+        })
+    }
+
+    pub fn load(&self, _: Ordering) -> u64 {
+        self.with(|n| *n)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,12 +77,12 @@ pub struct Info {
 #[derive(Debug)]
 pub struct Stats {
     pub active: AtomicU32,
-    pub connections: AtomicU64,
-    pub refused: AtomicU64,
-    pub stalled: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub reconnects: AtomicU64,
+    pub connections: Counter,
+    pub refused: Counter,
+    pub stalled: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub reconnects: Counter,
     info: Mutex<Info>,
 }
 
@@ -52,12 +90,12 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             active: AtomicU32::new(0),
-            connections: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            stalled: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            reconnects: AtomicU64::new(0),
+            connections: Counter::new(0),
+            refused: Counter::new(0),
+            stalled: Counter::new(0),
+            bytes_in: Counter::new(0),
+            bytes_out: Counter::new(0),
+            reconnects: Counter::new(0),
             info: Mutex::new(Info {
                 state: State::Connecting,
                 last_error: None,
@@ -144,6 +182,17 @@ impl Drop for Slot {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// The counter MIPS32 builds use (no 64-bit atomics there).
+    #[test]
+    fn locked_counter_counts_past_4_gib() {
+        let c = LockedU64::new(u64::from(u32::MAX));
+        assert_eq!(c.fetch_add(10, Relaxed), u64::from(u32::MAX));
+        assert_eq!(c.load(Relaxed), u64::from(u32::MAX) + 10);
+        let c = LockedU64::new(u64::MAX);
+        assert_eq!(c.fetch_add(2, Relaxed), u64::MAX);
+        assert_eq!(c.load(Relaxed), 1);
+    }
 
     #[test]
     fn slots_cap_and_return() {
