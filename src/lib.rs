@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod lan;
+pub mod netlink;
 pub mod netwatch;
 pub mod plan;
 pub mod quote;

@@ -7,6 +7,7 @@ mod common;
 
 use ipnet::Ipv4Net;
 use roadie::lan::apply;
+use roadie::netlink;
 use roadie::netwatch::{self, NetState};
 use std::os::fd::AsRawFd;
 use std::process::Command;
@@ -85,12 +86,11 @@ fn apply_moves_the_address_and_is_idempotent() {
     let Some(ns) = Netns::new("a") else { return };
     ns.ip(&["-n", &ns.0, "addr", "add", "192.168.1.1/24", "dev", "lan0"]);
     let (first, second) = ns.run(async || {
-        let (conn, handle, _) = rtnetlink::new_connection().expect("netlink");
-        tokio::spawn(conn);
+        let mut nl = netlink::Socket::open().expect("netlink");
         let new = net("10.9.8.1/24");
         let old = [net("192.168.1.0/24")];
-        let first = apply::apply(&handle, "lan0", new, &old).await;
-        let second = apply::apply(&handle, "lan0", new, &old).await;
+        let first = apply::apply(&mut nl, "lan0", new, &old).await;
+        let second = apply::apply(&mut nl, "lan0", new, &old).await;
         (first, second)
     });
     let first = first.expect("first apply");
@@ -111,16 +111,15 @@ fn apply_leaves_unrelated_addresses_and_reports_missing_interfaces() {
     ns.ip(&["-n", &ns.0, "addr", "add", "192.168.1.1/24", "dev", "lan0"]);
     ns.ip(&["-n", &ns.0, "addr", "add", "172.20.0.1/16", "dev", "lan0"]);
     let (moved, missing) = ns.run(async || {
-        let (conn, handle, _) = rtnetlink::new_connection().expect("netlink");
-        tokio::spawn(conn);
+        let mut nl = netlink::Socket::open().expect("netlink");
         let moved = apply::apply(
-            &handle,
+            &mut nl,
             "lan0",
             net("10.9.8.1/24"),
             &[net("192.168.1.0/24")],
         )
         .await;
-        let missing = apply::apply(&handle, "br-nope", net("10.9.8.1/24"), &[]).await;
+        let missing = apply::apply(&mut nl, "br-nope", net("10.9.8.1/24"), &[]).await;
         (moved, missing)
     });
     moved.expect("apply");

@@ -100,7 +100,7 @@ struct Task {
     settings: Settings,
     state: State,
     current: Ipv4Net,
-    handle: rtnetlink::Handle,
+    nl: crate::netlink::Socket,
     net: watch::Receiver<NetState>,
     status: watch::Sender<Status>,
     hook: Option<HookStatus>,
@@ -122,9 +122,8 @@ pub async fn run(
     status: watch::Sender<Status>,
     cancel: CancellationToken,
 ) -> Result<(), String> {
-    let (conn, handle, _) =
-        rtnetlink::new_connection().map_err(|e| format!("cannot open netlink socket: {e}"))?;
-    let conn_task = tokio::spawn(conn);
+    let nl =
+        crate::netlink::Socket::open().map_err(|e| format!("cannot open netlink socket: {e}"))?;
     let loaded = state::load(&settings.state_path, state::random_seed);
     if let Some(w) = &loaded.warning {
         log::warn!("{w}");
@@ -145,7 +144,7 @@ pub async fn run(
         settings,
         state: loaded.state,
         current,
-        handle,
+        nl,
         net,
         status,
         hook: None,
@@ -197,7 +196,6 @@ pub async fn run(
             },
         }
     }
-    conn_task.abort();
     Ok(())
 }
 
@@ -327,7 +325,7 @@ impl Task {
             .into_iter()
             .filter(|h| *h != self.current)
             .collect();
-        match apply::apply(&self.handle, &lan.interface, want, &old).await {
+        match apply::apply(&mut self.nl, &lan.interface, want, &old).await {
             Ok(a) if a.added || !a.removed.is_empty() => {
                 log::info!("LAN address {want} restored on {}", lan.interface)
             }
@@ -350,7 +348,7 @@ impl Task {
                     .into_iter()
                     .filter(|p| *p != to)
                     .collect();
-                apply::apply(&self.handle, &lan.interface, address, &old).await?;
+                apply::apply(&mut self.nl, &lan.interface, address, &old).await?;
             }
             ApplyMode::Uci => self.apply_uci(from, address).await?,
         }

@@ -1,11 +1,11 @@
 //! Uplink watcher: what the kernel says about links, IPv4 addresses and routes.
 //!
-//! `kernel` talks rtnetlink and publishes a [`NetState`] on a `watch` channel;
+//! `kernel` talks netlink (crate::netlink) and publishes a [`NetState`] on a `watch` channel;
 //! [`view`] is the pure step that turns it into planner inputs.
 
 mod kernel;
 
-pub use kernel::{dump, ipv4_of, run};
+pub use kernel::{dump, run};
 
 use crate::plan::{Other, Uplink};
 use ipnet::Ipv4Net;
