@@ -132,18 +132,29 @@ pub async fn carry(
     let closed = CancellationToken::new();
 
     let down = async {
+        // Created once: a fresh `cancelled()` per packet costs a lock each time.
+        let gone = closed.cancelled();
+        tokio::pin!(gone);
         loop {
             let msg = tokio::select! {
                 m = rd.wait() => m,
-                _ = closed.cancelled() => return End::Done,
+                _ = &mut gone => return End::Done,
             };
             match msg {
                 Some(ChannelMsg::Data { data }) => {
                     let mut off = 0;
                     while off < data.len() {
-                        let w = tokio::select! {
-                            w = tokio::time::timeout(TARGET_STALL, tw.write(&data[off..])) => w,
-                            _ = closed.cancelled() => return End::Done,
+                        // Fast path: the socket has room (the usual case), so
+                        // no timer is armed per packet.
+                        let w = match tw.as_ref().try_write(&data[off..]) {
+                            Ok(n) => Ok(Ok(n)),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                tokio::select! {
+                                    w = tokio::time::timeout(TARGET_STALL, tw.write(&data[off..])) => w,
+                                    _ = &mut gone => return End::Done,
+                                }
+                            }
+                            Err(e) => Ok(Err(e)),
                         };
                         match w {
                             Ok(Ok(0)) | Ok(Err(_)) => {
@@ -177,10 +188,12 @@ pub async fn carry(
     let up = async {
         let mut buf = vec![0u8; COPY_BUF];
         let mut writer = wr.make_writer();
+        let gone = closed.cancelled();
+        tokio::pin!(gone);
         loop {
             let r = tokio::select! {
                 r = tr.read(&mut buf) => r,
-                _ = closed.cancelled() => return,
+                _ = &mut gone => return,
             };
             match r {
                 Ok(0) => {
@@ -190,7 +203,7 @@ pub async fn carry(
                 Ok(n) => {
                     let w = tokio::select! {
                         w = writer.write_all(&buf[..n]) => w,
-                        _ = closed.cancelled() => return,
+                        _ = &mut gone => return,
                     };
                     if w.is_err() {
                         closed.cancel();

@@ -380,6 +380,16 @@ impl Failure {
     }
 }
 
+/// Ciphers offered, in order of preference.
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_128_GCM,
+    russh::cipher::AES_256_GCM,
+    russh::cipher::AES_128_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_256_CTR,
+];
+
 /// Connect, check the host key, authenticate, open the session channel.
 async fn login(
     shared: &Arc<Shared>,
@@ -394,8 +404,15 @@ async fn login(
     let mut config = client::Config {
         keepalive_interval: Some(Duration::from_secs(s.keepalive_s)),
         keepalive_max: 3,
+        // Messages queued per channel (each up to one 32 KiB packet): the
+        // default 100 lets one busy connection hold 3 MiB; 16 costs no
+        // throughput (measured) and keeps 200 connections within a router's RAM.
+        channel_buffer_size: 16,
         ..client::Config::default()
     };
+    // russh's default list lacks aes128-gcm, which is what OpenSSH servers with
+    // AES hardware prefer after chacha20; offer it so such servers can pick it.
+    config.preferred.cipher = CIPHERS.into();
     if s.host_key.is_none() {
         let entries = hostkeys::load(&s.known_hosts).map_err(Failure::fatal)?;
         let known = hostkeys::known_algorithms(&entries, &s.host, s.port);
