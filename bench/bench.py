@@ -140,13 +140,14 @@ def recovery():
                 L.wait_for("serving after address change", lambda: serving(lab), timeout=120, step=0.05)
                 addr[impl].append(time.monotonic() - t0)
                 # 2. Tunnel server killed and restarted: time from sshd listening again.
+                lab.kill_tree("sshd", signal.SIGKILL)  # the server and its sessions: a crash
                 lab.stop("sshd", sig=signal.SIGKILL)
                 lab.start_sshd()
                 t0 = time.monotonic()
                 L.wait_for("serving after sshd restart", lambda: serving(lab), timeout=120, step=0.05)
                 restart[impl].append(time.monotonic() - t0)
                 # 3. Silent path loss: the server freezes. Time until the client notices.
-                lab.kill("sshd", signal.SIGSTOP)
+                lab.kill_tree("sshd", signal.SIGSTOP)
                 t0 = time.monotonic()
                 if impl == "roadie":
                     sock = f"{lab.dir}/roadie.sock"
@@ -161,7 +162,7 @@ def recovery():
                     first = [c for c in children(p.pid)]
                     L.wait_for("ssh to notice", lambda: not any(L.alive(c) for c in first), timeout=120, step=0.05)
                 silent[impl].append(time.monotonic() - t0)
-                lab.kill("sshd", signal.SIGCONT)
+                lab.kill_tree("sshd", signal.SIGCONT)
             finally:
                 lab.close()
     record("recovery", "uplink address change → serving", addr, "s", "lower")

@@ -311,8 +311,17 @@ target = "node:{tport}"
         if self.closed:
             return
         self.closed = True
+        # Descendants in their own sessions (sshd's per-connection children) would
+        # outlive their parent's process group: note them first, kill what is left.
+        left = [d for p in self.procs.values() for d in descendants(p.pid)]
         for name in list(self.procs):
             self.stop(name, timeout=2.0)
+        for pid in left:
+            if alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         for ns in (self.up, self.rtr, self.cl):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)

@@ -124,21 +124,23 @@ class Traffic:
     """HTTP GETs through "ui" and bulk transfers to the sink through "sink",
     continuously, in threads whose sockets live in the upstream namespace.
 
-    Outcomes per connection: ok; failed (closed or reset by the other side
-    before it completed: a fault was reported); hung (nothing for CONN_TIMEOUT:
-    never reported); bad (a wrong answer: the sink acknowledged another byte
-    count than was sent, or a corrupt HTTP reply: silent loss)."""
+    Outcome of each connection:
+      ok       completed (the sink acknowledged exactly the bytes sent; the page came back whole)
+      refused  the connection could not be opened (no tunnel listening): nothing sent
+      closed   opened, then closed or reset before it completed: the fault was reported
+      hung     neither completed nor closed for CONN_TIMEOUT: never reported (a violation)
+      bad      a wrong answer: the sink acknowledged another count than was sent, or a
+               corrupt page: bytes silently lost (a violation)"""
 
-    def __init__(self, ns, rate, bulk_workers=2, http_pace=0.02):
+    OUTCOMES = ("ok", "refused", "closed", "hung", "bad")
+
+    def __init__(self, ns, rate, bulk_workers=2, http_pace=0.02, retry_pace=0.05):
         self.ns = ns
-        self.rate = rate  # bytes/s, all bulk workers together
         self.http_pace = http_pace
+        self.retry_pace = retry_pace
         self.lock = threading.Lock()
-        self.c = {
-            "http_ok": 0, "http_failed": 0, "http_hung": 0, "http_bad": 0,
-            "bulk_ok": 0, "bulk_failed": 0, "bulk_hung": 0, "bulk_bad": 0,
-            "bytes_sent": 0, "bytes_acked": 0, "bytes_in_failed": 0, "bytes_in_hung": 0, "bytes_in_bad": 0,
-        }
+        self.c = {f"{k}_{o}": 0 for k in ("http", "bulk") for o in self.OUTCOMES}
+        self.c.update(bytes_sent=0, bytes_acked=0, bytes_in_closed=0, bytes_in_hung=0, bytes_in_bad=0)
         self.problems = []  # descriptions of hung/bad connections
         self.stopping = threading.Event()
         self.running = threading.Event()
@@ -198,69 +200,73 @@ class Traffic:
 
     def _http(self):
         while self._enter():
+            outcome = "ok"
             try:
-                s = None
                 try:
                     s = self.ns.connect(STABLE_IP, UI, CONN_TIMEOUT)
-                    s.sendall(REQUEST)
-                    read_http(s)
-                    self.add(http_ok=1)
-                except socket.timeout:
-                    if s is None:
-                        self.add(http_failed=1)  # connect timed out: nothing was sent
-                    else:
-                        self.add(http_hung=1)
-                        self._problem(f"http: no answer and no close for {CONN_TIMEOUT:.0f} s")
-                except ValueError as e:
-                    self.add(http_bad=1)
-                    self._problem(f"http: {e}")
                 except OSError:
-                    self.add(http_failed=1)
-                finally:
-                    if s is not None:
-                        s.close()
+                    outcome = "refused"
+                else:
+                    with s:
+                        try:
+                            s.sendall(REQUEST)
+                            read_http(s)
+                        except socket.timeout:
+                            outcome = "hung"
+                            self._problem(f"http: no answer and no close for {CONN_TIMEOUT:.0f} s")
+                        except ValueError as e:
+                            outcome = "bad"
+                            self._problem(f"http: {e}")
+                        except OSError:
+                            outcome = "closed"
+                self.add(**{f"http_{outcome}": 1})
             finally:
                 self._leave()
-            time.sleep(self.http_pace)  # pacing, not synchronisation
+            time.sleep(self.http_pace if outcome == "ok" else self.retry_pace)  # pacing
 
     def _bulk(self, i):
         rnd = random.Random(i)
         block = bytes(64 * 1024)
         while self._enter():
+            outcome = "ok"
             try:
-                size = rnd.randint(64 * 1024, 4 * 2**20)
+                size = rnd.randint(64 * 1024, 2 * 2**20)
                 sent = 0
-                s = None
                 try:
                     s = self.ns.connect(STABLE_IP, SINK, CONN_TIMEOUT)
-                    t0 = time.monotonic()
-                    while sent < size:
-                        n = s.send(block[: min(len(block), size - sent)])
-                        sent += n
-                        self.add(bytes_sent=n)
-                        ahead = sent / self.per_worker_rate - (time.monotonic() - t0)
-                        if ahead > 0:
-                            time.sleep(ahead)  # rate limit
-                    s.shutdown(socket.SHUT_WR)
-                    ack = int.from_bytes(recv_exact(s, 8), "big")
-                    if ack == sent:
-                        self.add(bulk_ok=1, bytes_acked=ack)
-                    else:
-                        self.add(bulk_bad=1, bytes_in_bad=sent)
-                        self._problem(f"bulk: sent {sent} bytes, the sink acknowledged {ack}")
-                except socket.timeout:
-                    if s is None:
-                        self.add(bulk_failed=1)
-                    else:
-                        self.add(bulk_hung=1, bytes_in_hung=sent)
-                        self._problem(f"bulk: {sent} of {size} bytes sent, no ack and no close for {CONN_TIMEOUT:.0f} s")
                 except OSError:
-                    self.add(bulk_failed=1, bytes_in_failed=sent)
-                finally:
-                    if s is not None:
-                        s.close()
+                    outcome = "refused"
+                else:
+                    with s:
+                        try:
+                            t0 = time.monotonic()
+                            while sent < size:
+                                n = s.send(block[: min(len(block), size - sent)])
+                                sent += n
+                                self.add(bytes_sent=n)
+                                ahead = sent / self.per_worker_rate - (time.monotonic() - t0)
+                                if ahead > 0:
+                                    time.sleep(ahead)  # rate limit
+                            s.shutdown(socket.SHUT_WR)
+                            ack = int.from_bytes(recv_exact(s, 8), "big")
+                            if ack == sent:
+                                self.add(bytes_acked=ack)
+                            else:
+                                outcome = "bad"
+                                self._problem(f"bulk: sent {sent} bytes, the sink acknowledged {ack}")
+                        except socket.timeout:
+                            outcome = "hung"
+                            self._problem(f"bulk: {sent} of {size} bytes sent, no ack and no close for {CONN_TIMEOUT:.0f} s")
+                        except OSError:
+                            outcome = "closed"
+                kw = {f"bulk_{outcome}": 1}
+                if outcome in ("closed", "hung", "bad"):
+                    kw[f"bytes_in_{outcome}"] = sent
+                self.add(**kw)
             finally:
                 self._leave()
+            if outcome != "ok":
+                time.sleep(self.retry_pace)  # pacing
 
 
 # --- the soak -----------------------------------------------------------------
@@ -279,7 +285,6 @@ class Soak:
         self.expected_moves = 0
         self.recoveries = {"kill": [], "flap": [], "renumber": [], "renumber-lan": []}
         self.events_done = 0
-        self.log_lines = []
         # The lab's router reaches the gateway without naming the device; udhcpc names it.
         L.sh("ip", "-n", self.lab.rtr, "route", "replace", "default", "via", self.gateway, "dev", "wan0")
         hook = f"{self.lab.dir}/hook.sh"
@@ -454,6 +459,7 @@ echo "$ROADIE_OLD_PREFIX -> $ROADIE_NEW_PREFIX ($ROADIE_REASON)" >> {self.lab.di
         before = self.reconnects(st)
         evals = st["lan"]["evaluations"]
         lanp = ipaddress.ip_network(st["lan"]["prefix"])
+        c0 = self.traffic.snapshot()
         t0 = time.monotonic()
         if kind == "kill":
             what = self.ev_kill()
@@ -483,11 +489,21 @@ echo "$ROADIE_OLD_PREFIX -> $ROADIE_NEW_PREFIX ($ROADIE_REASON)" >> {self.lab.di
                 raise Failed(f"hook failed: {hook}")
         elif st["lan"]["prefix"] != str(lanp):
             raise Failed(f"the LAN moved from {lanp} to {st['lan']['prefix']} without a collision")
+        # Traffic flows again through both tunnels before the next event.
+        if self.traffic.threads[0].is_alive():
+            c1 = self.traffic.snapshot()
+            self.wait(
+                "the background traffic to complete a connection through each tunnel",
+                lambda: (c := self.traffic.snapshot())["http_ok"] > c1["http_ok"] and c["bulk_ok"] > c1["bulk_ok"],
+                timeout=30,
+            )
         self.events_done += 1
         c = self.traffic.snapshot()
+        d = {k: c[k] - c0[k] for k in c}
         print(
-            f"[{self.events_done:3}/{total}] {kind:<12} {took:6.2f} s  {what}; "
-            f"lan {st['lan']['prefix']}; conns ok {c['http_ok'] + c['bulk_ok']} failed {c['http_failed'] + c['bulk_failed']}",
+            f"[{self.events_done:3}/{total}] {kind:<12} {took:6.2f} s  {what}; lan {st['lan']['prefix']}; "
+            f"traffic ok {d['http_ok'] + d['bulk_ok']}, refused {d['http_refused'] + d['bulk_refused']}, "
+            f"closed {d['http_closed'] + d['bulk_closed']}",
             flush=True,
         )
 
@@ -518,7 +534,6 @@ echo "$ROADIE_OLD_PREFIX -> $ROADIE_NEW_PREFIX ($ROADIE_REASON)" >> {self.lab.di
         for k in self.recoveries:
             self.recoveries[k].clear()
         warm = self.sample("after warm-up")
-        traffic_warm = self.traffic.snapshot()
 
         # Interleave the kinds: sshd restarts back to back would only measure the
         # reconnect backoff (1, 2, 4 ... 60 s until a minute of stable uptime);
@@ -551,32 +566,33 @@ echo "$ROADIE_OLD_PREFIX -> $ROADIE_NEW_PREFIX ($ROADIE_REASON)" >> {self.lab.di
             failures.append(f"threads grew from {warm['threads']} to {end['threads']} (bound +{THREAD_SLACK})")
         if end["rss"] > warm["rss"] * (1 + RSS_SLACK):
             failures.append(f"RSS grew from {warm['rss']} KiB to {end['rss']} KiB (bound +{RSS_SLACK:.0%})")
-        if c["bytes_sent"] != c["bytes_acked"] + c["bytes_in_failed"] + c["bytes_in_hung"] + c["bytes_in_bad"]:
+        if c["bytes_sent"] != c["bytes_acked"] + c["bytes_in_closed"] + c["bytes_in_hung"] + c["bytes_in_bad"]:
             failures.append(f"byte accounting does not add up: {c}")
         for k in ("http_hung", "bulk_hung", "http_bad", "bulk_bad"):
             if c[k]:
-                failures.append(f"{c[k]} connection(s) {k.split('_')[1]} ({k.split('_')[0]})")
+                failures.append(f"{c[k]} {k.split('_')[0]} connection(s) {k.split('_')[1]}")
         failures += self.traffic.problems[:20]
         failures += self.check_state(st)
+        with open(f"{self.lab.dir}/roadie.log", errors="replace") as f:
+            refused_by_roadie = sum("refused a forwarded connection" in l for l in f)
 
         # Totals.
-        conns = c["http_ok"] + c["http_failed"] + c["http_hung"] + c["http_bad"]
-        conns_bulk = c["bulk_ok"] + c["bulk_failed"] + c["bulk_hung"] + c["bulk_bad"]
+        conns = {k: sum(c[f"{k}_{o}"] for o in Traffic.OUTCOMES) for k in ("http", "bulk")}
         tun = {t["name"]: t for t in st["tunnels"]}
+        mib = lambda b: f"{b / 2**20:.1f} MiB"  # noqa: E731
         print()
         print(f"roadie soak: {self.events_done} events survived in {events_s:.0f} s "
               f"({a.kills} sshd kills, {a.flaps} link flaps, {len(renums)} renumberings, "
               f"{renums.count('renumber-lan')} into the LAN); whole run {time.monotonic() - t_start:.0f} s")
-        print(f"  bulk: {c['bytes_sent'] / 2**20:.1f} MiB sent, {c['bytes_acked'] / 2**20:.1f} MiB acknowledged, "
-              f"{c['bytes_in_failed'] / 2**20:.1f} MiB in {c['bulk_failed']} connections reported closed; "
-              f"{conns_bulk} connections ({c['bulk_ok']} ok, {c['bulk_hung']} hung, {c['bulk_bad']} wrong count)")
-        print(f"  http: {conns} requests ({c['http_ok']} ok, {c['http_failed']} reported closed, "
-              f"{c['http_hung']} hung, {c['http_bad']} corrupt)")
-        print(f"  since warm-up: {c['bytes_acked'] - traffic_warm['bytes_acked']} bytes acknowledged, "
-              f"{(c['http_ok'] + c['bulk_ok']) - (traffic_warm['http_ok'] + traffic_warm['bulk_ok'])} connections ok")
-        print(f"  roadie counted: " + ", ".join(
-            f"{n} {t['connections']} connections, {t['bytes_in'] / 2**20:.1f} MiB in, {t['reconnects']} reconnects"
-            for n, t in tun.items()))
+        print(f"  bulk to the sink: {mib(c['bytes_sent'])} sent = {mib(c['bytes_acked'])} acknowledged "
+              f"+ {mib(c['bytes_in_closed'])} in connections reported closed"
+              f" + {mib(c['bytes_in_hung'])} hung + {mib(c['bytes_in_bad'])} wrongly counted")
+        for k in ("bulk", "http"):
+            print(f"  {k} connections: {conns[k]}: " + ", ".join(f"{c[f'{k}_{o}']} {o}" for o in Traffic.OUTCOMES))
+        print("  roadie's counters: " + "; ".join(
+            f"{n}: {t['connections']} connections, {mib(t['bytes_in'])} in, {mib(t['bytes_out'])} out, "
+            f"{t['reconnects']} reconnects" for n, t in tun.items()))
+        print(f"  connections roadie refused as 'no forward was requested' (log): {refused_by_roadie}")
         print(f"  LAN moves: {len(st['lan']['history'])} (expected {self.expected_moves}), now {st['lan']['prefix']}")
         print("  recovery (s)     events   median      max")
         for kind, v in self.recoveries.items():

@@ -41,6 +41,9 @@ pub struct Requested {
     pub assigned: Option<u32>,
     /// The server accepted the request (and it was not cancelled since).
     pub live: bool,
+    /// Sent, answer not in yet. The server may forward a connection before
+    /// its reply reaches us; a fixed port identifies it already.
+    pub pending: bool,
 }
 
 /// Bind addresses that all mean "every address".
@@ -62,7 +65,8 @@ pub fn match_forward(forwards: &[Requested], address: &str, port: u32) -> Option
         } else {
             f.port == port
         };
-        f.live && port_ok && same_bind(&f.bind, address)
+        let accepted = f.live || (f.pending && f.port != 0);
+        accepted && port_ok && same_bind(&f.bind, address)
     })
 }
 
@@ -237,7 +241,20 @@ mod tests {
             port,
             assigned,
             live,
+            pending: false,
         }
+    }
+
+    #[test]
+    fn a_connection_racing_the_forward_reply_is_accepted_for_a_fixed_port() {
+        let pending = |port| Requested {
+            pending: true,
+            ..req("0.0.0.0", port, None, false)
+        };
+        assert_eq!(match_forward(&[pending(8080)], "0.0.0.0", 8080), Some(0));
+        assert_eq!(match_forward(&[pending(8080)], "0.0.0.0", 8081), None);
+        // Port 0: which port is ours is only known from the reply.
+        assert_eq!(match_forward(&[pending(0)], "0.0.0.0", 40000), None);
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl Fwd {
             port: u32::from(spec.plan.remote.port),
             assigned: None,
             live: false,
+            pending: false,
         };
         Fwd {
             spec,
@@ -256,6 +257,7 @@ impl client::Handler for Client {
                 .map(|f| {
                     let mut r = f.req.clone();
                     r.live = r.live && f.generation == generation;
+                    r.pending = r.pending && f.generation == generation;
                     r
                 })
                 .collect();
@@ -651,6 +653,7 @@ impl Supervisor {
             self.shared.with_fwds(|fwds| {
                 for f in fwds.iter_mut() {
                     f.req.live = false;
+                    f.req.pending = false;
                     f.req.assigned = None;
                     f.attempt = 0;
                     f.retry_at = None;
@@ -772,6 +775,7 @@ impl Supervisor {
                     f.spec.stats.reconnects.fetch_add(1, Relaxed);
                 }
                 f.req.live = false;
+                f.req.pending = false;
                 f.close_connections();
                 f.spec
                     .stats
@@ -933,6 +937,7 @@ impl Supervisor {
             f.close_connections();
             let was = f.req.live.then(|| (f.req.bind.clone(), f.bound_port()));
             f.req.live = false;
+            f.req.pending = false;
             f.spec.stats.set_state(State::Connecting, None);
             was
         });
@@ -955,6 +960,9 @@ impl Supervisor {
         let Some((bind, port)) = self.shared.with_fwds(|fwds| {
             let f = fwds.iter_mut().find(|f| f.name() == name)?;
             f.retry_at = None;
+            // A connection may arrive before the reply: accept it on this session.
+            f.req.pending = true;
+            f.generation = conn.generation;
             Some((f.req.bind.clone(), f.req.port))
         }) else {
             return;
@@ -970,6 +978,7 @@ impl Supervisor {
                 return;
             };
             let target = f.spec.plan.target.to_string();
+            f.req.pending = false;
             match r {
                 Ok(Ok(got)) => {
                     f.req.live = true;
