@@ -38,8 +38,16 @@ def iperf(lab, reverse):
     args = ["ip", "netns", "exec", lab.up, "iperf3", "-c", L.SERVER_IP, "-p", "5201", "-t", str(SECONDS), "-J"]
     if reverse:
         args.append("-R")
-    out = json.loads(L.sh(*args))
-    return out["end"]["sum_received"]["bits_per_second"] / 1e9, out["end"]["sum_received"]["bytes"]
+    # iperf3's server takes one test at a time and sometimes answers "busy"
+    # right after the previous one: try again a few times.
+    for attempt in range(5):
+        out = json.loads(L.sh(*args, check=False) or "{}")
+        got = out.get("end", {}).get("sum_received")
+        if got:
+            return got["bits_per_second"] / 1e9, got["bytes"]
+        print(f"  iperf3: {out.get('error', 'no result')}; again", flush=True)
+        time.sleep(0.5 * (attempt + 1))
+    raise RuntimeError("iperf3 kept failing")
 
 
 def record(section, metric, values, unit, better):
@@ -124,7 +132,7 @@ def recovery():
                     p = start(lab, impl, keepalive_s=alive)
                 else:
                     loop = (
-                        "while :; do ssh -N -i {d}/id_ed25519 -o UserKnownHostsFile={d}/kh "
+                        "while :; do ssh -v -N -i {d}/id_ed25519 -o UserKnownHostsFile={d}/kh "
                         "-o StrictHostKeyChecking=accept-new -o ExitOnForwardFailure=yes "
                         "-o ServerAliveInterval={a} -o ServerAliveCountMax=3 -o BatchMode=yes "
                         "-R 0.0.0.0:8080:{n}:8080 root@{s}; sleep 1; done"
@@ -134,19 +142,29 @@ def recovery():
                 L.wait_for("serving", lambda: serving(lab))
                 # 1. Uplink address change (a new DHCP lease in the same network).
                 t0 = time.monotonic()
+                before = ssh_forwards(lab) if impl == "openssh" else 0
+                # As udhcpc's script applies a new lease: deconfig, then bound.
+                L.sh("ip", "-n", lab.rtr, "addr", "flush", "dev", "wan0")
                 L.sh("ip", "-n", lab.rtr, "addr", "add", "10.66.0.3/24", "dev", "wan0")
-                L.sh("ip", "-n", lab.rtr, "addr", "del", f"{L.WAN_IP}/24", "dev", "wan0")
-                L.sh("ip", "-n", lab.rtr, "route", "replace", "default", "via", L.SERVER_IP, "src", "10.66.0.3")
+                L.sh("ip", "-n", lab.rtr, "route", "replace", "default", "via", L.SERVER_IP)
+                # Do not probe the forwarded port until the client says it is
+                # back: every connection to the stale listener wakes the old
+                # session in sshd, whose ClientAlive check then never fires.
+                if impl == "roadie":
+                    L.wait_for("roadie's tunnel back up", lambda: tunnel_up_again(lab), timeout=120, step=0.05)
+                else:
+                    L.wait_for("a new ssh's forward", lambda: ssh_forwards(lab) > before, timeout=120, step=0.05)
                 L.wait_for("serving after address change", lambda: serving(lab), timeout=120, step=0.05)
                 addr[impl].append(time.monotonic() - t0)
                 # 2. Tunnel server killed and restarted: time from sshd listening again.
+                lab.kill_tree("sshd", signal.SIGKILL)  # the server and its sessions: a crash
                 lab.stop("sshd", sig=signal.SIGKILL)
                 lab.start_sshd()
                 t0 = time.monotonic()
                 L.wait_for("serving after sshd restart", lambda: serving(lab), timeout=120, step=0.05)
                 restart[impl].append(time.monotonic() - t0)
                 # 3. Silent path loss: the server freezes. Time until the client notices.
-                lab.kill("sshd", signal.SIGSTOP)
+                lab.kill_tree("sshd", signal.SIGSTOP)
                 t0 = time.monotonic()
                 if impl == "roadie":
                     sock = f"{lab.dir}/roadie.sock"
@@ -161,12 +179,28 @@ def recovery():
                     first = [c for c in children(p.pid)]
                     L.wait_for("ssh to notice", lambda: not any(L.alive(c) for c in first), timeout=120, step=0.05)
                 silent[impl].append(time.monotonic() - t0)
-                lab.kill("sshd", signal.SIGCONT)
+                lab.kill_tree("sshd", signal.SIGCONT)
             finally:
                 lab.close()
     record("recovery", "uplink address change → serving", addr, "s", "lower")
     record("recovery", "sshd back → serving", restart, "s", "lower")
     record("recovery", f"silent loss detected (keepalive {alive} s)", silent, "s", "lower")
+
+
+def roadie_status(lab):
+    out = L.sh(f"{L.ROOT}/target/release/roadie", "-s", f"{lab.dir}/roadie.sock", "call", "status")
+    return json.loads(out)
+
+
+def tunnel_up_again(lab):
+    t = roadie_status(lab)["tunnels"][0]
+    return t["state"] == "up" and t["reconnects"] > 0
+
+
+def ssh_forwards(lab):
+    """How many times an ssh of the restart loop had its forward accepted."""
+    with open(f"{lab.dir}/ssh.log", "rb") as f:
+        return f.read().count(b"remote forward success")
 
 
 def children(pid):

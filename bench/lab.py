@@ -57,13 +57,34 @@ def alive(pid):
 def listening(pid, port):
     """True when the process's namespace has a TCP listener on `port`."""
     hexport = f":{port:04X}"
-    try:
-        with open(f"/proc/{pid}/net/tcp") as f:
-            return any(
-                l.split()[1].endswith(hexport) and l.split()[3] == "0A" for l in f.readlines()[1:]
-            )
-    except FileNotFoundError:
-        return False
+    for table in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/{pid}/net/{table}") as f:
+                if any(l.split()[1].endswith(hexport) and l.split()[3] == "0A" for l in f.readlines()[1:]):
+                    return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+def descendants(pid):
+    """PIDs of every living descendant of pid (children first)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except FileNotFoundError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(c) for c in f.read().split()]
+            except FileNotFoundError:
+                continue
+            out += kids
+            todo += kids
+    return out
 
 
 def proc_stat(pid):
@@ -86,7 +107,10 @@ def proc_stat(pid):
 
 
 class Lab:
-    def __init__(self, tag="b", cipher=None, client_alive=(5, 3)):
+    def __init__(self, tag="b", cipher=None, client_alive=(5, 3), server_ip=SERVER_IP):
+        """server_ip: where sshd listens. Another address than SERVER_IP goes on `lo`
+        in the upstream namespace (/32, reached via the router's default route), so
+        the tunnel server stays reachable when the router's uplink is renumbered."""
         if os.geteuid() != 0:
             sys.exit("the namespace lab needs root")
         self.id = f"r{tag}{os.getpid()}"
@@ -109,6 +133,9 @@ class Lab:
         for ns, dev in ((self.up, "up0"), (self.rtr, "wan0"), (self.rtr, "lan0"), (self.cl, "eth0")):
             sh("ip", "-n", ns, "link", "set", dev, "up")
         sh("ip", "-n", self.up, "addr", "add", f"{SERVER_IP}/24", "dev", "up0")
+        self.server_ip = server_ip
+        if server_ip != SERVER_IP:
+            sh("ip", "-n", self.up, "addr", "add", f"{server_ip}/32", "dev", "lo")
         sh("ip", "-n", self.rtr, "addr", "add", f"{WAN_IP}/24", "dev", "wan0")
         sh("ip", "-n", self.rtr, "route", "add", "default", "via", SERVER_IP)
         sh("ip", "-n", self.rtr, "addr", "add", "192.168.1.1/24", "dev", "lan0")
@@ -151,6 +178,23 @@ class Lab:
         except ProcessLookupError:
             pass
 
+    def kill_tree(self, name, sig):
+        """Signal a started program's process group and every descendant's group.
+        sshd's per-connection children call setsid(), so kill() alone misses them:
+        this is what a crash of the whole server looks like."""
+        p = self.procs[name]
+        groups = {p.pid}
+        for pid in descendants(p.pid):
+            try:
+                groups.add(os.getpgid(pid))
+            except ProcessLookupError:
+                pass
+        for g in groups:
+            try:
+                os.killpg(g, sig)
+            except ProcessLookupError:
+                pass
+
     def stop(self, name, sig=signal.SIGTERM, timeout=5.0):
         """Stop a started program; returns how long it took to exit."""
         p = self.procs.pop(name, None)
@@ -177,7 +221,7 @@ class Lab:
         cfg = f"{self.dir}/sshd_config"
         with open(cfg, "w") as f:
             f.write(
-                f"""ListenAddress {SERVER_IP}
+                f"""ListenAddress {self.server_ip}
 Port 22
 HostKey {self.dir}/host_key
 PidFile none
@@ -200,8 +244,9 @@ LogLevel ERROR
         wait_for("sshd", lambda: listening(self.sshd.pid, 22))
         return self.sshd
 
-    def roadie_config(self, tunnels, keepalive_s=5, extra=""):
-        """tunnels: [(name, remote_port, target_port)]"""
+    def roadie_config(self, tunnels, keepalive_s=5, extra="", lan_extra=""):
+        """tunnels: [(name, remote_port, target_port)]; extra goes into [[server]],
+        lan_extra into [lan] (e.g. 'hook = "..."')."""
         cfg = f"""[daemon]
 state = "{self.dir}/state.toml"
 socket = "{self.dir}/roadie.sock"
@@ -211,12 +256,13 @@ interfaces = ["wan0"]
 [lan]
 interface = "lan0"
 address = "192.168.1.1/24"
+{lan_extra}
 [[lan.host]]
 name = "node"
 address = "{NODE_IP}"
 [[server]]
 name = "lab"
-host = "{SERVER_IP}"
+host = "{self.server_ip}"
 user = "root"
 identity = "{self.dir}/id_ed25519"
 known_hosts = "{self.dir}/known_hosts"
@@ -250,7 +296,7 @@ target = "node:{tport}"
         ]
         for _, rport, tport in tunnels:
             argv += ["-R", f"0.0.0.0:{rport}:{NODE_IP}:{tport}"]
-        argv.append(f"root@{SERVER_IP}")
+        argv.append(f"root@{self.server_ip}")
         return self.start(name, self.rtr, argv)
 
     def forwarded(self, port):
@@ -265,8 +311,17 @@ target = "node:{tport}"
         if self.closed:
             return
         self.closed = True
+        # Descendants in their own sessions (sshd's per-connection children) would
+        # outlive their parent's process group: note them first, kill what is left.
+        left = [d for p in self.procs.values() for d in descendants(p.pid)]
         for name in list(self.procs):
             self.stop(name, timeout=2.0)
+        for pid in left:
+            if alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         for ns in (self.up, self.rtr, self.cl):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
             shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)

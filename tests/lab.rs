@@ -732,3 +732,174 @@ fn h_stays_away_by_default() {
     lab.assert_reachable(&lab.node_in(&away));
     elapsed("h_stays_away_by_default", t0);
 }
+
+// ---------------------------------------------------------------------------
+// A tunnel through the real pieces: udhcpc leases, OpenSSH's sshd upstream
+
+/// The first tunnel's status entry.
+fn tunnel0(s: &serde_json::Value) -> &serde_json::Value {
+    &s["tunnels"][0]
+}
+
+fn reconnects(s: &serde_json::Value) -> u64 {
+    tunnel0(s)["reconnects"].as_u64().unwrap_or(0)
+}
+
+/// How long a renumbered router may take to serve through its tunnel again.
+/// The old session's forward still holds 0.0.0.0:18080 on the server until
+/// sshd gives up on it: OpenSSH 9.2 probes only after a quiet poll and
+/// more than `ClientAliveInterval` whole seconds after the last probe
+/// (every ~2 s here) and gives up at the third, so ~6 s after the old path
+/// died. roadie re-requests the refused forward at 0.25-0.5, 0.5-1, 1-2,
+/// 2-4, 4-8 s, so the retry that finds the port free can come up to 8 s
+/// after that: ~14 s at worst, hence 20. Measured: 5.7-6.8 s, or 10.5-12.7 s
+/// when the fourth retry came just before sshd let go.
+const RENUMBER_BOUND: Duration = Duration::from_secs(20);
+
+/// Waits until the tunnel is `up` again on a new session (`reconnects`
+/// above `before`) and `pred` holds, then until curl in `up` gets the page
+/// through it. Returns the status and both times from `t0`.
+fn wait_tunnel_back(
+    lab: &Lab,
+    url: &str,
+    before: u64,
+    t0: Instant,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> (serde_json::Value, Duration, Duration) {
+    // Status first (over the control socket), curl after: curl at the
+    // stale forward keeps the old session's sshd busy, and sshd probes a
+    // client only after a quiet poll.
+    let s = lab.wait_status(
+        &format!("tunnel ui up again (reconnects > {before})"),
+        RENUMBER_BOUND + SHORT,
+        |s| reconnects(s) > before && tunnel0(s)["state"] == "up" && pred(s),
+    );
+    let up = t0.elapsed();
+    wait_until(
+        &format!("the page through the tunnel ({url})"),
+        SHORT,
+        || lab.curl_page(&lab.up, url),
+    );
+    (s, up, t0.elapsed())
+}
+
+/// How many requests python's http.server on the node logged from `ip`.
+fn node_gets_from(lab: &Lab, ip: &str) -> usize {
+    lab.read_log("http.log")
+        .lines()
+        .filter(|l| l.starts_with(&format!("{ip} - ")) && l.contains("\"GET / "))
+        .count()
+}
+
+/// t) A reverse tunnel (roadie -> sshd upstream, `0.0.0.0:18080` ->
+/// `master:8080`), end to end with real components: it comes up on the
+/// first lease; upstream renumbers by DHCP and the page comes through the
+/// tunnel again; upstream renumbers into the LAN's prefix, roadie moves the
+/// LAN, the hook moves the node, and the tunnel reaches the node at its
+/// new address.
+#[test]
+fn t_tunnel_through_dhcp_renumber_and_collision() {
+    let t0 = Instant::now();
+    let Some(mut lab) = Lab::new(LabOpts {
+        start_daemon: false,
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    lab.start_sshd();
+    let cfg = lab.config_text()
+        + &format!(
+            "\n[[server]]\nname = \"hotel\"\nhost = {SSHD_ADDR:?}\nuser = \"root\"\n\
+             identity = {:?}\nknown_hosts = {:?}\nsession = \"none\"\nkeepalive_s = 2\n\n\
+             [[tunnel]]\nname = \"ui\"\nserver = \"hotel\"\nremote = \"0.0.0.0:18080\"\n\
+             target = \"master:8080\"\n",
+            lab.ssh_key().display().to_string(),
+            lab.dir.join("known_hosts").display().to_string(),
+        );
+    lab.write_config(&cfg);
+    lab.start_daemon();
+    lab.wait_ready();
+    let url = format!("http://{SSHD_ADDR}:18080/");
+    let through_tunnel = |lab: &Lab| lab.curl_page(&lab.up, &url);
+
+    // a) First lease: the tunnel comes up and carries the page.
+    let s = lab.wait_status("tunnel ui up", LONG, |s| tunnel0(s)["state"] == "up");
+    let t = tunnel0(&s);
+    assert_eq!(t["name"], "ui", "{s}");
+    assert_eq!(t["server"], "hotel", "{s}");
+    assert_eq!(t["remote"], "0.0.0.0:18080", "{s}");
+    assert_eq!(t["target"], "192.168.1.100:8080", "{s}");
+    wait_until("the page through the tunnel (first lease)", SHORT, || {
+        through_tunnel(&lab)
+    });
+    assert!(
+        std::fs::read_to_string(lab.dir.join("known_hosts")).is_ok_and(|k| k.contains(SSHD_ADDR)),
+        "sshd's host key was not learned"
+    );
+    let before = reconnects(&lab.status());
+    eprintln!("t: a) tunnel up and serving after {:?}", t0.elapsed());
+
+    // b) Upstream renumbers (DHCP, no collision): the page comes through
+    // the tunnel again, on a new session.
+    lab.renumber("10.77.0.254/24", "10.77.0.50", "10.77.0.150");
+    let lease = lab.wait_lease("10.77.0.0/24");
+    let t1 = Instant::now();
+    let (s, up, renumbered) = wait_tunnel_back(&lab, &url, before, t1, |_| true);
+    let t = tunnel0(&s);
+    eprintln!(
+        "t: b) renumbered: lease {lease} -> tunnel up after {up:?}, page through it after \
+         {renumbered:?} (reconnects {before} -> {}, last_error {})",
+        reconnects(&s),
+        t["last_error"]
+    );
+    assert_eq!(t["target"], "192.168.1.100:8080", "{s}");
+    assert_eq!(
+        lan_prefix(&s),
+        HOME,
+        "the LAN moved without a collision: {s}"
+    );
+    assert!(
+        renumbered < RENUMBER_BOUND,
+        "renumber: page after {renumbered:?}"
+    );
+    let before = reconnects(&s);
+
+    // c) Upstream renumbers into the LAN's prefix: the LAN moves, the hook
+    // moves the node, the tunnel's target follows.
+    lab.renumber("192.168.1.254/24", "192.168.1.200", "192.168.1.240");
+    let lease = lab.wait_lease(HOME);
+    let t2 = Instant::now();
+    let s = wait_moved(&lab, HOME);
+    let moved = t2.elapsed();
+    let new = lan_prefix(&s);
+    let node = lab.node_in(&new);
+    let router = host_in(&new, router_offset(&lab)).to_string();
+    let target = format!("{node}:8080");
+    let gets = node_gets_from(&lab, &router);
+    let (s, up, serving) = wait_tunnel_back(&lab, &url, before, t2, |s| {
+        tunnel0(s)["target"] == target.as_str()
+    });
+    let t = tunnel0(&s);
+    eprintln!(
+        "t: c) collision: lease {lease}, LAN {HOME} -> {new} after {moved:?}, tunnel up \
+         (target {target}) after {up:?}, page through it after {serving:?} \
+         (reconnects {before} -> {}, last_error {})",
+        reconnects(&s),
+        t["last_error"]
+    );
+    // The page came from the node at its new address (it has no other),
+    // fetched by roadie from the router's new LAN address.
+    assert_eq!(lab.addrs(&lab.cl, "eth0"), vec![format!("{node}/24")]);
+    assert!(
+        node_gets_from(&lab, &router) > gets,
+        "the node logged no request from {router}:\n{}",
+        lab.read_log("http.log")
+    );
+    assert!(
+        serving < RENUMBER_BOUND,
+        "collision: page after {serving:?}"
+    );
+    assert_moved_once(&lab, &s, HOME);
+    assert!(through_tunnel(&lab), "the tunnel stopped serving");
+    elapsed("t_tunnel_through_dhcp_renumber_and_collision", t0);
+}

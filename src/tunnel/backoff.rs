@@ -36,12 +36,27 @@ pub fn delay(attempt: u32, seed: u64) -> Duration {
     Duration::from_millis(half + r % (ceil - half + 1))
 }
 
+/// How many refused-forward retries stay at most [`FORWARD_EAGER_MAX`] apart.
+pub const FORWARD_EAGER_ATTEMPTS: u32 = 40;
+/// The longest wait between early refused-forward retries.
+pub const FORWARD_EAGER_MAX: Duration = Duration::from_secs(2);
+
 /// The delay before re-requesting a refused forward on a running session:
-/// half the session schedule (0.25-0.5 s, 0.5-1 s, ... up to 30 s). The
-/// usual cause is our own previous session still holding the port on the
-/// server until it notices that session is dead, which takes seconds.
+/// half the session schedule (0.25-0.5 s, 0.5-1 s, 1-2 s), then 1-2 s for
+/// about a minute, then on up to 30 s. The usual cause is our own previous
+/// session still holding the port until the server notices it is dead (a few
+/// seconds to a minute, by its ClientAlive settings); retrying every 1-2 s
+/// in that window costs one small request and serves again right after the
+/// server lets go, where a doubling schedule could sit idle for 8 s or more.
 pub fn forward_delay(attempt: u32, seed: u64) -> Duration {
-    delay(attempt, mix(seed ^ 0x0066_6f72_7761_7264)) / 2
+    let d = delay(attempt, mix(seed ^ 0x0066_6f72_7761_7264)) / 2;
+    if attempt < FORWARD_EAGER_ATTEMPTS && d > FORWARD_EAGER_MAX {
+        // Same jitter, squeezed into [MAX/2, MAX].
+        let ms = FORWARD_EAGER_MAX.as_millis() as u64;
+        Duration::from_millis(ms / 2 + mix(seed ^ u64::from(attempt)) % (ms / 2 + 1))
+    } else {
+        d
+    }
 }
 
 /// The attempt number to use after a session that was up for `uptime`
@@ -99,9 +114,16 @@ mod tests {
     }
 
     #[test]
-    fn forward_retries_are_twice_as_eager() {
+    fn forward_retries_are_eager_while_a_server_may_still_hold_the_port() {
         let s = Duration::from_secs;
-        for (attempt, ceil) in [(0, s(1) / 2), (1, s(1)), (3, s(4)), (9, s(30))] {
+        for (attempt, ceil) in [
+            (0, s(1) / 2),
+            (1, s(1)),
+            (2, s(2)),
+            (3, s(2)),
+            (39, s(2)),
+            (40, s(30)),
+        ] {
             for seed in 0..100u64 {
                 let d = forward_delay(attempt, seed);
                 assert!(d >= ceil / 2 && d <= ceil, "attempt {attempt}: {d:?}");

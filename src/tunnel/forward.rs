@@ -41,6 +41,9 @@ pub struct Requested {
     pub assigned: Option<u32>,
     /// The server accepted the request (and it was not cancelled since).
     pub live: bool,
+    /// Sent, answer not in yet. The server may forward a connection before
+    /// its reply reaches us; a fixed port identifies it already.
+    pub pending: bool,
 }
 
 /// Bind addresses that all mean "every address".
@@ -62,7 +65,8 @@ pub fn match_forward(forwards: &[Requested], address: &str, port: u32) -> Option
         } else {
             f.port == port
         };
-        f.live && port_ok && same_bind(&f.bind, address)
+        let accepted = f.live || (f.pending && f.port != 0);
+        accepted && port_ok && same_bind(&f.bind, address)
     })
 }
 
@@ -132,18 +136,29 @@ pub async fn carry(
     let closed = CancellationToken::new();
 
     let down = async {
+        // Created once: a fresh `cancelled()` per packet costs a lock each time.
+        let gone = closed.cancelled();
+        tokio::pin!(gone);
         loop {
             let msg = tokio::select! {
                 m = rd.wait() => m,
-                _ = closed.cancelled() => return End::Done,
+                _ = &mut gone => return End::Done,
             };
             match msg {
                 Some(ChannelMsg::Data { data }) => {
                     let mut off = 0;
                     while off < data.len() {
-                        let w = tokio::select! {
-                            w = tokio::time::timeout(TARGET_STALL, tw.write(&data[off..])) => w,
-                            _ = closed.cancelled() => return End::Done,
+                        // Fast path: the socket has room (the usual case), so
+                        // no timer is armed per packet.
+                        let w = match tw.as_ref().try_write(&data[off..]) {
+                            Ok(n) => Ok(Ok(n)),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                tokio::select! {
+                                    w = tokio::time::timeout(TARGET_STALL, tw.write(&data[off..])) => w,
+                                    _ = &mut gone => return End::Done,
+                                }
+                            }
+                            Err(e) => Ok(Err(e)),
                         };
                         match w {
                             Ok(Ok(0)) | Ok(Err(_)) => {
@@ -177,10 +192,12 @@ pub async fn carry(
     let up = async {
         let mut buf = vec![0u8; COPY_BUF];
         let mut writer = wr.make_writer();
+        let gone = closed.cancelled();
+        tokio::pin!(gone);
         loop {
             let r = tokio::select! {
                 r = tr.read(&mut buf) => r,
-                _ = closed.cancelled() => return,
+                _ = &mut gone => return,
             };
             match r {
                 Ok(0) => {
@@ -190,7 +207,7 @@ pub async fn carry(
                 Ok(n) => {
                     let w = tokio::select! {
                         w = writer.write_all(&buf[..n]) => w,
-                        _ = closed.cancelled() => return,
+                        _ = &mut gone => return,
                     };
                     if w.is_err() {
                         closed.cancel();
@@ -224,7 +241,20 @@ mod tests {
             port,
             assigned,
             live,
+            pending: false,
         }
+    }
+
+    #[test]
+    fn a_connection_racing_the_forward_reply_is_accepted_for_a_fixed_port() {
+        let pending = |port| Requested {
+            pending: true,
+            ..req("0.0.0.0", port, None, false)
+        };
+        assert_eq!(match_forward(&[pending(8080)], "0.0.0.0", 8080), Some(0));
+        assert_eq!(match_forward(&[pending(8080)], "0.0.0.0", 8081), None);
+        // Port 0: which port is ours is only known from the reply.
+        assert_eq!(match_forward(&[pending(0)], "0.0.0.0", 40000), None);
     }
 
     #[test]

@@ -35,6 +35,12 @@ pub const SHORT: Duration = Duration::from_secs(10);
 /// Deadline for anything involving DHCP or roadie settling and moving.
 pub const LONG: Duration = Duration::from_secs(20);
 
+/// Where [`Lab::start_sshd`] listens: an address on `lo` in the upstream
+/// namespace, so it stays put when upstream renumbers (the router reaches
+/// it through its DHCP default route, via the upstream server).
+pub const SSHD_ADDR: &str = "198.18.0.1";
+pub const SSHD: &str = "/usr/sbin/sshd";
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 // ---------------------------------------------------------------------------
@@ -139,6 +145,37 @@ pub fn proc_state(pid: u32) -> Option<char> {
 /// True while the process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
     matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
+}
+
+/// Every living process below `pid` (children, grandchildren, …), from
+/// the parent PIDs in /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent: Vec<(u32, u32)> = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        if let Some(pp) = rest.split_whitespace().nth(1).and_then(|v| v.parse().ok()) {
+            parent.push((p, pp));
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(q) = todo.pop() {
+        for &(p, pp) in &parent {
+            if pp == q && !out.contains(&p) {
+                out.push(p);
+                todo.push(p);
+            }
+        }
+    }
+    out
 }
 
 pub fn signal(pid: u32, sig: libc::c_int) {
@@ -301,6 +338,8 @@ pub struct Lab {
     udhcpc: Option<Child>,
     daemon: Option<Child>,
     daemon_starts: u32,
+    /// OpenSSH's sshd in `up` (see [`Lab::start_sshd`]).
+    sshd: Option<Child>,
     started_pids: Vec<u32>,
 }
 
@@ -344,6 +383,7 @@ impl Lab {
             udhcpc: None,
             daemon: None,
             daemon_starts: 0,
+            sshd: None,
             started_pids: Vec::new(),
         };
 
@@ -707,6 +747,69 @@ impl Lab {
         })
     }
 
+    // --- sshd upstream ---------------------------------------------------------
+
+    /// The client key [`Lab::start_sshd`] lets in (as root).
+    pub fn ssh_key(&self) -> PathBuf {
+        self.dir.join("id_ed25519")
+    }
+
+    /// Starts OpenSSH's sshd in the upstream namespace, in the foreground,
+    /// listening on [`SSHD_ADDR`]:22 (put on `lo` here, so it survives
+    /// [`Lab::renumber`]), with its own host key and one authorized client
+    /// key, [`Lab::ssh_key`], for root. Waits until it listens.
+    pub fn start_sshd(&mut self) {
+        assert!(self.sshd.is_none(), "sshd is already running");
+        fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+        let host_key = self.dir.join("ssh_host_ed25519_key");
+        let key = self.ssh_key();
+        for k in [&host_key, &key] {
+            run_ok(
+                Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "roadie-lab", "-f"])
+                    .arg(k),
+            );
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(k, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let ak = self.dir.join("authorized_keys");
+        fs::copy(key.with_extension("pub"), &ak).expect("write authorized_keys");
+        let cfg = self.dir.join("sshd_config");
+        fs::write(
+            &cfg,
+            format!(
+                "Port 22\nListenAddress {SSHD_ADDR}\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PermitRootLogin prohibit-password\nAllowUsers root\nPubkeyAuthentication yes\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+                 StrictModes no\nGatewayPorts clientspecified\nAllowTcpForwarding yes\n\
+                 ClientAliveInterval 1\nClientAliveCountMax 2\nPidFile none\nLogLevel VERBOSE\n",
+                host_key.display(),
+                ak.display()
+            ),
+        )
+        .expect("write sshd_config");
+        let up = self.up.clone();
+        self.ip(
+            &up,
+            &["addr", "add", &format!("{SSHD_ADDR}/32"), "dev", "lo"],
+        );
+        let child = self.spawn_in(
+            &up,
+            &[SSHD, "-D", "-e", "-f", cfg.to_str().unwrap()],
+            "sshd.log",
+        );
+        let pid = child.id();
+        self.sshd = Some(child);
+        wait_until("sshd to listen on :22", SHORT, || {
+            assert!(alive(pid), "sshd died:\n{}", self.read_log("sshd.log"));
+            Self::listening(pid, "tcp", 22)
+        });
+    }
+
+    pub fn sshd_pid(&self) -> u32 {
+        self.sshd.as_ref().expect("sshd running").id()
+    }
+
     // --- kernel state ---------------------------------------------------------
 
     /// IPv4 addresses (CIDR) on `dev` in `ns`.
@@ -748,10 +851,15 @@ impl Lab {
 
     /// One GET of the node's page from the router; true if it came back.
     pub fn curl_node(&self, ip: &str) -> bool {
-        let url = format!("http://{ip}:8080/");
+        self.curl_page(&self.rtr, &format!("http://{ip}:8080/"))
+    }
+
+    /// One GET of `url` with curl inside `ns` (at most 2 s); true if the
+    /// node's page came back.
+    pub fn curl_page(&self, ns: &str, url: &str) -> bool {
         let out = self.exec(
-            &self.rtr,
-            &["curl", "-s", "--noproxy", "*", "--max-time", "2", &url],
+            ns,
+            &["curl", "-s", "--noproxy", "*", "--max-time", "2", url],
             SHORT,
         );
         out.status.success() && out.stdout == self.page.as_bytes()
@@ -945,6 +1053,7 @@ impl Lab {
             "udhcpc.log",
             "dnsmasq.log",
             "http.log",
+            "sshd.log",
         ] {
             let text = self.read_log(name);
             if !text.is_empty() {
@@ -971,14 +1080,26 @@ impl Drop for Lab {
             self.dump_logs();
         }
         let grace = Duration::from_secs(3);
-        for mut child in [
-            self.daemon.take(),
-            self.udhcpc.take(),
-            self.dnsmasq.take(),
-            self.http.take(),
-        ]
-        .into_iter()
-        .flatten()
+        if let Some(mut daemon) = self.daemon.take() {
+            stop_child(&mut daemon, libc::SIGTERM, grace);
+        }
+        if let Some(mut sshd) = self.sshd.take() {
+            // Its per-connection processes outlive the listener. roadie
+            // said goodbye just now, so normally there are none left; a
+            // session from an address that is gone would linger until
+            // sshd's keepalive gives up on it.
+            let kids = descendants(sshd.id());
+            stop_child(&mut sshd, libc::SIGTERM, grace);
+            for pid in kids {
+                if alive(pid) {
+                    // SAFETY: kill(2) on a process our sshd forked, alive just now.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                }
+            }
+        }
+        for mut child in [self.udhcpc.take(), self.dnsmasq.take(), self.http.take()]
+            .into_iter()
+            .flatten()
         {
             stop_child(&mut child, libc::SIGTERM, grace);
         }
