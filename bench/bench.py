@@ -176,7 +176,7 @@ def recovery():
 
                     L.wait_for("roadie to notice", noticed, timeout=120, step=0.05)
                 else:
-                    first = [c for c in children(p.pid)]
+                    first = L.descendants(p.pid)
                     L.wait_for("ssh to notice", lambda: not any(L.alive(c) for c in first), timeout=120, step=0.05)
                 silent[impl].append(time.monotonic() - t0)
                 lab.kill_tree("sshd", signal.SIGCONT)
@@ -201,14 +201,6 @@ def ssh_forwards(lab):
     """How many times an ssh of the restart loop had its forward accepted."""
     with open(f"{lab.dir}/ssh.log", "rb") as f:
         return f.read().count(b"remote forward success")
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(c) for c in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 def memory():

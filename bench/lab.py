@@ -170,17 +170,9 @@ class Lab:
         self.procs[name] = p
         return p
 
-    def kill(self, name, sig):
-        """Signal a started program and its process group (sshd's session children too)."""
-        p = self.procs[name]
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            pass
-
     def kill_tree(self, name, sig):
         """Signal a started program's process group and every descendant's group.
-        sshd's per-connection children call setsid(), so kill() alone misses them:
+        sshd's per-connection children call setsid(), so signalling the group alone misses them:
         this is what a crash of the whole server looks like."""
         p = self.procs[name]
         groups = {p.pid}

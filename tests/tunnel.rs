@@ -3,6 +3,7 @@
 //! Run as root: `cargo test --test tunnel`. Without root they print SKIP
 //! (and fail under CI=true).
 
+mod common;
 mod tunnel_lab;
 
 use serde_json::json;

@@ -454,15 +454,7 @@ impl Task {
                         cfg.network_section
                     ),
                 };
-                log::error!("{message}");
-                self.problem = Some(message.clone());
-                self.apply = Some(ApplyStatus {
-                    at: now_unix(),
-                    ok: false,
-                    reverted: false,
-                    message: message.clone(),
-                });
-                return Err(message);
+                return Err(self.apply_failed(message, false));
             }
             log::info!("UCI: {what}");
         }
@@ -509,15 +501,20 @@ impl Task {
                 cfg.network_section
             ),
         };
+        Err(self.apply_failed(message, undo.is_ok() && !changes.is_empty()))
+    }
+
+    /// Record a failed UCI apply (log, `lan.problem`, `lan.apply`); returns the message.
+    fn apply_failed(&mut self, message: String, reverted: bool) -> String {
         log::error!("{message}");
         self.problem = Some(message.clone());
         self.apply = Some(ApplyStatus {
             at: now_unix(),
             ok: false,
-            reverted: undo.is_ok() && !changes.is_empty(),
+            reverted,
             message: message.clone(),
         });
-        Err(message)
+        message
     }
 
     /// Waits for the kernel (as netwatch sees it) to show `address` on

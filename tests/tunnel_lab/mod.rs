@@ -34,15 +34,9 @@ pub const SHORT: Duration = Duration::from_secs(10);
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 // ---------------------------------------------------------------------------
-// Skipping and small helpers
+// Skipping and small helpers (the shared ones live in tests/common)
 
-pub fn skip(reason: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but the tunnel lab cannot run: {reason}");
-    }
-    println!("SKIP: {reason}");
-    eprintln!("SKIP: {reason}");
-}
+pub use crate::common::{alive, descendants, skip, wait_for};
 
 /// True when the lab can run; otherwise says why (and panics under CI=true).
 pub fn possible() -> bool {
@@ -89,58 +83,6 @@ pub fn run(cmd: &mut Command) -> String {
 
 pub fn sh(script: &str) -> String {
     run(Command::new("sh").arg("-c").arg(script))
-}
-
-/// Polls `f` every 10 ms until it yields; panics naming `what` after `timeout`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-pub fn proc_state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.trim_start().chars().next()
-}
-
-pub fn alive(pid: u32) -> bool {
-    matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Every live descendant of `pid` (children first found, then theirs).
-pub fn descendants(pid: u32) -> Vec<u32> {
-    let all: Vec<u32> = fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(p) = frontier.pop() {
-        for &c in &all {
-            if parent_of(c) == Some(p) && !out.contains(&c) {
-                out.push(c);
-                frontier.push(c);
-            }
-        }
-    }
-    out
 }
 
 fn kill(pid: u32, sig: libc::c_int) {
