@@ -51,6 +51,8 @@ pub enum State {
     Up,
     Backoff,
     Failed,
+    /// Held back: a captive portal stands between the router and the Internet.
+    Blocked,
 }
 
 impl std::fmt::Display for State {
@@ -60,6 +62,7 @@ impl std::fmt::Display for State {
             State::Up => "up",
             State::Backoff => "backoff",
             State::Failed => "failed",
+            State::Blocked => "blocked",
         })
     }
 }
