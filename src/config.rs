@@ -151,7 +151,7 @@ pub struct Target {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Via {
     pub server: String,
     pub remote: Remote,
@@ -167,6 +167,8 @@ pub struct Tunnel {
     pub service: Option<String>,
     pub public_host: Option<String>,
     pub failover_s: u64,
+    /// How long a preferred way out must stay healthy before the tunnel moves back.
+    pub failback_s: u64,
 }
 
 /// One problem found in a config file, with where it is.
@@ -398,6 +400,7 @@ mod raw {
         pub service: Option<Str>,
         pub public_host: Option<Str>,
         pub failover_s: Option<Int>,
+        pub failback_s: Option<Int>,
     }
 
     #[derive(Deserialize)]
@@ -417,6 +420,7 @@ const DEFAULT_USER: &str = "roadie";
 const DEFAULT_KEEPALIVE_S: i64 = 15;
 const DEFAULT_MAX_CONNECTIONS: i64 = 256;
 const DEFAULT_FAILOVER_S: i64 = 30;
+const DEFAULT_FAILBACK_S: i64 = 60;
 /// Linux IFNAMSIZ minus the terminating NUL.
 const MAX_IFNAME: usize = 15;
 
@@ -1525,6 +1529,7 @@ fn validate_tunnel(
         Some(v) => cx.word(v, "public_host").map(Some),
     };
     let failover_s = cx.int(&t.failover_s, "failover_s", DEFAULT_FAILOVER_S, 1, i64::MAX);
+    let failback_s = cx.int(&t.failback_s, "failback_s", DEFAULT_FAILBACK_S, 1, i64::MAX);
 
     let (
         Some(name),
@@ -1534,6 +1539,7 @@ fn validate_tunnel(
         Some(service),
         Some(public_host),
         Some(failover_s),
+        Some(failback_s),
     ) = (
         name,
         target,
@@ -1542,6 +1548,7 @@ fn validate_tunnel(
         service,
         public_host,
         failover_s,
+        failback_s,
     )
     else {
         return None;
@@ -1554,6 +1561,7 @@ fn validate_tunnel(
         service,
         public_host,
         failover_s: failover_s as u64,
+        failback_s: failback_s as u64,
     })
 }
 
@@ -1775,6 +1783,7 @@ target = \"master:80\"
                 service: None,
                 public_host: None,
                 failover_s: 30,
+                failback_s: 60,
             }
         );
         assert_eq!(c.tunnels[0].via[0].remote.to_string(), "80");
@@ -1936,6 +1945,7 @@ max_connections = 1
 service = \"web:80\"
 public_host = \"t.example.org\"
 failover_s = 5
+failback_s = 7
 ");
         assert_eq!(c.daemon.log_level, log::LevelFilter::Debug);
         assert_eq!(c.daemon.socket, PathBuf::from("/tmp/r.sock"));
@@ -1948,6 +1958,8 @@ failover_s = 5
         assert_eq!(c.tunnels[0].via[0].remote.port, 0);
         assert_eq!(c.tunnels[0].public_host.as_deref(), Some("t.example.org"));
         assert_eq!(c.tunnels[0].max_connections, 1);
+        assert_eq!(c.tunnels[0].failover_s, 5);
+        assert_eq!(c.tunnels[0].failback_s, 7);
     }
 
     /// (name, text, "line:col", substring of the message)

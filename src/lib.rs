@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod hook;
 pub mod lan;
 pub mod netlink;
 pub mod netwatch;
@@ -70,9 +71,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let mut config = config;
     let mut reloads = Reloads::default();
+    // Failover decisions are cheap and need no precision finer than this.
+    let mut failover = tokio::time::interval(std::time::Duration::from_millis(500));
+    failover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = failover.tick() => tunnels.tick(),
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
                 let r = reload(&mut config, &lan_cmd_tx, &mut tunnels).await;

@@ -940,3 +940,163 @@ fn reload_restarts_a_changed_server_only() {
     assert_eq!(&buf, b"!!");
     assert_eq!(logins(&lab.sshd), 1, "the unchanged server was reconnected");
 }
+
+/// Two ways out (two sshd): the preferred one dies, the tunnel serves
+/// through the second within failover_s + 2 s; the preferred one comes back,
+/// the tunnel moves back, and a connection in flight on the second way is
+/// not cut (new connections go the preferred way).
+#[test]
+fn failover_to_the_second_way_out_and_back() {
+    let Some(mut lab) = Lab::new() else { return };
+    // The preferred way out is a second sshd this test owns; the lab's is the backup.
+    let mut preferred = Sshd::start(&lab.ns, lab.dir.path(), "127.0.0.1", 2223, &[&lab.key]);
+    let failover_s = 3;
+    let cfg = base_config(lab.dir.path())
+        + &server_block("a", &preferred, Some(&lab.key), "")
+        + &server_block("b", &lab.sshd, Some(&lab.key), "")
+        + &format!(
+            "[[tunnel]]\nname = \"ui\"\ntarget = \"127.0.0.1:8080\"\nfailover_s = {failover_s}\nfailback_s = 2\n\
+             [[tunnel.via]]\nserver = \"a\"\nremote = \"18080\"\n\
+             [[tunnel.via]]\nserver = \"b\"\nremote = \"18081\"\n"
+        );
+    lab.start(&cfg);
+    let r = lab.roadie();
+    let t = r.wait_tunnel("ui", "up on a, b standing by", SHORT, |t| {
+        t["state"] == "up" && t["via"][0]["active"] == true && t["via"][1]["healthy"] == true
+    });
+    assert_eq!(t["server"], "a", "{t}");
+    assert_eq!(t["failovers"], 0, "{t}");
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
+    assert!(!lab.ns.listening(18081), "the standby way has no forward");
+
+    preferred.kill();
+    let killed = Instant::now();
+    let took = lab.wait_serving(18081, Duration::from_secs(failover_s + 10));
+    let after_kill = killed.elapsed();
+    eprintln!("serving through b {after_kill:?} after a died (failover_s {failover_s})");
+    assert!(
+        after_kill < Duration::from_secs(failover_s + 2),
+        "took {after_kill:?} ({took:?})"
+    );
+    let t = r.tunnel("ui");
+    assert_eq!(t["server"], "b", "{t}");
+    assert_eq!(t["remote"], "18081", "{t}");
+    assert_eq!(t["via"][1]["active"], true, "{t}");
+    assert_eq!(t["via"][0]["healthy"], false, "{t}");
+    assert_eq!(t["failovers"], 1, "{t}");
+    assert!(r.log().contains("moving to b"), "{}", r.log());
+
+    // A connection in flight on the second way out.
+    let mut conn = lab
+        .ns
+        .connect("127.0.0.1:18081")
+        .expect("connect through b");
+    conn.set_read_timeout(Some(SHORT)).unwrap();
+    let echo = |c: &mut std::net::TcpStream, msg: &[u8]| -> Vec<u8> {
+        c.write_all(msg).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        c.read_exact(&mut got).unwrap();
+        got
+    };
+    conn.write_all(b"ECHO").unwrap();
+    assert_eq!(echo(&mut conn, b"before"), b"before");
+
+    preferred.run();
+    let back = Instant::now();
+    let t = r.wait_tunnel("ui", "back on a", Duration::from_secs(60), |t| {
+        t["via"][0]["active"] == true && t["state"] == "up"
+    });
+    eprintln!(
+        "moved back to a {:?} after it listened again",
+        back.elapsed()
+    );
+    assert_eq!(t["failovers"], 2, "{t}");
+    assert_eq!(lab.get(18080).as_deref(), Ok(PAGE));
+    // b no longer forwards: new connections go the preferred way ...
+    wait_for("b to stop listening", SHORT, || {
+        (!lab.ns.listening(18081)).then_some(())
+    });
+    // ... and the one in flight still works.
+    assert_eq!(echo(&mut conn, b"after the move"), b"after the move");
+    drop(conn);
+    let t = r.wait_tunnel("ui", "done with the old connection", SHORT, |t| {
+        t["active"] == 0
+    });
+    assert_eq!(t["state"], "up", "{t}");
+}
+
+/// `[daemon] url_hook` runs once per new public URL (a server that hands
+/// out a new name on each connection, printing an http and an https form),
+/// with the tunnel, the URL and the old URL; its failure is only logged.
+#[test]
+fn url_hook_runs_once_per_url_change() {
+    let Some(mut lab) = Lab::new() else { return };
+    let fake = fake::Fake::start(
+        &lab.ns,
+        "127.0.0.1:0",
+        &lab.sshd.host_key,
+        "Forwarding HTTP traffic from https://ui-{n}.example\r\nHTTP: http://ui-{n}.example\r\n",
+    );
+    let dir = lab.dir.path().to_path_buf();
+    let calls = dir.join("url_hook.calls");
+    let hook = dir.join("url_hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$ROADIE_TUNNEL|$ROADIE_URL|$ROADIE_OLD_URL\" >> {}\nexit 3\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = |keepalive: u32| {
+        base_config(&dir).replacen(
+            "[daemon]\n",
+            &format!("[daemon]\nurl_hook = {:?}\n", hook.display().to_string()),
+            1,
+        ) + &format!(
+            "[[server]]\nname = \"fake\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"nokey\"\n\
+             known_hosts = {:?}\nsession = \"shell\"\nkeepalive_s = {keepalive}\n\n",
+            fake.port(),
+            dir.join("known_hosts").display().to_string()
+        ) + &tunnel_block("ui", "fake", "80", "127.0.0.1:8080", "")
+    };
+    let read_calls = || std::fs::read_to_string(&calls).unwrap_or_default();
+    let wait_calls = |n: usize| -> Vec<String> {
+        wait_for(&format!("{n} url_hook call(s)"), SHORT, || {
+            let c: Vec<String> = read_calls().lines().map(String::from).collect();
+            (c.len() >= n).then_some(c)
+        })
+    };
+    lab.start(&config(5));
+    let r = lab.roadie();
+    r.wait_tunnel("ui", "showing its URL", SHORT, |t| {
+        t["public_urls"] == json!(["https://ui-1.example", "http://ui-1.example"])
+    });
+    assert_eq!(wait_calls(1), ["ui|https://ui-1.example|"]);
+
+    // A changed server setting restarts the session: connection 2, a new name.
+    for (n, keepalive) in [(2, 6), (3, 5)] {
+        r.write_config(&config(keepalive));
+        r.rpc("reload", json!({})).expect("reload");
+        let want = format!("https://ui-{n}.example");
+        r.wait_tunnel("ui", "showing the new URL", SHORT, |t| {
+            t["public_urls"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!(want)))
+        });
+        let calls = wait_calls(n);
+        assert_eq!(
+            calls[n - 1],
+            format!("ui|{want}|https://ui-{}.example", n - 1),
+            "{calls:?}"
+        );
+    }
+    // Nothing more: the http form of each name was not a change.
+    r.wait_up("ui");
+    assert_eq!(read_calls().lines().count(), 3, "{}", read_calls());
+    assert!(r.log().contains("url_hook"), "{}", r.log());
+    assert!(r.log().contains("failed"), "the hook's exit 3 is logged");
+    r.assert_alive();
+}

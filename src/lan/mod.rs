@@ -3,7 +3,6 @@
 //! publishes status.
 
 pub mod apply;
-pub mod hook;
 pub mod state;
 pub mod uci;
 
@@ -367,13 +366,14 @@ impl Task {
         }
         self.publish();
         if let Some(path) = &lan.hook {
-            let env = hook::HookEnv {
-                old_prefix: &from.to_string(),
-                new_prefix: &to.to_string(),
-                lan_address: &address.to_string(),
-                reason,
-            };
-            let result = hook::run(path, &env).await;
+            let (from, to, address) = (from.to_string(), to.to_string(), address.to_string());
+            let env = [
+                ("ROADIE_OLD_PREFIX", from.as_str()),
+                ("ROADIE_NEW_PREFIX", to.as_str()),
+                ("ROADIE_LAN_ADDRESS", address.as_str()),
+                ("ROADIE_REASON", reason),
+            ];
+            let result = crate::hook::run(path, &env).await;
             if let Err(e) = &result {
                 log::error!("{e}");
             }

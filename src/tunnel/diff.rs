@@ -1,36 +1,53 @@
 //! What a reload changes: the config diff, as a pure function.
 //!
-//! A session runs per `[[server]]` that at least one tunnel uses (through its
-//! first `via` entry). A server whose settings changed restarts its session
+//! A session runs per `[[server]]` that at least one tunnel lists as a way
+//! out (`via`); the tunnel's forward lives on the session of its active way. A server whose settings changed restarts its session
 //! (and so every tunnel on it); on a server that stayed the same, tunnels are
 //! added, removed or restarted one by one and the others are not disturbed.
 
-use crate::config::{Config, Remote, Server, Target};
+use crate::config::{Config, Remote, Server, Target, Tunnel, Via};
 
 /// The settings of one tunnel that matter to a running session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub name: String,
+    /// The active way out.
     pub server: String,
     pub remote: Remote,
     pub target: Target,
     pub max_connections: u32,
+    /// Every way out, in order of preference.
+    pub ways: Vec<Via>,
 }
 
-/// One plan per tunnel; a tunnel without a way out (cannot happen after
-/// validation) is left out.
-pub fn plans(config: &Config) -> Vec<Plan> {
+impl Plan {
+    /// Whether a running forward for `self` serves `other` as well (the list
+    /// of other ways out does not matter to it).
+    pub fn same_forward(&self, other: &Plan) -> bool {
+        self.name == other.name
+            && self.server == other.server
+            && self.remote == other.remote
+            && self.target == other.target
+            && self.max_connections == other.max_connections
+    }
+}
+
+/// One plan per tunnel, on the way out `active` picks (an index into its
+/// `via` list; out of range means the first); a tunnel without a way out
+/// (cannot happen after validation) is left out.
+pub fn plans(config: &Config, active: impl Fn(&Tunnel) -> usize) -> Vec<Plan> {
     config
         .tunnels
         .iter()
         .filter_map(|t| {
-            let via = t.via.first()?;
+            let via = t.via.get(active(t)).or(t.via.first())?;
             Some(Plan {
                 name: t.name.clone(),
                 server: via.server.clone(),
                 remote: via.remote.clone(),
                 target: t.target.clone(),
                 max_connections: t.max_connections,
+                ways: t.via.clone(),
             })
         })
         .collect()
@@ -65,7 +82,11 @@ impl Diff {
 fn used<'a>(servers: &'a [Server], plans: &[Plan]) -> Vec<&'a Server> {
     servers
         .iter()
-        .filter(|s| plans.iter().any(|p| p.server == s.name))
+        .filter(|s| {
+            plans
+                .iter()
+                .any(|p| p.server == s.name || p.ways.iter().any(|v| v.server == s.name))
+        })
         .collect()
 }
 
@@ -88,7 +109,9 @@ pub fn diff(old_servers: &[Server], old: &[Plan], new_servers: &[Server], new: &
                 for p in mine_old {
                     match mine_new.iter().find(|n| n.name == p.name) {
                         None => d.remove.push((s.name.clone(), p.name.clone())),
-                        Some(n) if *n != p => d.restart.push((s.name.clone(), p.name.clone())),
+                        Some(n) if !n.same_forward(p) => {
+                            d.restart.push((s.name.clone(), p.name.clone()))
+                        }
                         Some(_) => d.unchanged.push(p.name.clone()),
                     }
                 }
@@ -140,6 +163,13 @@ mod tests {
                 port: target_port,
             },
             max_connections: 256,
+            ways: vec![Via {
+                server: server.into(),
+                remote: Remote {
+                    bind: name.into(),
+                    port,
+                },
+            }],
         }
     }
 
@@ -165,6 +195,12 @@ mod tests {
         let api = plan("api", "a", 443, 443);
         let mut ui_cap = ui.clone();
         ui_cap.max_connections = 10;
+        // ui on a, with b standing by.
+        let mut ui_ab = ui.clone();
+        ui_ab.ways.push(Via {
+            server: "b".into(),
+            remote: ui.remote.clone(),
+        });
 
         struct Case {
             name: &'static str,
@@ -286,6 +322,27 @@ mod tests {
                 },
             },
             Case {
+                name: "a second way out: its server's session starts, the forward stays",
+                old: (vec![a.clone(), b.clone()], vec![ui.clone()]),
+                new: (vec![a.clone(), b.clone()], vec![ui_ab.clone()]),
+                want: Diff {
+                    start: strs(&["b"]),
+                    unchanged: strs(&["ui"]),
+                    ..Diff::default()
+                },
+            },
+            Case {
+                name: "a standby server's settings changed: only its session restarts",
+                old: (vec![a.clone(), b.clone()], vec![ui_ab.clone()]),
+                new: (vec![a.clone(), server("b", 2)], vec![ui_ab.clone()]),
+                want: Diff {
+                    stop: strs(&["b"]),
+                    start: strs(&["b"]),
+                    unchanged: strs(&["ui"]),
+                    ..Diff::default()
+                },
+            },
+            Case {
                 name: "server renamed",
                 old: (vec![a.clone()], vec![ui.clone()]),
                 new: (vec![b.clone()], vec![ui_on_b.clone()]),
@@ -317,9 +374,18 @@ mod tests {
             [[tunnel]]\nname = \"ui\"\ntarget = \"192.168.1.100:80\"\n\
             [[tunnel.via]]\nserver = \"b\"\nremote = \"ui:80\"\n[[tunnel.via]]\nserver = \"a\"\nremote = \"80\"\n";
         let c = crate::config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let p = plans(&c);
+        let p = plans(&c, |_| 0);
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].server, "b");
         assert_eq!(p[0].remote.to_string(), "ui:80");
+        assert_eq!(p[0].ways.len(), 2);
+        let p = plans(&c, |_| 1);
+        assert_eq!(p[0].server, "a");
+        assert_eq!(p[0].remote.to_string(), "80");
+        let p = plans(&c, |_| 7);
+        assert_eq!(p[0].server, "b", "out of range: the first");
+        // Both servers get a session: the second one stands by.
+        let d = diff(&[], &[], &c.servers, &plans(&c, |_| 0));
+        assert_eq!(d.start, strs(&["a", "b"]));
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod diff;
+pub mod failover;
 pub mod forward;
 pub mod hostkeys;
 pub mod keys;
@@ -15,28 +16,32 @@ pub mod session;
 pub mod stats;
 pub mod urls;
 
-use crate::config::{Config, Host, Server, Target};
+use crate::config::{Config, Host, Server, Target, Via};
 use crate::lan;
 use crate::netwatch::{self, NetState};
 use diff::Plan;
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
 use session::{Cmd, TunnelSpec};
-use stats::Stats;
+use stats::{Health, State, Stats};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-/// What sessions need to know about the LAN and the uplinks; replaced on reload.
+/// What sessions need to know about the LAN, the uplinks and the hooks;
+/// replaced on reload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LanView {
     pub hosts: Vec<Host>,
     pub home: Ipv4Net,
     pub wan: Vec<String>,
     pub lan: String,
+    pub url_hook: Option<PathBuf>,
 }
 
 impl LanView {
@@ -46,6 +51,7 @@ impl LanView {
             home: c.lan.home(),
             wan: c.wan.interfaces.clone(),
             lan: c.lan.interface.clone(),
+            url_hook: c.daemon.url_hook.clone(),
         }
     }
 }
@@ -172,6 +178,20 @@ struct Session {
     stop: CancellationToken,
     /// Cancelled when the task has finished.
     done: CancellationToken,
+    health: Arc<Health>,
+}
+
+/// Failover bookkeeping for one tunnel.
+struct Ways {
+    vias: Vec<Via>,
+    active: usize,
+    /// Since when the active way's forward has not been up.
+    failing_since: Option<Instant>,
+    /// Per way: when the tunnel last left it (it must prove itself again).
+    left_at: Vec<Option<Instant>>,
+    failover: Duration,
+    failback: Duration,
+    moves: u64,
 }
 
 /// Owns the session tasks; lives in the daemon's main loop.
@@ -180,6 +200,7 @@ pub struct Manager {
     plans: Vec<Plan>,
     stats: HashMap<String, Arc<Stats>>,
     sessions: HashMap<String, Session>,
+    ways: HashMap<String, Ways>,
     lan_view: watch::Sender<Arc<LanView>>,
     ctx: Ctx,
     cancel: CancellationToken,
@@ -201,6 +222,7 @@ impl Manager {
             plans: Vec::new(),
             stats: HashMap::new(),
             sessions: HashMap::new(),
+            ways: HashMap::new(),
             lan_view,
             ctx: Ctx {
                 net,
@@ -227,7 +249,29 @@ impl Manager {
                 false
             }
         });
-        let new_plans = diff::plans(config);
+        // A tunnel keeps its active way out across a reload unless its list changed.
+        let old_ways = std::mem::take(&mut self.ways);
+        for t in &config.tunnels {
+            let kept = old_ways.get(&t.name).filter(|w| w.vias == t.via);
+            let (active, failing_since, left_at, moves) = match kept {
+                Some(w) => (w.active, w.failing_since, w.left_at.clone(), w.moves),
+                None => (0, None, vec![None; t.via.len()], 0),
+            };
+            self.ways.insert(
+                t.name.clone(),
+                Ways {
+                    vias: t.via.clone(),
+                    active,
+                    failing_since,
+                    left_at,
+                    failover: Duration::from_secs(t.failover_s),
+                    failback: Duration::from_secs(t.failback_s),
+                    moves,
+                },
+            );
+        }
+        let ways = &self.ways;
+        let new_plans = diff::plans(config, |t| ways.get(&t.name).map_or(0, |w| w.active));
         let d = diff::diff(&self.servers, &self.plans, &config.servers, &new_plans);
         for p in &new_plans {
             self.stats.entry(p.name.clone()).or_default();
@@ -327,6 +371,7 @@ impl Manager {
             ^ name
                 .bytes()
                 .fold(0u64, |h, b| backoff::mix(h ^ u64::from(b)));
+        let health = Arc::new(Health::default());
         let task = session::run(
             server.clone(),
             tunnels,
@@ -335,6 +380,7 @@ impl Manager {
             stop.clone(),
             after,
             seed,
+            health.clone(),
         );
         let finished = done.clone();
         self.tasks.spawn(async move {
@@ -348,8 +394,106 @@ impl Manager {
                 cmd: tx,
                 stop,
                 done,
+                health,
             },
         );
+    }
+
+    /// Failover: called on a timer; moves tunnels whose active way out has
+    /// failed for `failover_s`, or back to a preferred way that has been
+    /// healthy for `failback_s`.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        let mut moves = Vec::new();
+        for (name, w) in self.ways.iter_mut().filter(|(_, w)| w.vias.len() > 1) {
+            let Some(stats) = self.stats.get(name) else {
+                continue;
+            };
+            match stats.info().state {
+                // A captive portal is nobody's fault: no way out is tried then.
+                State::Up | State::Blocked => w.failing_since = None,
+                _ => {
+                    w.failing_since.get_or_insert(now);
+                }
+            }
+            let healthy_for: Vec<Option<Duration>> = w
+                .vias
+                .iter()
+                .enumerate()
+                .map(|(j, v)| {
+                    let (since, _) = self.sessions.get(&v.server)?.health.info().up_since?;
+                    let since = w.left_at[j].map_or(since, |l| l.max(since));
+                    (j != w.active).then(|| now.saturating_duration_since(since))
+                })
+                .collect();
+            let input = failover::Input {
+                active: w.active,
+                failing_for: w.failing_since.map(|t| now.saturating_duration_since(t)),
+                healthy_for: &healthy_for,
+                failover: w.failover,
+                failback: w.failback,
+            };
+            if let Some((to, why)) = failover::decide(&input) {
+                moves.push((name.clone(), to, why));
+            }
+        }
+        for (name, to, why) in moves {
+            self.move_tunnel(&name, to, why, now);
+        }
+    }
+
+    /// Move a tunnel's forward to way `to`: the old way's forward is
+    /// cancelled but its open connections finish; new ones come the new way.
+    fn move_tunnel(&mut self, name: &str, to: usize, why: failover::Why, now: Instant) {
+        let (Some(w), Some(stats)) = (self.ways.get_mut(name), self.stats.get(name)) else {
+            return;
+        };
+        let from = w.active;
+        let (Some(old), Some(new)) = (w.vias.get(from).cloned(), w.vias.get(to).cloned()) else {
+            return;
+        };
+        match why {
+            failover::Why::Failed => log::warn!(
+                "tunnel {name}: way out {} ({}) has failed for {} s ({}); moving to {} ({})",
+                old.server,
+                old.remote,
+                w.failover.as_secs(),
+                stats.info().last_error.unwrap_or_else(|| "not up".into()),
+                new.server,
+                new.remote
+            ),
+            failover::Why::Back => log::info!(
+                "tunnel {name}: preferred way out {} has been healthy for {} s; moving back from {}",
+                new.server,
+                w.failback.as_secs(),
+                old.server
+            ),
+        }
+        w.left_at[from] = Some(now);
+        w.active = to;
+        w.failing_since = None;
+        w.moves += 1;
+        // The old server's URLs do not lead here any more.
+        stats.update(|i| {
+            i.public_urls.clear();
+            i.assigned_port = None;
+        });
+        stats.set_state(State::Connecting, None);
+        let Some(plan) = self.plans.iter_mut().find(|p| p.name == name) else {
+            return;
+        };
+        plan.server = new.server.clone();
+        plan.remote = new.remote.clone();
+        let spec = TunnelSpec {
+            plan: plan.clone(),
+            stats: stats.clone(),
+        };
+        if let Some(s) = self.sessions.get(&old.server) {
+            let _ = s.cmd.send(Cmd::Release(name.to_string()));
+        }
+        if let Some(s) = self.sessions.get(&new.server) {
+            let _ = s.cmd.send(Cmd::Add(spec));
+        }
     }
 
     /// `tunnel.restart`.
@@ -408,9 +552,39 @@ impl Manager {
                 if p.remote.port == 0 {
                     v["assigned_port"] = json!(info.assigned_port);
                 }
+                if let Some(w) = self.ways.get(&p.name) {
+                    v["via"] = self.ways_status(w);
+                    v["failovers"] = json!(w.moves);
+                }
                 v
             })
             .collect()
+    }
+
+    /// Each way out of a tunnel: which is active and whether its server's
+    /// session is logged in.
+    fn ways_status(&self, w: &Ways) -> Value {
+        let ways: Vec<Value> = w
+            .vias
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let h = self
+                    .sessions
+                    .get(&v.server)
+                    .map(|s| s.health.info())
+                    .unwrap_or_default();
+                json!({
+                    "server": v.server,
+                    "remote": v.remote.to_string(),
+                    "active": j == w.active,
+                    "healthy": h.up_since.is_some(),
+                    "healthy_since": h.up_since.map(|(_, unix)| unix),
+                    "last_error": h.last_error,
+                })
+            })
+            .collect();
+        Value::Array(ways)
     }
 
     /// Wait for every session task to finish (after `cancel` fired).

@@ -6,7 +6,7 @@ use super::backoff;
 use super::diff::Plan;
 use super::forward::{self, End, Requested};
 use super::hostkeys::{self, Refusal, Verdict};
-use super::stats::{State, Stats};
+use super::stats::{Health, State, Stats};
 use super::urls;
 use super::{Ctx, UplinkWatch};
 use crate::config::{Server, SessionMode};
@@ -51,6 +51,9 @@ pub enum Cmd {
     Remove(String),
     /// The tunnel's settings changed: cancel its forward and request the new one.
     Replace(TunnelSpec),
+    /// The tunnel moved to another way out: cancel its forward here, but let
+    /// the connections it carries finish.
+    Release(String),
     /// `tunnel.restart`: re-request this forward (or reconnect when down).
     RestartTunnel(String),
     /// After a reload: a session waiting to retry (say, for a fixed key
@@ -120,6 +123,8 @@ struct Shared {
     fwds: Mutex<Vec<Fwd>>,
     /// Name of the tunnel whose forward was requested last (URL ownership).
     last_requested: Mutex<Option<String>>,
+    /// Logged in or not, for failover.
+    health: Arc<Health>,
 }
 
 /// One TCP connection's worth of state.
@@ -572,15 +577,47 @@ fn session_line(shared: &Shared, line: &str) {
             if let Some(i) = urls::owner(&url, &binds, last_idx) {
                 let f = &fwds[i];
                 let mut added = false;
-                f.spec
-                    .stats
-                    .update(|info| added = urls::remember(&mut info.public_urls, &url));
+                let mut changed = None;
+                f.spec.stats.update(|info| {
+                    added = urls::remember(&mut info.public_urls, &url);
+                    match urls::update(info.url.as_deref(), &url) {
+                        urls::Update::Same => {}
+                        urls::Update::Better => info.url = Some(url.clone()),
+                        urls::Update::Changed => {
+                            changed = Some(info.url.replace(url.clone()).unwrap_or_default());
+                        }
+                    }
+                });
                 if added {
                     log::info!("tunnel {}: public URL {url}", f.name());
+                }
+                if let Some(old) = changed {
+                    url_changed(shared, f.name(), &old, &url);
                 }
             }
         });
     }
+}
+
+/// Runs `[daemon] url_hook` for a tunnel whose public URL appeared or
+/// changed; in the background, and its failure is only logged.
+fn url_changed(shared: &Shared, tunnel: &str, old: &str, new: &str) {
+    let Some(hook) = shared.ctx.lan_view.borrow().url_hook.clone() else {
+        return;
+    };
+    let env = [
+        ("ROADIE_TUNNEL".to_string(), tunnel.to_string()),
+        ("ROADIE_URL".to_string(), new.to_string()),
+        ("ROADIE_OLD_URL".to_string(), old.to_string()),
+    ];
+    let tunnel = tunnel.to_string();
+    tokio::spawn(async move {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        match crate::hook::run(&hook, &env).await {
+            Ok(m) => log::info!("tunnel {tunnel}: url_hook: {m}"),
+            Err(e) => log::warn!("tunnel {tunnel}: url_hook: {e}"),
+        }
+    });
 }
 
 /// The session task's own state.
@@ -611,6 +648,7 @@ pub async fn run(
     stop: CancellationToken,
     after: Option<CancellationToken>,
     seed: u64,
+    health: Arc<Health>,
 ) {
     let uplinks = UplinkWatch::new(&ctx);
     let shared = Arc::new(Shared {
@@ -618,6 +656,7 @@ pub async fn run(
         ctx,
         fwds: Mutex::new(tunnels.into_iter().map(Fwd::new).collect()),
         last_requested: Mutex::new(None),
+        health,
     });
     if let Some(prev) = after {
         tokio::select! {
@@ -636,6 +675,7 @@ pub async fn run(
         generation: 0,
     };
     sup.run().await;
+    sup.shared.health.down("session stopped");
     sup.shared
         .with_fwds(|fwds| fwds.iter_mut().for_each(Fwd::close_connections));
 }
@@ -706,6 +746,7 @@ impl Supervisor {
                         f.message,
                         delay.as_secs_f32()
                     );
+                    self.shared.health.down(&f.message);
                     self.shared.set_all(state, Some(f.message));
                     self.attempt = self.attempt.saturating_add(1);
                     match self.wait(delay).await {
@@ -720,6 +761,7 @@ impl Supervisor {
                 hostkeys::host_pattern(&self.shared.server.host, self.shared.server.port),
                 self.shared.server.user
             );
+            self.shared.health.up();
             if let Some(ch) = session {
                 tokio::spawn(read_session_output(
                     self.shared.clone(),
@@ -769,6 +811,7 @@ impl Supervisor {
 
     /// Mark every tunnel as having lost its session.
     fn lost(&self, why: &str) {
+        self.shared.health.down(why);
         self.shared.with_fwds(|fwds| {
             for f in fwds.iter_mut() {
                 if f.req.live {
@@ -815,7 +858,7 @@ impl Supervisor {
                 self.shared.with_fwds(|fwds| fwds.push(Fwd::new(spec)));
                 false
             }
-            Cmd::Remove(name) => {
+            Cmd::Remove(name) | Cmd::Release(name) => {
                 self.shared.with_fwds(|fwds| {
                     fwds.retain_mut(|f| {
                         if f.name() == name {
@@ -905,6 +948,12 @@ impl Supervisor {
                     .with_fwds(|fwds| fwds.retain(|f| f.name() != name));
                 log::info!("tunnel {name}: removed");
             }
+            Cmd::Release(name) => {
+                self.release(handle, &name).await;
+                self.shared
+                    .with_fwds(|fwds| fwds.retain(|f| f.name() != name));
+                log::info!("tunnel {name}: left this way out; its open connections finish here");
+            }
             Cmd::Replace(spec) => {
                 let name = spec.plan.name.clone();
                 self.cancel(handle, &name).await;
@@ -932,13 +981,23 @@ impl Supervisor {
 
     /// Cancel a live forward and close its connections.
     async fn cancel(&self, handle: &Handle<Client>, name: &str) {
+        self.shared.with_fwds(|fwds| {
+            if let Some(f) = fwds.iter_mut().find(|f| f.name() == name) {
+                f.close_connections();
+                f.spec.stats.set_state(State::Connecting, None);
+            }
+        });
+        self.release(handle, name).await;
+    }
+
+    /// Cancel a live forward; the connections it carries go on (new ones
+    /// arrive through the tunnel's new way out).
+    async fn release(&self, handle: &Handle<Client>, name: &str) {
         let live = self.shared.with_fwds(|fwds| {
             let f = fwds.iter_mut().find(|f| f.name() == name)?;
-            f.close_connections();
             let was = f.req.live.then(|| (f.req.bind.clone(), f.bound_port()));
             f.req.live = false;
             f.req.pending = false;
-            f.spec.stats.set_state(State::Connecting, None);
             was
         });
         if let Some((bind, port)) = live {

@@ -75,6 +75,8 @@ pub struct Info {
     pub assigned_port: Option<u32>,
     /// Unix time the forward last came up.
     pub up_since: Option<u64>,
+    /// The public URL the tunnel answers on now (what `url_hook` reported last).
+    pub url: Option<String>,
 }
 
 #[derive(Debug)]
@@ -105,6 +107,7 @@ impl Default for Stats {
                 public_urls: Vec::new(),
                 assigned_port: None,
                 up_since: None,
+                url: None,
             }),
         }
     }
@@ -168,6 +171,48 @@ impl Stats {
                 Err(now) => cur = now,
             }
         }
+    }
+}
+
+/// Whether a session is logged in, for failover: a way out is healthy while
+/// its server's session is.
+#[derive(Debug, Default)]
+pub struct Health(Mutex<HealthInfo>);
+
+#[derive(Debug, Clone, Default)]
+pub struct HealthInfo {
+    /// When the session logged in (monotonic, and as Unix time for status).
+    pub up_since: Option<(std::time::Instant, u64)>,
+    pub last_error: Option<String>,
+}
+
+impl Health {
+    pub fn info(&self) -> HealthInfo {
+        match self.0.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut HealthInfo)) {
+        match self.0.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    pub fn up(&self) {
+        self.with(|h| {
+            h.up_since
+                .get_or_insert((std::time::Instant::now(), crate::lan::now_unix()));
+        });
+    }
+
+    pub fn down(&self, why: &str) {
+        self.with(|h| {
+            h.up_since = None;
+            h.last_error = Some(why.to_string());
+        });
     }
 }
 

@@ -145,6 +145,36 @@ pub fn remember(urls: &mut Vec<String>, url: &str) -> bool {
     true
 }
 
+/// What a newly announced URL does to a tunnel's current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    /// Nothing new.
+    Same,
+    /// The same address in a better form (https after http): kept quietly.
+    Better,
+    /// A new address: `url_hook` runs.
+    Changed,
+}
+
+/// Compares `new` with the tunnel's `current` URL. Services print an http
+/// and an https form of one address; that is one address, not a change.
+pub fn update(current: Option<&str>, new: &str) -> Update {
+    let Some(cur) = current else {
+        return Update::Changed;
+    };
+    let key = |u: &str| -> String {
+        let rest = u.split_once("://").map_or(u, |(_, r)| r);
+        rest.trim_end_matches('/').to_ascii_lowercase()
+    };
+    if key(cur) != key(new) {
+        Update::Changed
+    } else if new.starts_with("https://") && !cur.starts_with("https://") {
+        Update::Better
+    } else {
+        Update::Same
+    }
+}
+
 /// Splits a byte stream into lines; keeps at most `max` bytes of an
 /// unfinished line (a server that never sends a newline cannot grow it).
 #[derive(Debug, Default)]
@@ -281,6 +311,28 @@ mod tests {
         ];
         for &(url, binds, last, want) in table {
             assert_eq!(owner(url, binds, last), want, "{url} {binds:?} {last:?}");
+        }
+    }
+
+    #[test]
+    fn url_updates() {
+        use Update::*;
+        let table: &[(Option<&str>, &str, Update)] = &[
+            (None, "https://a.example", Changed),
+            (Some("https://a.example"), "https://a.example", Same),
+            (Some("https://a.example"), "https://a.example/", Same),
+            (Some("https://a.example"), "http://a.example", Same),
+            (Some("http://a.example"), "https://a.example", Better),
+            (Some("https://A.example"), "https://a.example", Same),
+            (Some("https://a.example"), "https://b.example", Changed),
+            (
+                Some("tcp://t.example:4000"),
+                "tcp://t.example:4001",
+                Changed,
+            ),
+        ];
+        for (cur, new, want) in table {
+            assert_eq!(update(*cur, new), *want, "{cur:?} -> {new}");
         }
     }
 

@@ -2,7 +2,9 @@
 //! ("none" or any key), prints a URL banner on the session channel like
 //! serveo/sish, and after each `tcpip-forward` opens one `forwarded-tcpip`
 //! channel for a port nobody requested and one for the requested forward.
-//! What happened is recorded as lines in `events`.
+//! What happened is recorded as lines in `events`. `{n}` in the banner
+//! becomes the connection's number (1, 2, ...): a different URL each time,
+//! like a free tunnel service handing out random names.
 
 use super::{Ns, Shared};
 use russh::server::{Auth, Handler, Msg, Session};
@@ -170,12 +172,15 @@ impl Fake {
                     ..Default::default()
                 });
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let mut n = 0u32;
                 loop {
                     tokio::select! {
                         _ = &mut stop_rx => break,
                         a = listener.accept() => {
                             let Ok((stream, _)) = a else { continue };
-                            let (config, h) = (config.clone(), h.clone());
+                            n += 1;
+                            let (config, mut h) = (config.clone(), h.clone());
+                            h.banner = h.banner.replace("{n}", &n.to_string());
                             tokio::spawn(async move {
                                 if let Ok(running) = russh::server::run_stream(config, stream, h).await {
                                     let _ = running.await;

@@ -1,4 +1,6 @@
-//! Running the user's re-address hook. Its failure is reported, never fatal.
+//! Running the user's hooks (`[lan] hook` after a re-address, `[daemon]
+//! url_hook` when a tunnel's public URL changes). A hook's failure is
+//! reported, never fatal.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -7,22 +9,14 @@ use std::time::Duration;
 /// A hook that hangs must not hold the LAN task forever.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The hook's environment, named as in the contract.
-pub struct HookEnv<'a> {
-    pub old_prefix: &'a str,
-    pub new_prefix: &'a str,
-    pub lan_address: &'a str,
-    pub reason: &'a str,
-}
-
-/// Run the hook; Ok carries a short summary, Err says what went wrong.
-pub async fn run(path: &Path, env: &HookEnv<'_>) -> Result<String, String> {
+/// Run the hook with `env` (names as in the contract; values are made one
+/// line each); Ok carries a short summary, Err says what went wrong.
+pub async fn run(path: &Path, env: &[(&str, &str)]) -> Result<String, String> {
     let mut cmd = tokio::process::Command::new(path);
-    cmd.env("ROADIE_OLD_PREFIX", env.old_prefix)
-        .env("ROADIE_NEW_PREFIX", env.new_prefix)
-        .env("ROADIE_LAN_ADDRESS", env.lan_address)
-        .env("ROADIE_REASON", env.reason.replace('\n', " "))
-        .stdin(Stdio::null())
+    for (k, v) in env {
+        cmd.env(k, v.replace('\n', " "));
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -68,13 +62,13 @@ mod tests {
         p
     }
 
-    fn env() -> HookEnv<'static> {
-        HookEnv {
-            old_prefix: "192.168.1.0/24",
-            new_prefix: "10.23.4.0/24",
-            lan_address: "10.23.4.1/24",
-            reason: "collides\nwith wan0",
-        }
+    fn env() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("ROADIE_OLD_PREFIX", "192.168.1.0/24"),
+            ("ROADIE_NEW_PREFIX", "10.23.4.0/24"),
+            ("ROADIE_LAN_ADDRESS", "10.23.4.1/24"),
+            ("ROADIE_REASON", "collides\nwith wan0"),
+        ]
     }
 
     #[tokio::test(flavor = "current_thread")]
