@@ -367,8 +367,42 @@ pub fn tunnel_table(tunnels: &[Value]) -> String {
         if let Some(e) = t["last_error"].as_str() {
             out.push_str(&format!("  last error: {e}\n"));
         }
+        if let Some(line) = ways_line(t) {
+            out.push_str(&line);
+        }
     }
     out
+}
+
+/// `  ways out: a 18080 (down: refused) -> b 18081 (active, up); moved 1 time`
+/// for a tunnel with more than one way out.
+fn ways_line(t: &Value) -> Option<String> {
+    let ways = t["via"].as_array().filter(|w| w.len() > 1)?;
+    let parts: Vec<String> = ways
+        .iter()
+        .map(|w| {
+            let health = if w["healthy"] == true {
+                "up".to_string()
+            } else {
+                match w["last_error"].as_str() {
+                    Some(e) => format!("down: {e}"),
+                    None => "down".to_string(),
+                }
+            };
+            let active = if w["active"] == true { "active, " } else { "" };
+            format!(
+                "{} {} ({active}{health})",
+                w["server"].as_str().unwrap_or("?"),
+                w["remote"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let moves = t["failovers"].as_u64().unwrap_or(0);
+    let plural = if moves == 1 { "" } else { "s" };
+    Some(format!(
+        "  ways out: {}; moved {moves} time{plural}\n",
+        parts.join(" -> ")
+    ))
 }
 
 #[cfg(test)]
@@ -482,6 +516,17 @@ mod tests {
         assert_eq!(lines[3], "  last error: session lost: early eof");
         assert!(lines[4].contains("0 (port 41234)"), "{out}");
         assert_eq!(lines.len(), 5, "{out}");
+        let two = json!({"name":"ui","state":"up","failovers":1,"via":[
+            {"server":"a","remote":"18080","active":false,"healthy":false,"last_error":"connection refused"},
+            {"server":"b","remote":"18081","active":true,"healthy":true,"last_error":null}]});
+        assert_eq!(
+            ways_line(&two).as_deref(),
+            Some(
+                "  ways out: a 18080 (down: connection refused) -> b 18081 (active, up); moved 1 time\n"
+            )
+        );
+        let one = json!({"via":[{"server":"a","remote":"80","active":true,"healthy":true}]});
+        assert_eq!(ways_line(&one), None);
         // Columns line up.
         let col = lines[0].find("TARGET").unwrap();
         assert_eq!(&lines[1][col..col + 14], "10.77.1.100:80");

@@ -372,16 +372,14 @@ impl Manager {
                 .bytes()
                 .fold(0u64, |h, b| backoff::mix(h ^ u64::from(b)));
         let health = Arc::new(Health::default());
-        let task = session::run(
-            server.clone(),
+        let start = session::Start {
+            server: server.clone(),
             tunnels,
-            self.ctx.clone(),
-            rx,
-            stop.clone(),
             after,
             seed,
-            health.clone(),
-        );
+            health: health.clone(),
+        };
+        let task = session::run(start, self.ctx.clone(), rx, stop.clone());
         let finished = done.clone();
         self.tasks.spawn(async move {
             task.await;

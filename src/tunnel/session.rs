@@ -637,19 +637,33 @@ enum Wake {
     Stop,
 }
 
-/// Run one server's session until `stop` fires. `after`: a previous session
-/// for the same server that is still saying goodbye (its forwards would
-/// collide with ours).
+/// What a session starts with.
+pub struct Start {
+    pub server: Server,
+    pub tunnels: Vec<TunnelSpec>,
+    /// A previous session for the same server that is still saying goodbye
+    /// (its forwards would collide with ours).
+    pub after: Option<CancellationToken>,
+    /// Jitter for the backoff schedule.
+    pub seed: u64,
+    /// Where the session reports whether it is logged in.
+    pub health: Arc<Health>,
+}
+
+/// Run one server's session until `stop` fires.
 pub async fn run(
-    server: Server,
-    tunnels: Vec<TunnelSpec>,
+    start: Start,
     ctx: Ctx,
     cmds: mpsc::UnboundedReceiver<Cmd>,
     stop: CancellationToken,
-    after: Option<CancellationToken>,
-    seed: u64,
-    health: Arc<Health>,
 ) {
+    let Start {
+        server,
+        tunnels,
+        after,
+        seed,
+        health,
+    } = start;
     let uplinks = UplinkWatch::new(&ctx);
     let shared = Arc::new(Shared {
         server,
