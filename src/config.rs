@@ -1808,7 +1808,7 @@ target = \"master:80\"
         assert_eq!(c.daemon.log_level, log::LevelFilter::Info);
         assert_eq!(
             c.daemon.url_hook,
-            Some(PathBuf::from("/etc/roadie/portal-url.sh"))
+            Some(PathBuf::from("/etc/roadie/url-changed.sh"))
         );
         assert_eq!(c.wan.interfaces, ["eth1", "wlan0"]);
         assert!(c.wan.probe_url.is_some() && c.wan.probe_expect.is_some());
