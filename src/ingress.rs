@@ -406,21 +406,33 @@ pub fn parse_port(p: &str) -> Result<Port, String> {
 
 /// Why `s` is not a service name (RFC 1035 label: starts with a letter), if it is not.
 pub fn service_name_problem(s: &str) -> Option<String> {
-    if let Some(why) = label_problem(s) {
-        return Some(why);
+    let mut why = label_reasons(s);
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        why.push(format!("{} starts with a digit", Q(s)));
     }
-    if !s.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Some(
-            "must start with a lower-case letter (RFC 1035: lower-case letters, digits and \"-\", \
-             at most 63 characters)"
-                .to_string(),
-        );
-    }
-    None
+    (!why.is_empty()).then(|| {
+        format!(
+            "{} (RFC 1035: lower-case letters, digits and \"-\", at most 63 characters, \
+             starting with a letter and ending with a letter or digit)",
+            join(&why)
+        )
+    })
 }
 
 /// Why `s` is not an RFC 1123 label (a namespace name), if it is not.
 pub fn label_problem(s: &str) -> Option<String> {
+    let why = label_reasons(s);
+    (!why.is_empty()).then(|| {
+        format!(
+            "{} (RFC 1123: lower-case letters, digits and \"-\", at most 63 characters, \
+             starting and ending with a letter or digit)",
+            join(&why)
+        )
+    })
+}
+
+/// The reasons `s` is not an RFC 1123 label, without the rule.
+fn label_reasons(s: &str) -> Vec<String> {
     let mut why = char_problems(s, false);
     if s.is_empty() {
         why.push("it is empty".to_string());
@@ -432,13 +444,7 @@ pub fn label_problem(s: &str) -> Option<String> {
         ));
     }
     edge_problems(s, &mut why);
-    (!why.is_empty()).then(|| {
-        format!(
-            "{} (lower-case letters, digits and \"-\", at most 63 characters, starting and ending \
-             with a letter or digit)",
-            join(&why)
-        )
-    })
+    why
 }
 
 /// Why `s` is not an RFC 1123 subdomain (an ingress class name), if it is not.
@@ -684,6 +690,13 @@ mod tests {
                 .contains("service name")
         );
         assert!(parse_service(":80").unwrap_err().contains("service name"));
+        assert!(
+            parse_service("1web:80")
+                .unwrap_err()
+                .contains("\"1web\" starts with a digit (RFC 1035"),
+            "{:?}",
+            parse_service("1web:80")
+        );
     }
 
     #[test]
