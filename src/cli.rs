@@ -2,6 +2,7 @@
 
 use crate::config;
 use crate::control::client::{self, CallError};
+use crate::ingress;
 use crate::quote::Q;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -13,6 +14,9 @@ commands:
   list                   methods and their parameters
   call METHOD [JSON]     call a method, print its JSON reply
   check-config           validate the config; errors name file:line:column
+  ingress [--namespace NS] [--class NAME]
+                         print a Kubernetes Ingress (YAML) routing each tunnel's public
+                         host to its `service`; hosts from the daemon, else `public_host`
   --version              print the version
 options:
   -c, --config PATH      config file (default /etc/roadie/roadie.toml)
@@ -27,6 +31,7 @@ pub enum Command {
     List,
     Call { method: String, params: Value },
     CheckConfig,
+    Ingress(ingress::Options),
     Version,
     Help,
 }
@@ -106,6 +111,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
                 ));
             }
         },
+        "ingress" => parse_ingress(args)?,
         "call" => match args {
             [] => return Err("call: which method? (see `roadie list`)".into()),
             [m] => Command::Call {
@@ -137,6 +143,35 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
     Ok(cli)
 }
 
+/// `ingress [--namespace NS] [--class NAME]`, the names checked as Kubernetes would.
+fn parse_ingress(args: &[&String]) -> Result<Command, String> {
+    let mut opts = ingress::Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let slot = match a.as_str() {
+            "--namespace" => &mut opts.namespace,
+            "--class" => &mut opts.class,
+            other => {
+                return Err(format!(
+                    "ingress: unexpected argument {other_q}",
+                    other_q = Q(other)
+                ));
+            }
+        };
+        let Some(v) = it.next() else {
+            return Err(format!("ingress: {a} needs a value"));
+        };
+        if slot.is_some() {
+            return Err(format!("ingress: {a} is given twice"));
+        }
+        *slot = Some(v.to_string());
+    }
+    if let Some(p) = opts.problems().first() {
+        return Err(format!("ingress: {p}"));
+    }
+    Ok(Command::Ingress(opts))
+}
+
 /// The socket a client talks to: -s, else the config's, else the default.
 fn socket_path(cli: &Cli) -> PathBuf {
     if let Some(s) = &cli.socket {
@@ -165,7 +200,7 @@ pub fn run_client(cli: &Cli) -> i32 {
             }
             0
         }
-        Err(CallError::Unreachable(m)) => {
+        Err(CallError::NotRunning(m) | CallError::Unreachable(m)) => {
             eprintln!("roadie: {m}");
             1
         }
@@ -185,6 +220,64 @@ pub fn check_config(cli: &Cli) -> i32 {
         Err(e) => {
             eprintln!("{e}");
             2
+        }
+    }
+}
+
+/// `roadie ingress`: the config names the tunnels and services; the running
+/// daemon, when there is one, the hosts the tunnel services gave out.
+/// Exit 2 when the config has to change (no service, a host Kubernetes would
+/// reject), 1 when only time or the daemon can help (no host known yet).
+pub fn ingress(cli: &Cli) -> i32 {
+    let Command::Ingress(opts) = &cli.command else {
+        return 2;
+    };
+    let path = cli.config_path();
+    let config = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    // Checked before asking the daemon, so that the note below does not
+    // precede an error that has nothing to do with it.
+    if !config.tunnels.iter().any(|t| t.service.is_some()) {
+        eprintln!("roadie: ingress: {}", ingress::Problem::NoService);
+        return 2;
+    }
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| config.daemon.socket.clone());
+    let live = match client::call(&socket, "status", &Value::Object(Default::default())) {
+        Ok(status) => Some(ingress::hosts_from_status(&status)),
+        Err(CallError::NotRunning(_)) => {
+            eprintln!(
+                "roadie: daemon not running; using public_host from {}",
+                path.display()
+            );
+            None
+        }
+        Err(CallError::Unreachable(m)) => {
+            eprintln!("roadie: ingress: {m}");
+            return 1;
+        }
+        Err(CallError::Daemon(m)) => {
+            eprintln!("roadie: ingress: status: {m}");
+            return 1;
+        }
+    };
+    match ingress::render(&ingress::entries(&config.tunnels, live.as_ref()), opts) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            0
+        }
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("roadie: ingress: {p}");
+            }
+            e.exit_code()
         }
     }
 }
@@ -431,6 +524,19 @@ mod tests {
             Command::CheckConfig
         );
         assert_eq!(parse(&args("--version")).unwrap().command, Command::Version);
+        assert_eq!(
+            parse(&args("ingress")).unwrap().command,
+            Command::Ingress(ingress::Options::default())
+        );
+        assert_eq!(
+            parse(&args("-c /r.toml ingress --class traefik --namespace web"))
+                .unwrap()
+                .command,
+            Command::Ingress(ingress::Options {
+                namespace: Some("web".into()),
+                class: Some("traefik".into()),
+            })
+        );
         let c = parse(&[
             "call".into(),
             "readdress".into(),
@@ -458,6 +564,14 @@ mod tests {
             ("-c", "needs a value"),
             ("--log-level loud daemon", "--log-level"),
             ("daemon extra", "unexpected argument"),
+            ("ingress --namespace", "--namespace needs a value"),
+            ("ingress --namespace a --namespace b", "given twice"),
+            ("ingress --name x", "unexpected argument \"--name\""),
+            ("ingress --namespace Web", "--namespace \"Web\": upper case"),
+            (
+                "ingress --class a_b",
+                "--class \"a_b\": \"_\" is not allowed",
+            ),
         ] {
             let e = parse(&args(a)).unwrap_err();
             assert!(e.contains(want), "{a}: {e}");

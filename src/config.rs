@@ -1504,23 +1504,18 @@ fn validate_tunnel(
         1,
         i64::from(u32::MAX),
     );
+    // The same rules `roadie ingress` applies: a Kubernetes service name and
+    // a port number or port name, so a config that passes is one it can use.
     let service = match &t.service {
         None => Some(None),
         Some(v) => {
             let s = v.get_ref();
-            let ok = match s.rsplit_once(':') {
-                Some((name, port)) => {
-                    !name.is_empty()
-                        && !name.contains(char::is_whitespace)
-                        && parse_port(port, 1).is_ok()
+            match crate::ingress::parse_service(s) {
+                Ok(_) => Some(Some(s.clone())),
+                Err(why) => {
+                    cx.err(v.span(), format!("service {s_q}: {why}", s_q = Q(s)));
+                    None
                 }
-                None => false,
-            };
-            if ok {
-                Some(Some(s.clone()))
-            } else {
-                cx.err(v.span(), format!("service {s_q} is not \"name:port\"; expected e.g. \"ui:80\" with a port 1-65535", s_q = Q(s)));
-                None
             }
         }
     };
@@ -1942,7 +1937,7 @@ target = \"10.1.0.9:8080\"
 server = \"s\"
 remote = \"0\"
 max_connections = 1
-service = \"web:80\"
+service = \"web:http\"
 public_host = \"t.example.org\"
 failover_s = 5
 failback_s = 7
@@ -1957,6 +1952,8 @@ failback_s = 7
         assert_eq!(c.servers[0].keepalive_s, 1);
         assert_eq!(c.tunnels[0].via[0].remote.port, 0);
         assert_eq!(c.tunnels[0].public_host.as_deref(), Some("t.example.org"));
+        // A named port of the service is fine, as in a Kubernetes Ingress.
+        assert_eq!(c.tunnels[0].service.as_deref(), Some("web:http"));
         assert_eq!(c.tunnels[0].max_connections, 1);
         assert_eq!(c.tunnels[0].failover_s, 5);
         assert_eq!(c.tunnels[0].failback_s, 7);
@@ -2314,6 +2311,22 @@ failback_s = 7
                 ),
                 "25:11",
                 "not \"name:port\"",
+            ),
+            (
+                "service name not a Kubernetes name",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\nservice = \"Web_ui:80\"\n"
+                ),
+                "25:11",
+                "service \"Web_ui:80\": service name \"Web_ui\": upper case and \"_\" are not allowed",
+            ),
+            (
+                "service port zero",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\nservice = \"web:0\"\n"
+                ),
+                "25:11",
+                "port 0 is out of range 1-65535",
             ),
             (
                 "max_connections zero",

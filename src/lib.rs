@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod hook;
+pub mod ingress;
 pub mod lan;
 pub mod netlink;
 pub mod netwatch;

@@ -23,6 +23,7 @@ fn main() {
             0
         }
         Command::CheckConfig => cli::check_config(&cli),
+        Command::Ingress(_) => cli::ingress(&cli),
         Command::Daemon => daemon(&cli),
         _ => cli::run_client(&cli),
     };

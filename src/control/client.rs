@@ -10,23 +10,26 @@ use std::time::Duration;
 /// Longer than the slowest method (readdress waits for the hook, at most 30 s).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(45);
 
-/// Why a call failed: the daemon could not be reached, or it answered with an error.
+/// Why a call failed: no daemon listens on the socket, it could not be
+/// reached otherwise, or it answered with an error.
 #[derive(Debug)]
 pub enum CallError {
+    /// The socket is absent or refuses connections (`roadie ingress` falls back to the config).
+    NotRunning(String),
     Unreachable(String),
     Daemon(String),
 }
 
 /// Send one request and wait for its reply.
 pub fn call(socket: &Path, method: &str, params: &Value) -> Result<Value, CallError> {
-    let mut stream = UnixStream::connect(socket).map_err(|e| {
-        CallError::Unreachable(match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => format!(
+    let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+            CallError::NotRunning(format!(
                 "roadie daemon is not running (no one listens on {}: {e})",
                 socket.display()
-            ),
-            _ => format!("cannot connect to {}: {e}", socket.display()),
-        })
+            ))
+        }
+        _ => CallError::Unreachable(format!("cannot connect to {}: {e}", socket.display())),
     })?;
     let unreachable = |e: std::io::Error| {
         CallError::Unreachable(format!("control socket {}: {e}", socket.display()))
