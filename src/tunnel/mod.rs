@@ -13,6 +13,7 @@ pub mod forward;
 pub mod hostkeys;
 pub mod keys;
 pub mod session;
+pub mod socket;
 pub mod stats;
 pub mod urls;
 

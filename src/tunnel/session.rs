@@ -450,7 +450,7 @@ async fn login(
         ))
     })?
     .map_err(Failure::retry)?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = super::socket::SshSocket::new(tcp);
 
     let handler = Client {
         shared: shared.clone(),

@@ -1,0 +1,90 @@
+//! The SSH connection's TCP socket. Besides `TCP_NODELAY`, it re-arms
+//! `TCP_QUICKACK` after each small read: request/response traffic through a
+//! tunnel is small segments both ways, and OpenSSH's sshd leaves Nagle on
+//! for forwarded channels, so its next small packet waits for our ACK, which
+//! the kernel would delay by up to 40 ms. Linux clears QUICKACK by itself,
+//! so it is set again per read; bulk reads (large) do not need it.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Reads shorter than this are "interactive" and get an immediate ACK.
+const SMALL_READ: usize = 4096;
+
+pub struct SshSocket {
+    tcp: TcpStream,
+}
+
+impl SshSocket {
+    pub fn new(tcp: TcpStream) -> SshSocket {
+        let _ = tcp.set_nodelay(true);
+        SshSocket { tcp }
+    }
+
+    fn quickack(&self) {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on a socket this struct owns, with a valid
+        // pointer and length for an int option. A failure changes nothing.
+        unsafe {
+            libc::setsockopt(
+                self.tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+impl AsyncRead for SshSocket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let n = buf.filled().len() - before;
+            if n > 0 && n < SMALL_READ {
+                self.quickack();
+            }
+        }
+        r
+    }
+}
+
+impl AsyncWrite for SshSocket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
