@@ -592,6 +592,7 @@ struct Supervisor {
     seed: u64,
     attempt: u32,
     generation: u64,
+    captive: crate::captive::View,
 }
 
 /// What woke a waiting session.
@@ -613,6 +614,7 @@ pub async fn run(
     seed: u64,
 ) {
     let uplinks = UplinkWatch::new(&ctx);
+    let captive = ctx.captive.clone();
     let shared = Arc::new(Shared {
         server,
         ctx,
@@ -634,6 +636,7 @@ pub async fn run(
         seed,
         attempt: 0,
         generation: 0,
+        captive,
     };
     sup.run().await;
     sup.shared
@@ -643,6 +646,9 @@ pub async fn run(
 impl Supervisor {
     async fn run(&mut self) {
         loop {
+            if let Wake::Stop = self.hold_for_portal().await {
+                return;
+            }
             self.generation += 1;
             let conn = Arc::new(Conn {
                 generation: self.generation,
@@ -680,6 +686,10 @@ impl Supervisor {
                         self.attempt = 0;
                         break None;
                     },
+                    _ = self.captive.changed() => if self.captive.portal().is_some() {
+                        log::info!("{}: captive portal found while connecting; holding", self.shared.tag());
+                        break None;
+                    },
                     cmd = self.cmds.recv() => match cmd {
                         None => return,
                         // Already trying.
@@ -707,6 +717,7 @@ impl Supervisor {
                         delay.as_secs_f32()
                     );
                     self.shared.set_all(state, Some(f.message));
+                    self.shared.ctx.captive.connect_failed();
                     self.attempt = self.attempt.saturating_add(1);
                     match self.wait(delay).await {
                         Wake::Go => continue,
@@ -750,6 +761,7 @@ impl Supervisor {
                         .clone()
                         .unwrap_or_else(|| "session lost".to_string());
                     self.lost(&why);
+                    self.shared.ctx.captive.connect_failed();
                     self.attempt = backoff::after_session(self.attempt, up_since.elapsed());
                     let delay = backoff::delay(self.attempt, self.seed);
                     self.attempt = self.attempt.saturating_add(1);
@@ -788,9 +800,14 @@ impl Supervisor {
     async fn wait(&mut self, delay: Duration) -> Wake {
         let until = Instant::now() + delay;
         loop {
+            // A portal: stop backing off; `hold_for_portal` takes over.
+            if self.captive.portal().is_some() {
+                return Wake::Go;
+            }
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return Wake::Go,
                 _ = self.stop.cancelled() => return Wake::Stop,
+                _ = self.captive.changed() => {}
                 changed = self.uplinks.changed() => if changed {
                     log::info!("{}: uplink changed; reconnecting now", self.shared.tag());
                     self.attempt = 0;
@@ -805,6 +822,35 @@ impl Supervisor {
                 },
             }
         }
+    }
+
+    /// While a captive portal holds the uplink: show `blocked`, do not dial
+    /// (it would only burn backoff), and go at once when it lets us through.
+    async fn hold_for_portal(&mut self) -> Wake {
+        let mut held = false;
+        while let Some(portal) = self.captive.portal_seen() {
+            if !held {
+                log::info!("{}: held: {}", self.shared.tag(), portal.reason());
+                held = true;
+            }
+            self.shared.set_all(State::Blocked, Some(portal.reason()));
+            tokio::select! {
+                _ = self.stop.cancelled() => return Wake::Stop,
+                _ = self.captive.changed() => {}
+                // Keeps the uplink key current; the prober follows changes.
+                _ = self.uplinks.changed() => {}
+                cmd = self.cmds.recv() => match cmd {
+                    None => return Wake::Stop,
+                    // Reconnect, restart, retry: nothing to do until the portal lets go.
+                    Some(c) => { self.apply_offline(c); }
+                },
+            }
+        }
+        if held {
+            log::info!("{}: captive portal gone; connecting now", self.shared.tag());
+            self.attempt = 0;
+        }
+        Wake::Go
     }
 
     /// Apply a command while not connected; true: reconnect right away.
