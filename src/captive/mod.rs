@@ -31,6 +31,11 @@ const SETTLE: Duration = Duration::from_millis(100);
 /// let the tunnels try on their own (the portal may be gone, or only its
 /// check site); one lost probe does not.
 const NO_ANSWER_LIMIT: u32 = 3;
+/// How long a session about to dial waits for the verdict of a probe under
+/// way (after start or an uplink change): dialling through a portal only
+/// fails or, where the portal lets SSH through, comes up behind its back.
+/// A healthy probe takes one round trip; a slow one is not waited out.
+pub const VERDICT_WAIT: Duration = Duration::from_secs(2);
 
 /// A portal between the router and the Internet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,6 +55,14 @@ impl Captive {
             self.url
         )
     }
+}
+
+/// What the sessions read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finding {
+    pub portal: Option<Captive>,
+    /// A probe is due or under way after start or an uplink change.
+    pub checking: bool,
 }
 
 /// The last probe, for status.
@@ -109,14 +122,14 @@ impl Settings {
 /// What a tunnel session sees of the prober.
 #[derive(Clone)]
 pub struct View {
-    rx: watch::Receiver<Option<Captive>>,
+    rx: watch::Receiver<Finding>,
     failed: Arc<Notify>,
 }
 
 impl View {
     /// A view with no prober behind it: never captive.
     pub fn detached() -> View {
-        let (_, rx) = watch::channel(None);
+        let (_, rx) = watch::channel(Finding::default());
         View {
             rx,
             failed: Arc::new(Notify::new()),
@@ -125,11 +138,11 @@ impl View {
 
     /// The portal, if one holds the uplink now.
     pub fn portal(&self) -> Option<Captive> {
-        self.rx.borrow().clone()
+        self.rx.borrow().portal.clone()
     }
 
-    /// The same, marking it seen for [`View::changed`].
-    pub fn portal_seen(&mut self) -> Option<Captive> {
+    /// The whole finding, marking it seen for [`View::changed`].
+    pub fn seen(&mut self) -> Finding {
         self.rx.borrow_and_update().clone()
     }
 
@@ -160,7 +173,12 @@ impl Prober {
         net: watch::Receiver<NetState>,
         cancel: CancellationToken,
     ) -> (Prober, impl Future<Output = ()> + Send + 'static) {
-        let (captive_tx, captive_rx) = watch::channel(None);
+        // Checking until the first probe (or the first netlink dump shows
+        // no uplink with an address).
+        let (captive_tx, captive_rx) = watch::channel(Finding {
+            portal: None,
+            checking: true,
+        });
         let (report_tx, report_rx) = watch::channel(None);
         let (settings_tx, settings_rx) = watch::channel(Settings::from_config(config));
         let failed = Arc::new(Notify::new());
@@ -236,7 +254,7 @@ struct Task {
     settings: watch::Receiver<Settings>,
     net: watch::Receiver<NetState>,
     failed: Arc<Notify>,
-    captive: watch::Sender<Option<Captive>>,
+    captive: watch::Sender<Finding>,
     report: watch::Sender<Option<Report>>,
     count: u64,
     no_answers: u32,
@@ -247,6 +265,7 @@ impl Task {
         let mut settings = self.settings.borrow_and_update().clone();
         let mut key = self.uplinks(&settings);
         let mut due = has_address(&key).then(Instant::now);
+        self.settled(&key);
         let mut fresh = true;
         let mut last: Option<Instant> = None;
         loop {
@@ -263,6 +282,7 @@ impl Task {
                     due = self
                         .captive
                         .borrow()
+                        .portal
                         .is_some()
                         .then(|| Instant::now() + settings.poll);
                 }
@@ -276,11 +296,13 @@ impl Task {
                         fresh = true;
                         if has_address(&key) {
                             due = Some(Instant::now() + SETTLE);
+                            self.publish(|f| f.checking = true);
                         } else {
                             due = None;
                             self.clear("no uplink has an address");
                         }
                     }
+                    self.settled(&key);
                 }
                 r = self.settings.changed() => {
                     if r.is_err() {
@@ -290,6 +312,9 @@ impl Task {
                     key = self.uplinks(&settings);
                     fresh = true;
                     due = has_address(&key).then(Instant::now);
+                    if due.is_some() {
+                        self.publish(|f| f.checking = true);
+                    }
                 }
                 _ = self.failed.notified() => {
                     let quiet = last.is_none_or(|t| t.elapsed() >= settings.interval);
@@ -306,12 +331,31 @@ impl Task {
         uplink_key(&self.net.borrow(), &s.wan, &s.lan)
     }
 
+    /// Change what sessions see; they wake only if it really changed.
+    fn publish(&self, f: impl FnOnce(&mut Finding)) {
+        self.captive.send_if_modified(|cur| {
+            let mut next = cur.clone();
+            f(&mut next);
+            let changed = *cur != next;
+            *cur = next;
+            changed
+        });
+    }
+
+    /// Nothing to check while no uplink has an address (once the netlink
+    /// watcher has reported at all).
+    fn settled(&self, key: &UplinkKey) {
+        if !has_address(key) && !self.net.borrow().links.is_empty() {
+            self.publish(|f| f.checking = false);
+        }
+    }
+
     fn clear(&mut self, why: &str) {
         self.no_answers = 0;
-        let gone = self.captive.send_if_modified(|c| c.take().is_some());
-        if gone {
+        if self.captive.borrow().portal.is_some() {
             log::info!("captive portal no longer known ({why}); tunnels connect now");
         }
+        self.publish(|f| *f = Finding::default());
     }
 
     /// Publish a probe's outcome and what it means.
@@ -323,7 +367,7 @@ impl Task {
             Outcome::NoAnswer(_) => self.no_answers.saturating_add(1),
             _ => 0,
         };
-        let prev = self.captive.borrow().clone();
+        let prev = self.captive.borrow().portal.clone();
         let next = decide(prev.as_ref(), outcome, fresh, self.no_answers, now, &url);
         match (&prev, &next) {
             (None, Some(c)) => log::warn!(
@@ -342,13 +386,9 @@ impl Task {
         if next.is_none() {
             self.no_answers = 0;
         }
-        self.captive.send_if_modified(|c| {
-            if *c != next {
-                *c = next;
-                true
-            } else {
-                false
-            }
+        self.publish(|f| {
+            f.portal = next;
+            f.checking = false;
         });
         let detail = match outcome {
             Outcome::Open => None,
@@ -526,7 +566,7 @@ mod tests {
     fn detached_view_is_never_captive() {
         let mut v = View::detached();
         assert!(v.portal().is_none());
-        assert!(v.portal_seen().is_none());
+        assert_eq!(v.seen(), Finding::default());
         v.connect_failed();
     }
 

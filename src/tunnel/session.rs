@@ -826,15 +826,26 @@ impl Supervisor {
 
     /// While a captive portal holds the uplink: show `blocked`, do not dial
     /// (it would only burn backoff), and go at once when it lets us through.
+    /// A probe under way (start, uplink change) is waited for, briefly.
     async fn hold_for_portal(&mut self) -> Wake {
         let mut held = false;
-        while let Some(portal) = self.captive.portal_seen() {
-            if !held {
-                log::info!("{}: held: {}", self.shared.tag(), portal.reason());
-                held = true;
-            }
-            self.shared.set_all(State::Blocked, Some(portal.reason()));
+        let verdict_by = Instant::now() + crate::captive::VERDICT_WAIT;
+        loop {
+            let finding = self.captive.seen();
+            let until = match finding.portal {
+                Some(portal) => {
+                    if !held {
+                        log::info!("{}: held: {}", self.shared.tag(), portal.reason());
+                        held = true;
+                    }
+                    self.shared.set_all(State::Blocked, Some(portal.reason()));
+                    None
+                }
+                None if finding.checking && Instant::now() < verdict_by => Some(verdict_by),
+                None => break,
+            };
             tokio::select! {
+                _ = sleep_until(until) => {}
                 _ = self.stop.cancelled() => return Wake::Stop,
                 _ = self.captive.changed() => {}
                 // Keeps the uplink key current; the prober follows changes.
