@@ -164,13 +164,14 @@ fn captive_portal_holds_tunnels_then_releases_them_at_once() {
     lab.write_config(&cfg);
     let check = lab.cli(&["-c", lab.cfg.to_str().unwrap(), "check-config"]);
     assert!(check.status.success(), "{check:?}");
+    let started = Instant::now();
     lab.start_daemon();
 
     // The portal is reported and the tunnel is held.
     let s = lab.wait_status("the captive portal in status", LONG, |s| {
         s["captive"]["url"] == PORTAL && tunnel0(s)["state"] == "blocked"
     });
-    let found = t0.elapsed();
+    let found = started.elapsed();
     assert_eq!(s["captive"]["probe_url"], probe_url.as_str(), "{s}");
     assert!(s["captive"]["since"].as_u64().is_some(), "{s}");
     assert_eq!(s["probe"]["result"], "portal", "{s}");
@@ -231,7 +232,7 @@ fn captive_portal_holds_tunnels_then_releases_them_at_once() {
         .map(|t| t.duration_since(flip));
     let s = lab.status();
     eprintln!(
-        "captive: portal reported {found:?} after start; held for {} probes in {held:?}; \
+        "captive: portal reported {found:?} after roadie started; held for {} probes in {held:?}; \
          after the flip the probe saw 204 at {seen_open:?}, the page came through the tunnel \
          at {serving:?} (sshd connections while held: {ssh_before})",
         s["probe"]["count"].as_u64().unwrap_or(0) - count,

@@ -47,7 +47,9 @@ impl ProbeUrl {
 
 /// Parse a probe URL; the error says what is wrong, for check-config.
 pub fn parse_url(s: &str) -> Result<ProbeUrl, String> {
-    if s.len() >= 8 && s[..8].eq_ignore_ascii_case("https://") {
+    if s.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+    {
         return Err(
             "must be plain http://: a captive portal can only answer in place of a \
                     site over plain HTTP (HTTPS fails before the portal can say anything)"
@@ -349,6 +351,8 @@ mod tests {
             ("http://u:p@h/", "user name"),
             ("http://[::1/", "unclosed"),
             ("http://[::1]x/", "after the ]"),
+            ("httpé://x/", "not an http:// URL"),
+            ("http:/éé", "not an http:// URL"),
         ];
         for (s, want) in bad {
             let e = parse_url(s).unwrap_err();
