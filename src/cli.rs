@@ -384,10 +384,36 @@ pub fn human_status(v: &Value) -> String {
             h.get("message").and_then(Value::as_str).unwrap_or("")
         ));
     }
+    out.push_str(&captive_lines(v, now));
     out.push_str(&tunnel_table(
         v["tunnels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
     ));
     out
+}
+
+/// The captive portal, loud; otherwise a quiet word when the probe found
+/// no Internet (nothing when it is open).
+fn captive_lines(v: &Value, now: u64) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    if let Some(c) = v["captive"].as_object() {
+        let url = c.get("url").map(s).unwrap_or_default();
+        let since = c.get("since").and_then(Value::as_u64).unwrap_or(now);
+        return format!(
+            "CAPTIVE PORTAL: the uplink wants a login at {url} \u{2014} open it from a device on \
+             the LAN; tunnels are held until it lets the router through (seen {})\n",
+            ago(since, now)
+        );
+    }
+    let p = &v["probe"];
+    if p["result"] == "no answer" {
+        return format!(
+            "internet check: no answer from {} ({}), {}\n",
+            s(&p["url"]),
+            s(&p["detail"]),
+            ago(p["at"].as_u64().unwrap_or(now), now)
+        );
+    }
+    String::new()
 }
 
 /// Bytes for people: 512 B, 1.5 kB, 12.0 MB.
@@ -602,6 +628,48 @@ mod tests {
         );
         assert!(h.contains("hook FAILED"), "{h}");
         assert!(h.contains("tunnels: none"), "{h}");
+        assert!(
+            !h.contains("CAPTIVE") && !h.contains("internet check"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn human_status_names_the_portal() {
+        let now = crate::lan::now_unix();
+        let mut v = json!({"version":"0.1.0","uptime_s":5,"wan":[],
+            "lan":{"interface":"br-lan","address":"192.168.1.1/24","prefix":"192.168.1.0/24",
+                   "home":"192.168.1.0/24","history":[]},
+            "captive":{"url":"http://portal.example/login","since":now - 30,
+                       "probe_url":"http://connectivitycheck.gstatic.com/generate_204"},
+            "probe":{"at":now,"url":"http://connectivitycheck.gstatic.com/generate_204",
+                     "result":"portal","detail":"http://portal.example/login","took_ms":3,"count":4},
+            "tunnels":[{"name":"ui","state":"blocked",
+                        "last_error":"captive portal at http://portal.example/login: open it from a device on the LAN"}]});
+        let h = human_status(&v);
+        assert!(
+            h.contains(
+                "CAPTIVE PORTAL: the uplink wants a login at http://portal.example/login \u{2014} \
+                 open it from a device on the LAN; tunnels are held until it lets the router \
+                 through (seen 30 s ago)\n"
+            ),
+            "{h}"
+        );
+        assert!(h.contains("ui      blocked"), "{h}");
+        v["captive"] = Value::Null;
+        v["probe"]["result"] = json!("no answer");
+        v["probe"]["detail"] = json!("cannot resolve connectivitycheck.gstatic.com");
+        let h = human_status(&v);
+        assert!(!h.contains("CAPTIVE"), "{h}");
+        assert!(
+            h.contains(
+                "internet check: no answer from http://connectivitycheck.gstatic.com/generate_204 \
+                 (cannot resolve connectivitycheck.gstatic.com), 0 s ago"
+            ),
+            "{h}"
+        );
+        v["probe"]["result"] = json!("open");
+        assert!(!human_status(&v).contains("internet check"));
     }
 
     #[test]

@@ -47,8 +47,13 @@ pub struct Daemon {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wan {
     pub interfaces: Vec<String>,
+    /// Plain `http://` (a portal cannot answer for HTTPS); `None`: the default URL.
     pub probe_url: Option<String>,
     pub probe_expect: Option<String>,
+    /// While tunnels cannot connect, probe at most this often.
+    pub probe_interval_s: u64,
+    /// While a captive portal holds the uplink, probe this often.
+    pub captive_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,6 +355,8 @@ mod raw {
         pub interfaces: Option<List>,
         pub probe_url: Option<Str>,
         pub probe_expect: Option<Str>,
+        pub probe_interval_s: Option<Int>,
+        pub captive_poll_ms: Option<Int>,
     }
 
     #[derive(Deserialize)]
@@ -421,6 +428,8 @@ const DEFAULT_KEEPALIVE_S: i64 = 15;
 const DEFAULT_MAX_CONNECTIONS: i64 = 256;
 const DEFAULT_FAILOVER_S: i64 = 30;
 const DEFAULT_FAILBACK_S: i64 = 60;
+const DEFAULT_PROBE_INTERVAL_S: i64 = 300;
+const DEFAULT_CAPTIVE_POLL_MS: i64 = 500;
 /// Linux IFNAMSIZ minus the terminating NUL.
 const MAX_IFNAME: usize = 15;
 
@@ -957,20 +966,50 @@ fn validate_wan(cx: &mut Ctx<'_>, w: &Spanned<raw::Wan>) -> Option<Wan> {
         None => Some(None),
         Some(v) => {
             let s = v.get_ref();
-            let rest = s
-                .strip_prefix("http://")
-                .or_else(|| s.strip_prefix("https://"));
-            if rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)) {
-                Some(Some(s.clone()))
-            } else {
-                cx.err(v.span(), format!("probe_url {s_q} is not a URL; expected e.g. \"http://connectivitycheck.gstatic.com/generate_204\"", s_q = Q(s)));
-                None
+            match crate::captive::probe::parse_url(s) {
+                Ok(_) => Some(Some(s.clone())),
+                Err(e) => {
+                    cx.err(
+                        v.span(),
+                        format!(
+                            "probe_url {s_q} {e}; expected e.g. \"{}\"",
+                            crate::captive::probe::DEFAULT_URL,
+                            s_q = Q(s)
+                        ),
+                    );
+                    None
+                }
             }
         }
     };
     let probe_expect = cx.opt_text(&w.probe_expect, "probe_expect");
-    let (Some(interfaces), Some(probe_url), Some(probe_expect)) =
-        (interfaces, probe_url, probe_expect)
+    let probe_interval_s = cx.int(
+        &w.probe_interval_s,
+        "probe_interval_s",
+        DEFAULT_PROBE_INTERVAL_S,
+        10,
+        86_400,
+    );
+    let captive_poll_ms = cx.int(
+        &w.captive_poll_ms,
+        "captive_poll_ms",
+        DEFAULT_CAPTIVE_POLL_MS,
+        100,
+        60_000,
+    );
+    let (
+        Some(interfaces),
+        Some(probe_url),
+        Some(probe_expect),
+        Some(probe_interval_s),
+        Some(captive_poll_ms),
+    ) = (
+        interfaces,
+        probe_url,
+        probe_expect,
+        probe_interval_s,
+        captive_poll_ms,
+    )
     else {
         return None;
     };
@@ -978,6 +1017,8 @@ fn validate_wan(cx: &mut Ctx<'_>, w: &Spanned<raw::Wan>) -> Option<Wan> {
         interfaces,
         probe_url,
         probe_expect,
+        probe_interval_s: probe_interval_s as u64,
+        captive_poll_ms: captive_poll_ms as u64,
     })
 }
 
@@ -1657,6 +1698,8 @@ address = \"192.168.1.100\"
                 interfaces: vec!["eth1".into()],
                 probe_url: None,
                 probe_expect: None,
+                probe_interval_s: 300,
+                captive_poll_ms: 500,
             }
         );
         assert_eq!(
@@ -1910,8 +1953,10 @@ log_level = \"debug\"
 url_hook = \"/bin/url\"
 [wan]
 interfaces = [\"eth1\", \"phy0-sta0\"]
-probe_url = \"https://example.org/\"
+probe_url = \"http://example.org:8080/check?x\"
 probe_expect = \"ok\"
+probe_interval_s = 60
+captive_poll_ms = 250
 [lan]
 interface = \"br-lan\"
 address = \"10.1.2.3/16\"
@@ -1947,6 +1992,11 @@ failback_s = 7
         assert_eq!(c.lan.home(), net("10.1.0.0/16"));
         assert!(c.lan.avoid.is_empty());
         assert_eq!(c.lan.settle_ms, 0);
+        assert_eq!(
+            c.wan.probe_url.as_deref(),
+            Some("http://example.org:8080/check?x")
+        );
+        assert_eq!((c.wan.probe_interval_s, c.wan.captive_poll_ms), (60, 250));
         assert!(c.lan.return_home);
         assert_eq!(c.servers[0].session, SessionMode::Exec("tcp 80".into()));
         assert_eq!(c.servers[0].keepalive_s, 1);
@@ -1962,6 +2012,11 @@ failback_s = 7
     /// (name, text, "line:col", substring of the message)
     #[test]
     fn single_errors() {
+        let wan = |line: &str| {
+            format!(
+                "[wan]\ninterfaces = [\"eth1\"]\n{line}\n\n[lan]\ninterface = \"br-lan\"\naddress = \"192.168.1.1/24\"\n"
+            )
+        };
         let cases: Vec<(&str, String, &str, &str)> = vec![
             // Syntax and type errors, from the TOML parser.
             ("unknown top-level key", format!("foo = 1\n{MIN}"), "1:1", "unknown field `foo`"),
@@ -2130,6 +2185,49 @@ failback_s = 7
                 format!("{MIN}settle_ms = 60001\n"),
                 "7:13",
                 "between 0 and 60000",
+            ),
+            // Probe settings in [wan].
+            (
+                "https probe_url",
+                wan("probe_url = \"https://example.org/\""),
+                "3:13",
+                "must be plain http://: a captive portal can only answer",
+            ),
+            (
+                "probe_url not a URL",
+                wan("probe_url = \"example.org\""),
+                "3:13",
+                "probe_url \"example.org\" is not an http:// URL; expected e.g. \"http://connectivitycheck.gstatic.com/generate_204\"",
+            ),
+            (
+                "probe_url bad port",
+                wan("probe_url = \"http://h:99999/\""),
+                "3:13",
+                "bad port",
+            ),
+            (
+                "empty probe_expect",
+                wan("probe_expect = \" \""),
+                "3:16",
+                "`probe_expect` must not be empty",
+            ),
+            (
+                "probe_interval_s too small",
+                wan("probe_interval_s = 5"),
+                "3:20",
+                "`probe_interval_s` must be between 10 and 86400, got 5",
+            ),
+            (
+                "captive_poll_ms too small",
+                wan("captive_poll_ms = 50"),
+                "3:19",
+                "`captive_poll_ms` must be between 100 and 60000, got 50",
+            ),
+            (
+                "captive_poll_ms not a number",
+                wan("captive_poll_ms = \"fast\""),
+                "3:19",
+                "invalid type: string \"fast\", expected i64",
             ),
             // Hosts.
             (

@@ -1,6 +1,7 @@
 //! roadie: keeps a travelling cluster's LAN out of the way of whatever network
 //! the router is plugged into. `run` wires the long-lived tasks together.
 
+pub mod captive;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -48,10 +49,13 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
             }
         });
     }
+    let (prober, probe_task) = captive::Prober::start(&config, net_rx.clone(), cancel.clone());
+    tasks.spawn(probe_task);
     let mut tunnels = tunnel::Manager::start(
         &config,
         net_rx.clone(),
         lan_status_rx.clone(),
+        prober.view.clone(),
         cancel.clone(),
     );
     tasks.spawn(control::server::serve(
@@ -81,15 +85,15 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
             _ = failover.tick() => tunnels.tick(),
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
-                let r = reload(&mut config, &lan_cmd_tx, &mut tunnels).await;
+                let r = reload(&mut config, &lan_cmd_tx, &mut tunnels, &prober).await;
                 reloads.record(&r);
             }
             req = req_rx.recv() => {
                 let Some((call, reply)) = req else { break };
                 let result = match call {
-                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &tunnels)),
+                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &tunnels, &prober)),
                     Call::Reload => {
-                        let r = reload(&mut config, &lan_cmd_tx, &mut tunnels).await;
+                        let r = reload(&mut config, &lan_cmd_tx, &mut tunnels, &prober).await;
                         reloads.record(&r);
                         r.map(|d| json!({
                             "reloaded": config.path.display().to_string(),
@@ -139,6 +143,7 @@ async fn reload(
     config: &mut Config,
     lan_cmd: &mpsc::Sender<lan::Command>,
     tunnels: &mut tunnel::Manager,
+    prober: &captive::Prober,
 ) -> Result<tunnel::diff::Diff, String> {
     let new = config::load(&config.path).map_err(|e| e.to_string())?;
     if new.daemon.socket != config.daemon.socket || new.daemon.state != config.daemon.state {
@@ -153,6 +158,7 @@ async fn reload(
             .await
             .map_err(|_| "LAN task stopped".to_string())?;
     }
+    prober.reconfigure(&new);
     let diff = tunnels.apply(&new);
     let (socket, state) = (config.daemon.socket.clone(), config.daemon.state.clone());
     *config = new;
@@ -186,8 +192,10 @@ fn status(
     net: &watch::Receiver<netwatch::NetState>,
     lan: &watch::Receiver<lan::Status>,
     tunnels: &tunnel::Manager,
+    prober: &captive::Prober,
 ) -> Value {
     let (uplinks, _) = netwatch::view(&net.borrow(), &config.wan.interfaces, &config.lan.interface);
+    let (captive, probe) = prober.status();
     json!({
         "version": VERSION,
         "uptime_s": started.elapsed().as_secs(),
@@ -198,6 +206,8 @@ fn status(
         },
         "wan": uplinks,
         "lan": *lan.borrow(),
+        "captive": captive,
+        "probe": probe,
         "tunnels": tunnels.status(),
     })
 }

@@ -63,6 +63,8 @@ pub struct Ctx {
     pub net: watch::Receiver<NetState>,
     pub lan_status: watch::Receiver<lan::Status>,
     pub lan_view: watch::Receiver<Arc<LanView>>,
+    /// A captive portal, if the prober found one; sessions hold while it is there.
+    pub captive: crate::captive::View,
 }
 
 impl Ctx {
@@ -215,6 +217,7 @@ impl Manager {
         config: &Config,
         net: watch::Receiver<NetState>,
         lan_status: watch::Receiver<lan::Status>,
+        captive: crate::captive::View,
         cancel: CancellationToken,
     ) -> Manager {
         let (lan_view, view_rx) = watch::channel(Arc::new(LanView::from_config(config)));
@@ -229,6 +232,7 @@ impl Manager {
                 net,
                 lan_status,
                 lan_view: view_rx,
+                captive,
             },
             cancel,
             tasks: tokio::task::JoinSet::new(),

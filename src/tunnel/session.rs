@@ -629,6 +629,7 @@ struct Supervisor {
     seed: u64,
     attempt: u32,
     generation: u64,
+    captive: crate::captive::View,
 }
 
 /// What woke a waiting session.
@@ -665,6 +666,7 @@ pub async fn run(
         health,
     } = start;
     let uplinks = UplinkWatch::new(&ctx);
+    let captive = ctx.captive.clone();
     let shared = Arc::new(Shared {
         server,
         ctx,
@@ -687,6 +689,7 @@ pub async fn run(
         seed,
         attempt: 0,
         generation: 0,
+        captive,
     };
     sup.run().await;
     sup.shared.health.down("session stopped");
@@ -697,6 +700,9 @@ pub async fn run(
 impl Supervisor {
     async fn run(&mut self) {
         loop {
+            if let Wake::Stop = self.hold_for_portal().await {
+                return;
+            }
             self.generation += 1;
             let conn = Arc::new(Conn {
                 generation: self.generation,
@@ -734,6 +740,10 @@ impl Supervisor {
                         self.attempt = 0;
                         break None;
                     },
+                    _ = self.captive.changed() => if self.captive.portal().is_some() {
+                        log::info!("{}: captive portal found while connecting; holding", self.shared.tag());
+                        break None;
+                    },
                     cmd = self.cmds.recv() => match cmd {
                         None => return,
                         // Already trying.
@@ -762,6 +772,7 @@ impl Supervisor {
                     );
                     self.shared.health.down(&f.message);
                     self.shared.set_all(state, Some(f.message));
+                    self.shared.ctx.captive.connect_failed();
                     self.attempt = self.attempt.saturating_add(1);
                     match self.wait(delay).await {
                         Wake::Go => continue,
@@ -806,6 +817,7 @@ impl Supervisor {
                         .clone()
                         .unwrap_or_else(|| "session lost".to_string());
                     self.lost(&why);
+                    self.shared.ctx.captive.connect_failed();
                     self.attempt = backoff::after_session(self.attempt, up_since.elapsed());
                     let delay = backoff::delay(self.attempt, self.seed);
                     self.attempt = self.attempt.saturating_add(1);
@@ -845,9 +857,14 @@ impl Supervisor {
     async fn wait(&mut self, delay: Duration) -> Wake {
         let until = Instant::now() + delay;
         loop {
+            // A portal: stop backing off; `hold_for_portal` takes over.
+            if self.captive.portal().is_some() {
+                return Wake::Go;
+            }
             tokio::select! {
                 _ = tokio::time::sleep_until(until) => return Wake::Go,
                 _ = self.stop.cancelled() => return Wake::Stop,
+                _ = self.captive.changed() => {}
                 changed = self.uplinks.changed() => if changed {
                     log::info!("{}: uplink changed; reconnecting now", self.shared.tag());
                     self.attempt = 0;
@@ -862,6 +879,46 @@ impl Supervisor {
                 },
             }
         }
+    }
+
+    /// While a captive portal holds the uplink: show `blocked`, do not dial
+    /// (it would only burn backoff), and go at once when it lets us through.
+    /// A probe under way (start, uplink change) is waited for, briefly.
+    async fn hold_for_portal(&mut self) -> Wake {
+        let mut held = false;
+        let verdict_by = Instant::now() + crate::captive::VERDICT_WAIT;
+        loop {
+            let finding = self.captive.seen();
+            let until = match finding.portal {
+                Some(portal) => {
+                    if !held {
+                        log::info!("{}: held: {}", self.shared.tag(), portal.reason());
+                        held = true;
+                    }
+                    self.shared.set_all(State::Blocked, Some(portal.reason()));
+                    None
+                }
+                None if finding.checking && Instant::now() < verdict_by => Some(verdict_by),
+                None => break,
+            };
+            tokio::select! {
+                _ = sleep_until(until) => {}
+                _ = self.stop.cancelled() => return Wake::Stop,
+                _ = self.captive.changed() => {}
+                // Keeps the uplink key current; the prober follows changes.
+                _ = self.uplinks.changed() => {}
+                cmd = self.cmds.recv() => match cmd {
+                    None => return Wake::Stop,
+                    // Reconnect, restart, retry: nothing to do until the portal lets go.
+                    Some(c) => { self.apply_offline(c); }
+                },
+            }
+        }
+        if held {
+            log::info!("{}: captive portal gone; connecting now", self.shared.tag());
+            self.attempt = 0;
+        }
+        Wake::Go
     }
 
     /// Apply a command while not connected; true: reconnect right away.

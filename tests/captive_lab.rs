@@ -1,0 +1,252 @@
+//! Captive portal in the namespace lab (see tests/common/mod.rs): the
+//! upstream namespace answers the probe URL like a hotel's portal (302 to a
+//! login page), then like the Internet (204). Run as root:
+//! `cargo test --test captive_lab`. Without root it prints SKIP (and fails
+//! under CI=true).
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const PORTAL: &str = "http://portal.example/login";
+/// Where the portal server listens: next to sshd on `lo` in `up`, so the
+/// router reaches it through its DHCP default route.
+const PROBE_PORT: u16 = 80;
+
+/// A tiny HTTP server inside a namespace: a thread that joined it with
+/// setns(2) (a per-thread attribute) before binding. Answers every request
+/// with a 302 to [`PORTAL`] until `let_through`, then with 204.
+struct PortalServer {
+    open: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicU64>,
+    /// When the first 204 went out.
+    first_open: Arc<Mutex<Option<Instant>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl PortalServer {
+    fn start(ns: &str, addr: &str) -> PortalServer {
+        let path = format!("/run/netns/{ns}");
+        let addr = addr.to_string();
+        let open = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicU64::new(0));
+        let first_open = Arc::new(Mutex::new(None));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (open, stop, requests, first_open) = (
+                open.clone(),
+                stop.clone(),
+                requests.clone(),
+                first_open.clone(),
+            );
+            thread::spawn(move || {
+                let fd = std::fs::File::open(&path).expect("open netns file");
+                // SAFETY: setns on a valid namespace fd; affects this thread only.
+                let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                let l = TcpListener::bind(&addr).expect("bind the portal server");
+                l.set_nonblocking(true).unwrap();
+                ready_tx.send(()).unwrap();
+                while !stop.load(Ordering::SeqCst) {
+                    match l.accept() {
+                        Ok((s, _)) => {
+                            s.set_nonblocking(false).unwrap();
+                            requests.fetch_add(1, Ordering::SeqCst);
+                            answer(s, &open, &first_open);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(2));
+                        }
+                        Err(e) => panic!("portal server accept: {e}"),
+                    }
+                }
+            })
+        };
+        ready_rx
+            .recv_timeout(SHORT)
+            .expect("the portal server to listen");
+        PortalServer {
+            open,
+            stop,
+            requests,
+            first_open,
+            thread: Some(thread),
+        }
+    }
+
+    /// The portal lets the router through: 204 from now on.
+    fn let_through(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn answer(mut s: TcpStream, open: &AtomicBool, first_open: &Mutex<Option<Instant>>) {
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let reply: &[u8] = if open.load(Ordering::SeqCst) {
+        first_open.lock().unwrap().get_or_insert_with(Instant::now);
+        b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+    } else {
+        b"HTTP/1.1 302 Found\r\nLocation: http://portal.example/login\r\n\
+          Content-Type: text/html\r\nContent-Length: 34\r\nConnection: close\r\n\r\n\
+          <a href=\"/login\">Log in here</a>\n"
+    };
+    let _ = s.write_all(reply);
+}
+
+impl Drop for PortalServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn tunnel0(s: &serde_json::Value) -> &serde_json::Value {
+    &s["tunnels"][0]
+}
+
+fn sshd_connections(lab: &Lab) -> usize {
+    lab.read_log("sshd.log")
+        .lines()
+        .filter(|l| l.contains("Connection from"))
+        .count()
+}
+
+/// The proof for issue 6's captive portal: roadie reports the portal, holds
+/// the tunnel in `blocked` (no SSH attempts, no backoff), polls the portal,
+/// and serves through the tunnel within 1 s of the portal letting it through.
+#[test]
+fn captive_portal_holds_tunnels_then_releases_them_at_once() {
+    let t0 = Instant::now();
+    let Some(mut lab) = Lab::new(LabOpts {
+        start_daemon: false,
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    lab.start_sshd();
+    let portal = PortalServer::start(&lab.up, &format!("{SSHD_ADDR}:{PROBE_PORT}"));
+    let probe_url = format!("http://{SSHD_ADDR}/generate_204");
+    let wan = "[wan]\ninterfaces = [\"wan0\"]\n";
+    let text = lab.config_text();
+    assert!(text.contains(wan), "{text}");
+    let cfg = text.replace(wan, &format!("{wan}probe_url = {probe_url:?}\n"))
+        + &format!(
+            "\n[[server]]\nname = \"hotel\"\nhost = {SSHD_ADDR:?}\nuser = \"root\"\n\
+             identity = {:?}\nknown_hosts = {:?}\nsession = \"none\"\nkeepalive_s = 2\n\n\
+             [[tunnel]]\nname = \"ui\"\nserver = \"hotel\"\nremote = \"0.0.0.0:18080\"\n\
+             target = \"master:8080\"\n",
+            lab.ssh_key().display().to_string(),
+            lab.dir.join("known_hosts").display().to_string(),
+        );
+    lab.write_config(&cfg);
+    let check = lab.cli(&["-c", lab.cfg.to_str().unwrap(), "check-config"]);
+    assert!(check.status.success(), "{check:?}");
+    let started = Instant::now();
+    lab.start_daemon();
+
+    // The portal is reported and the tunnel is held.
+    let s = lab.wait_status("the captive portal in status", LONG, |s| {
+        s["captive"]["url"] == PORTAL && tunnel0(s)["state"] == "blocked"
+    });
+    let found = started.elapsed();
+    assert_eq!(s["captive"]["probe_url"], probe_url.as_str(), "{s}");
+    assert!(s["captive"]["since"].as_u64().is_some(), "{s}");
+    assert_eq!(s["probe"]["result"], "portal", "{s}");
+    assert_eq!(s["probe"]["detail"], PORTAL, "{s}");
+    let t = tunnel0(&s);
+    assert_eq!(
+        t["last_error"],
+        format!("captive portal at {PORTAL}: open it from a device on the LAN").as_str(),
+        "{s}"
+    );
+    assert_eq!(t["reconnects"], 0, "{s}");
+    let human = lab.cli(&["status"]);
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(
+        human.contains(&format!(
+            "CAPTIVE PORTAL: the uplink wants a login at {PORTAL} \u{2014} open it from a device on the LAN"
+        )),
+        "{human}"
+    );
+
+    // Held: the portal is polled (fast), nothing dials sshd, nothing backs off.
+    let ssh_before = sshd_connections(&lab);
+    let count = s["probe"]["count"].as_u64().unwrap_or(0);
+    let held_from = Instant::now();
+    let s = lab.wait_status("three more probes while held", SHORT, |s| {
+        s["probe"]["count"].as_u64().unwrap_or(0) >= count + 3
+    });
+    let held = held_from.elapsed();
+    assert_eq!(tunnel0(&s)["state"], "blocked", "{s}");
+    assert_eq!(tunnel0(&s)["reconnects"], 0, "{s}");
+    assert_eq!(s["captive"]["url"], PORTAL, "{s}");
+    assert_eq!(
+        sshd_connections(&lab),
+        ssh_before,
+        "roadie dialled sshd while held:\n{}",
+        lab.read_log("sshd.log")
+    );
+    let log = lab.read_log("roadie.log");
+    assert!(
+        !log.contains("retrying in") && !log.contains("tunnel ui: up"),
+        "the tunnel tried (or came up) behind the portal:\n{log}"
+    );
+    assert!(portal.requests() >= 4, "{} probes", portal.requests());
+
+    // The portal lets the router through: serving within 1 s.
+    let url = format!("http://{SSHD_ADDR}:18080/");
+    assert!(!lab.curl_page(&lab.up, &url), "served while held");
+    let flip = Instant::now();
+    portal.let_through();
+    wait_until("the page through the tunnel after the flip", SHORT, || {
+        lab.curl_page(&lab.up, &url)
+    });
+    let serving = flip.elapsed();
+    let seen_open = portal
+        .first_open
+        .lock()
+        .unwrap()
+        .map(|t| t.duration_since(flip));
+    let s = lab.status();
+    eprintln!(
+        "captive: portal reported {found:?} after roadie started; held for {} probes in {held:?}; \
+         after the flip the probe saw 204 at {seen_open:?}, the page came through the tunnel \
+         at {serving:?} (sshd connections while held: {ssh_before})",
+        s["probe"]["count"].as_u64().unwrap_or(0) - count,
+    );
+    assert!(
+        serving < Duration::from_secs(1),
+        "serving {serving:?} after the portal let the router through"
+    );
+    assert!(s["captive"].is_null(), "{s}");
+    assert_eq!(s["probe"]["result"], "open", "{s}");
+    assert_eq!(tunnel0(&s)["state"], "up", "{s}");
+    assert_eq!(tunnel0(&s)["reconnects"], 0, "{s}");
+    let human = String::from_utf8_lossy(&lab.cli(&["status"]).stdout).into_owned();
+    assert!(!human.contains("CAPTIVE"), "{human}");
+    drop(portal);
+    eprintln!("captive_lab: {:?} in all", t0.elapsed());
+}
