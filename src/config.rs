@@ -964,6 +964,7 @@ fn validate_wan(cx: &mut Ctx<'_>, w: &Spanned<raw::Wan>) -> Option<Wan> {
         });
     let probe_url = match &w.probe_url {
         None => Some(None),
+        Some(v) if v.get_ref() == crate::captive::probe::OFF => Some(Some(v.get_ref().clone())),
         Some(v) => {
             let s = v.get_ref();
             match crate::captive::probe::parse_url(s) {

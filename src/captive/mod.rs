@@ -83,6 +83,8 @@ pub struct Report {
 /// How to probe; from `[wan]`, replaced on reload.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    /// `probe_url = "off"`: no probing, never captive.
+    pub enabled: bool,
     pub url: ProbeUrl,
     pub expect: Expect,
     /// While tunnels cannot connect, probe at most this often.
@@ -95,7 +97,11 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_config(c: &Config) -> Settings {
-        let configured = c.wan.probe_url.as_deref().unwrap_or(probe::DEFAULT_URL);
+        let enabled = c.wan.probe_url.as_deref() != Some(probe::OFF);
+        let configured = match c.wan.probe_url.as_deref() {
+            Some(u) if enabled => u,
+            _ => probe::DEFAULT_URL,
+        };
         // check-config accepted it; the fallback only guards a broken invariant.
         let url = probe::parse_url(configured).unwrap_or_else(|e| {
             log::error!(
@@ -109,6 +115,7 @@ impl Settings {
             }
         });
         Settings {
+            enabled,
             url,
             expect: Expect::from_config(c.wan.probe_expect.as_deref()),
             interval: Duration::from_secs(c.wan.probe_interval_s),
@@ -269,6 +276,10 @@ impl Task {
         let mut fresh = true;
         let mut last: Option<Instant> = None;
         loop {
+            if !settings.enabled {
+                due = None;
+                self.publish(|f| *f = Finding::default());
+            }
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = sleep_until(due) => {
@@ -470,6 +481,26 @@ async fn fetch(url: &ProbeUrl) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_from_config() {
+        let base = "[wan]\ninterfaces = [\"wan0\"]\n{extra}\n[lan]\ninterface = \"lan0\"\naddress = \"192.168.1.1/24\"\n";
+        let settings = |extra: &str| {
+            let text = base.replace("{extra}", extra);
+            let c = crate::config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+            Settings::from_config(&c)
+        };
+        let d = settings("");
+        assert!(d.enabled);
+        assert_eq!(d.url.to_string(), probe::DEFAULT_URL);
+        assert_eq!(d.expect, Expect::NoContent);
+        let off = settings("probe_url = \"off\"");
+        assert!(!off.enabled);
+        let own = settings("probe_url = \"http://10.0.0.1:8080/ok\"\nprobe_expect = \"fine\"");
+        assert!(own.enabled);
+        assert_eq!(own.url.to_string(), "http://10.0.0.1:8080/ok");
+        assert_eq!(own.expect, Expect::Body("fine".into()));
+    }
 
     #[test]
     fn what_a_probe_means() {

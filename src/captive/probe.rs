@@ -262,6 +262,9 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// `probe_url = "off"` turns the probe off.
+pub const OFF: &str = "off";
+
 /// Judge the bytes read for `url` (all of them, up to [`MAX_ANSWER`]).
 pub fn classify(url: &ProbeUrl, expect: &Expect, buf: &[u8]) -> Outcome {
     let answer = match parse_answer(buf) {
@@ -278,6 +281,15 @@ pub fn classify(url: &ProbeUrl, expect: &Expect, buf: &[u8]) -> Outcome {
     };
     if open {
         return Outcome::Open;
+    }
+    // Portals answer with a redirect, a page of their own (2xx) or 511.
+    // Anything else (a proxy's 403, a 404 or 5xx) says nothing about a
+    // login page, and holding the tunnels on it could hold them forever.
+    if !(200..400).contains(&answer.status) && answer.status != 511 {
+        return Outcome::NoAnswer(format!(
+            "answered HTTP {}, which is neither the expected answer nor a login page",
+            answer.status
+        ));
     }
     let url = match answer.location.as_deref() {
         Some(l) if !l.is_empty() && (300..400).contains(&answer.status) => resolve(url, l),
@@ -538,7 +550,28 @@ mod tests {
                 "the text, but not 200",
                 &body,
                 b"HTTP/1.1 404 Not Found\r\n\r\nsuccess",
-                portal("http://check.example/generate_204"),
+                Outcome::NoAnswer(
+                    "answered HTTP 404, which is neither the expected answer nor a login page"
+                        .into(),
+                ),
+            ),
+            (
+                "a proxy that forbids the check is no portal",
+                &none,
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n",
+                Outcome::NoAnswer(
+                    "answered HTTP 403, which is neither the expected answer nor a login page"
+                        .into(),
+                ),
+            ),
+            (
+                "a server error is no portal",
+                &none,
+                b"HTTP/1.1 502 Bad Gateway\r\n\r\n",
+                Outcome::NoAnswer(
+                    "answered HTTP 502, which is neither the expected answer nor a login page"
+                        .into(),
+                ),
             ),
             (
                 "204 when a body was expected",
