@@ -187,6 +187,35 @@ def recovery():
     record("recovery", f"silent loss detected (keepalive {alive} s)", silent, "s", "lower")
 
 
+def silent():
+    """Silent loss with one allowed miss: roadie `keepalive_max = 1` against
+    ssh `ServerAliveCountMax=1`, both every 5 s; the server freezes (SIGSTOP)."""
+    print("silent loss, keepalive_max 1", flush=True)
+    alive = 5
+    silent = {i: [] for i in IMPLS}
+    for _ in range(ROUNDS):
+        for impl in IMPLS:
+            lab = L.Lab(tag="s", client_alive=(alive, 3))
+            try:
+                if impl == "roadie":
+                    p = start(lab, impl, keepalive_s=alive, extra="keepalive_max = 1")
+                else:
+                    p = lab.start_ssh(TUNNELS, alive=(alive, 1))
+                    L.wait_for("ssh's forwards", lambda: all(lab.forwarded(t[1]) for t in TUNNELS), timeout=20)
+                L.wait_for("serving", lambda: serving(lab))
+                lab.kill_tree("sshd", signal.SIGSTOP)
+                t0 = time.monotonic()
+                if impl == "roadie":
+                    L.wait_for("roadie to notice", lambda: any(t["state"] != "up" for t in roadie_status(lab)["tunnels"]), timeout=120, step=0.05)
+                else:
+                    L.wait_for("ssh to notice", lambda: not L.alive(p.pid), timeout=120, step=0.05)
+                silent[impl].append(time.monotonic() - t0)
+                lab.kill_tree("sshd", signal.SIGCONT)
+            finally:
+                lab.close()
+    record("recovery", f"silent loss detected (keepalive {alive} s, 1 miss allowed)", silent, "s", "lower")
+
+
 def roadie_status(lab):
     out = L.sh(f"{L.ROOT}/target/release/roadie", "-s", f"{lab.dir}/roadie.sock", "call", "status")
     return json.loads(out)
@@ -243,7 +272,7 @@ def write_results():
 
 
 if __name__ == "__main__":
-    parts = sys.argv[1:] or ["throughput", "latency", "recovery", "memory"]
+    parts = sys.argv[1:] or ["throughput", "latency", "recovery", "silent", "memory"]
     for part in parts:
-        {"throughput": throughput_and_cpu, "latency": latency, "recovery": recovery, "memory": memory}[part]()
+        {"throughput": throughput_and_cpu, "latency": latency, "recovery": recovery, "silent": silent, "memory": memory}[part]()
     write_results()

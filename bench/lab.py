@@ -245,6 +245,7 @@ socket = "{self.dir}/roadie.sock"
 log_level = "info"
 [wan]
 interfaces = ["wan0"]
+probe_url = "off"
 [lan]
 interface = "lan0"
 address = "192.168.1.1/24"

@@ -134,6 +134,8 @@ pub struct Server {
     pub host_key: Option<String>,
     pub session: SessionMode,
     pub keepalive_s: u64,
+    /// Unanswered keepalives before the server is considered gone.
+    pub keepalive_max: u32,
 }
 
 /// `remote = "ui_julio:80"` or `remote = "80"`: bind address (may be empty) and port.
@@ -393,6 +395,7 @@ mod raw {
         pub host_key: Option<Str>,
         pub session: Option<Str>,
         pub keepalive_s: Option<Int>,
+        pub keepalive_max: Option<Int>,
     }
 
     #[derive(Deserialize)]
@@ -425,6 +428,7 @@ const MAX_SETTLE_MS: i64 = 60_000;
 const DEFAULT_PORT: i64 = 22;
 const DEFAULT_USER: &str = "roadie";
 const DEFAULT_KEEPALIVE_S: i64 = 15;
+const DEFAULT_KEEPALIVE_MAX: i64 = 3;
 const DEFAULT_MAX_CONNECTIONS: i64 = 256;
 const DEFAULT_FAILOVER_S: i64 = 30;
 const DEFAULT_FAILBACK_S: i64 = 60;
@@ -1316,6 +1320,13 @@ fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server>
         1,
         i64::MAX,
     );
+    let keepalive_max = cx.int(
+        &s.keepalive_max,
+        "keepalive_max",
+        DEFAULT_KEEPALIVE_MAX,
+        1,
+        100,
+    );
     let (
         Some(name),
         Some(host),
@@ -1326,6 +1337,7 @@ fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server>
         Some(host_key),
         Some(session),
         Some(keepalive_s),
+        Some(keepalive_max),
     ) = (
         name,
         host,
@@ -1336,6 +1348,7 @@ fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server>
         host_key,
         session,
         keepalive_s,
+        keepalive_max,
     )
     else {
         return None;
@@ -1350,6 +1363,7 @@ fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server>
         host_key,
         session,
         keepalive_s: keepalive_s as u64,
+        keepalive_max: keepalive_max as u32,
     })
 }
 
@@ -1801,6 +1815,7 @@ target = \"master:80\"
                 host_key: None,
                 session: SessionMode::Shell,
                 keepalive_s: 15,
+                keepalive_max: 3,
             }
         );
         assert_eq!(
@@ -1977,6 +1992,7 @@ known_hosts = \"/kh\"
 host_key = \"SHA256:abc\"
 session = \"exec:tcp 80\"
 keepalive_s = 1
+keepalive_max = 2
 [[tunnel]]
 name = \"t\"
 target = \"10.1.0.9:8080\"
@@ -2001,6 +2017,7 @@ failback_s = 7
         assert!(c.lan.return_home);
         assert_eq!(c.servers[0].session, SessionMode::Exec("tcp 80".into()));
         assert_eq!(c.servers[0].keepalive_s, 1);
+        assert_eq!(c.servers[0].keepalive_max, 2);
         assert_eq!(c.tunnels[0].via[0].remote.port, 0);
         assert_eq!(c.tunnels[0].public_host.as_deref(), Some("t.example.org"));
         // A named port of the service is fine, as in a Kubernetes Ingress.
@@ -2309,6 +2326,12 @@ failback_s = 7
                 format!("{MIN}{SERVERS}keepalive_s = 0\n"),
                 "15:15",
                 "at least 1",
+            ),
+            (
+                "keepalive_max zero",
+                format!("{MIN}{SERVERS}keepalive_max = 0\n"),
+                "15:17",
+                "`keepalive_max` must be between 1 and 100, got 0",
             ),
             (
                 "server without host",

@@ -881,6 +881,39 @@ fn keepalive_notices_a_silently_dead_path() {
     eprintln!("path back: serving again after {:?}", t1.elapsed());
 }
 
+/// `keepalive_max = 1`: the dead path is noticed after one unanswered
+/// keepalive (about 2 x keepalive_s) instead of three.
+#[test]
+fn keepalive_max_one_notices_sooner() {
+    let Some(mut road) = Road::new() else { return };
+    let cfg = road.config_with(
+        "keepalive_s = 1\nkeepalive_max = 1",
+        &tunnel_block("ui", "vps", "localhost:18080", "master:8080", ""),
+    );
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    let t0 = Instant::now();
+    road.up.ip(&["route", "add", "blackhole", "10.66.0.2/32"]);
+    let t = road
+        .roadie()
+        .wait_tunnel("ui", "noticing the dead path", SHORT, |t| {
+            t["state"] != "up"
+        });
+    let noticed = t0.elapsed();
+    eprintln!("dead path noticed after {noticed:?} (keepalive_max 1)");
+    assert!(
+        t["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped answering keepalives (1 missed, 1 s apart)"),
+        "{t}"
+    );
+    assert!(
+        noticed >= Duration::from_secs(1) && noticed < Duration::from_secs(3),
+        "noticed after {noticed:?}"
+    );
+}
+
 /// Reload that changes one server's settings restarts that session only;
 /// removing a server cancels its tunnels; the other server's connection
 /// survives both.

@@ -147,6 +147,7 @@ mod tests {
             host_key: None,
             session: SessionMode::None,
             keepalive_s: 15,
+            keepalive_max: 3,
         }
     }
 

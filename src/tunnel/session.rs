@@ -355,7 +355,7 @@ impl client::Handler for Client {
             client::DisconnectReason::Error(e) => match e {
                 russh::Error::KeepaliveTimeout => format!(
                     "server stopped answering keepalives ({} missed, {} s apart)",
-                    3, self.shared.server.keepalive_s
+                    self.shared.server.keepalive_max, self.shared.server.keepalive_s
                 ),
                 other => format!("session lost: {other}"),
             },
@@ -410,7 +410,7 @@ async fn login(
     };
     let mut config = client::Config {
         keepalive_interval: Some(Duration::from_secs(s.keepalive_s)),
-        keepalive_max: 3,
+        keepalive_max: s.keepalive_max as usize,
         // Messages queued per channel (each up to one 32 KiB packet): the
         // default 100 lets one busy connection hold 3 MiB; 16 costs no
         // throughput (measured) and keeps 200 connections within a router's RAM.

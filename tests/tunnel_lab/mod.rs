@@ -544,11 +544,13 @@ pub struct Roadie {
 
 /// `[daemon]`, `[wan]` and `[lan]` for a lab without a real LAN: `apply =
 /// "uci"` never touches an interface (there is no uci here), and the
-/// uplink is `wan0` when the test has one.
+/// uplink is `wan0` when the test has one. No captive-portal probe: it would
+/// ask the host's resolver, which is not in the lab (tests/captive_lab.rs
+/// covers the probe).
 pub fn base_config(dir: &Path) -> String {
     format!(
         "[daemon]\nstate = {:?}\nsocket = {:?}\nlog_level = \"debug\"\n\n\
-         [wan]\ninterfaces = [\"wan0\"]\n\n\
+         [wan]\ninterfaces = [\"wan0\"]\nprobe_url = \"off\"\n\n\
          [lan]\ninterface = \"lan0\"\naddress = \"192.168.77.1/24\"\napply = \"uci\"\nsettle_ms = 50\n\n\
          [[lan.host]]\nname = \"master\"\naddress = \"192.168.77.100\"\n\n",
         dir.join("state.toml").display().to_string(),
