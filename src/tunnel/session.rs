@@ -411,7 +411,7 @@ async fn login(
     let mut config = client::Config {
         keepalive_interval: Some(Duration::from_secs(s.keepalive_s)),
         keepalive_max: 3,
-        // Messages queued per channel (each up to one 32 KiB packet): the
+        // Messages queued per channel (each up to one data packet): the
         // default 100 lets one busy connection hold 3 MiB; 16 costs no
         // throughput (measured) and keeps 200 connections within a router's RAM.
         channel_buffer_size: 16,
