@@ -168,7 +168,7 @@ def recovery():
                 t0 = time.monotonic()
                 if impl == "roadie":
                     sock = f"{lab.dir}/roadie.sock"
-                    rd = f"{L.ROOT}/target/release/roadie"
+                    rd = L.ROADIE_BIN
 
                     def noticed():
                         st = json.loads(L.sh(rd, "-s", sock, "call", "status"))
@@ -217,7 +217,7 @@ def silent():
 
 
 def roadie_status(lab):
-    out = L.sh(f"{L.ROOT}/target/release/roadie", "-s", f"{lab.dir}/roadie.sock", "call", "status")
+    out = L.sh(L.ROADIE_BIN, "-s", f"{lab.dir}/roadie.sock", "call", "status")
     return json.loads(out)
 
 
@@ -232,8 +232,31 @@ def ssh_forwards(lab):
         return f.read().count(b"remote forward success")
 
 
+def build_label():
+    """Which roadie build is measured: ROADIE_BIN_LABEL, else the target triple
+    in ROADIE_BIN's path (target/TRIPLE/release/roadie), else "host"."""
+    if os.environ.get("ROADIE_BIN_LABEL"):
+        return os.environ["ROADIE_BIN_LABEL"]
+    parts = L.ROADIE_BIN.split(os.sep)
+    if len(parts) >= 3 and parts[-2] == "release" and "-" in parts[-3]:
+        return parts[-3]
+    return "host"
+
+
+def rss_parts(pid):
+    """RssAnon, RssFile (KiB) of a process: heap and stacks vs the binary's pages."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("RssAnon", "RssFile"):
+                out[k] = int(v.split()[0])
+    return out
+
+
 def memory():
-    print("memory", flush=True)
+    label = build_label()
+    print(f"memory ({label}: {L.ROADIE_BIN})", flush=True)
     lab = L.Lab(tag="m")
     try:
         idle, busy = {i: [] for i in IMPLS}, {i: [] for i in IMPLS}
@@ -241,32 +264,48 @@ def memory():
             p = start(lab, impl)
             L.wait_for("serving", lambda: serving(lab))
             idle[impl].append(L.proc_stat(p.pid)[1] / 1024)
+            print(f"  {impl} idle: {rss_parts(p.pid)}", flush=True)
             r = json.loads(lab.client("flood", L.SERVER_IP, 9000, 200, 4 * 2**20))
             assert r["failed"] == 0, (impl, r)
             busy[impl].append(L.proc_stat(p.pid)[2] / 1024)
+            print(f"  {impl} after the flood: {rss_parts(p.pid)}", flush=True)
             stop(lab, impl)
-        record("memory", "RSS idle, 3 tunnels", idle, "MiB", "lower")
-        record("memory", "peak RSS, 200 connections moving data", busy, "MiB", "lower")
+        record("memory", f"RSS idle, 3 tunnels ({label})", idle, "MiB", "lower")
+        record("memory", f"peak RSS, 200 connections moving data ({label})", busy, "MiB", "lower")
     finally:
         lab.close()
 
 
 def write_results():
+    """Write bench/results.md: rows measured now replace rows of the same name;
+    rows of parts not run this time are kept."""
+    path = os.path.join(L.ROOT, "bench", "results.md")
+    rows = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("| ") and not line.startswith("| what"):
+                    rows[line.split(" | ", 1)[0][2:]] = line.rstrip("\n")
+    except FileNotFoundError:
+        pass
+    for section, metric, r, o, unit, better in results:
+        ratio = r / o if o else float("nan")
+        key = f"{section}: {metric}"
+        rows[key] = f"| {key} | {r:.3g} {unit} | {o:.3g} {unit} | {ratio:.2f}× | {better} |"
     lines = [
         "# roadie vs OpenSSH `ssh -R`",
         "",
         f"Same sshd ({subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}), "
         "namespace lab on this machine, "
-        f"{ROUNDS} rounds each, alternating; medians. Run by `scripts/bench`.",
+        f"{ROUNDS} rounds each (memory: one), alternating; medians. Run by `scripts/bench`; "
+        "memory rows name the roadie build measured (`ROADIE_BIN`).",
         "",
         "| what | roadie | OpenSSH | roadie / OpenSSH | better |",
         "|---|---|---|---|---|",
+        *rows.values(),
     ]
-    for section, metric, r, o, unit, better in results:
-        ratio = r / o if o else float("nan")
-        lines.append(f"| {section}: {metric} | {r:.3g} {unit} | {o:.3g} {unit} | {ratio:.2f}× | {better} |")
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(L.ROOT, "bench", "results.md"), "w") as f:
+    with open(path, "w") as f:
         f.write(text)
     print(text)
 

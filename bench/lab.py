@@ -24,6 +24,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVER_IP = "10.66.0.254"
 WAN_IP = "10.66.0.2"
 NODE_IP = "192.168.1.100"
+# The roadie binary under test: ROADIE_BIN when set (e.g. a static musl build
+# from scripts/cross-build), else the host release build, honouring
+# CARGO_TARGET_DIR as cargo does.
+ROADIE_BIN = os.environ.get("ROADIE_BIN") or os.path.join(
+    os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release", "roadie"
+)
 
 
 def sh(*args, check=True, capture=True):
@@ -277,7 +283,7 @@ target = "node:{tport}"
 
     def start_roadie(self, tunnels, **kw):
         cfg = self.roadie_config(tunnels, **kw)
-        return self.start("roadie", self.rtr, [f"{ROOT}/target/release/roadie", "-c", cfg, "daemon"])
+        return self.start("roadie", self.rtr, [ROADIE_BIN, "-c", cfg, "daemon"])
 
     def start_ssh(self, tunnels, name="ssh", alive=(5, 3)):
         """OpenSSH's client, as a user would run it (ssh -N -R ...)."""
