@@ -68,7 +68,7 @@ fn daemon(cli: &cli::Cli) -> i32 {
             return 1;
         }
     };
-    rt.block_on(async {
+    let code = rt.block_on(async {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         tokio::spawn(async move {
@@ -95,5 +95,10 @@ fn daemon(cli: &cli::Cli) -> i32 {
                 1
             }
         }
-    })
+    });
+    // Do not wait for blocking threads: a name lookup (getaddrinfo) against a
+    // resolver that does not answer can take many seconds, and SIGTERM must
+    // end the process within 2 s.
+    rt.shutdown_background();
+    code
 }

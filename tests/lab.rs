@@ -903,3 +903,36 @@ fn t_tunnel_through_dhcp_renumber_and_collision() {
     assert!(through_tunnel(&lab), "the tunnel stopped serving");
     elapsed("t_tunnel_through_dhcp_renumber_and_collision", t0);
 }
+
+/// SIGTERM while the captive-portal probe waits on a resolver that never
+/// answers (a blocked name lookup runs on a thread nobody can cancel): roadie
+/// still exits within 2 s.
+#[test]
+fn sigterm_while_a_name_lookup_hangs() {
+    let Some(mut lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    lab.stop_daemon(libc::SIGTERM);
+    // The router's resolver is an address the upstream drops silently.
+    let resolv = Path::new("/etc/netns").join(&lab.rtr).join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        "nameserver 198.18.0.77\noptions timeout:5 attempts:3\n",
+    )
+    .unwrap();
+    let up = lab.up.clone();
+    lab.ip(&up, &["route", "add", "blackhole", "198.18.0.77/32"]);
+    lab.start_daemon();
+    let pid = lab.daemon_pid();
+    // The lookup runs on a blocking-pool thread: wait until it exists.
+    wait_until("the probe's name lookup to start", SHORT, || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("Threads:") && l.split_whitespace().nth(1) != Some("1"))
+    });
+    let (took, status) = lab.stop_daemon(libc::SIGTERM);
+    eprintln!("stopped {took:?} after SIGTERM with a name lookup hanging");
+    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
+    assert!(status.success(), "roadie exited with {status}");
+}
