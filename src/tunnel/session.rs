@@ -415,11 +415,9 @@ async fn login(
         // default 100 lets one busy connection hold 3 MiB; 16 costs no
         // throughput (measured) and keeps 200 connections within a router's RAM.
         channel_buffer_size: 16,
-        // The largest data packet the server may send us; each arrives as its
-        // own allocation, and up to 16 wait per channel. Half russh's 32 KiB
-        // default: 200 busy connections peaked 0.7 MiB lower, no throughput
-        // loss measured (README, "Benchmarks and soak").
-        maximum_packet_size: 16 * 1024,
+        // maximum_packet_size stays at russh's 32 KiB: 16 KiB saved 0.7 MiB
+        // at 200 busy connections but cost a third of the decrypt-direction
+        // throughput and 28 % more CPU per GiB (README, "Benchmarks and soak").
         ..client::Config::default()
     };
     // russh's default list lacks aes128-gcm, which is what OpenSSH servers with
