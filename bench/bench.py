@@ -310,8 +310,56 @@ def write_results():
     print(text)
 
 
+def profile():
+    """Where roadie's CPU goes while it decrypts (server → target, chacha20):
+    perf samples a symbolized release build during one iperf3 run; the top
+    symbols go to bench/profile.md. Not part of the default run."""
+    print("profile: server → target, chacha20-poly1305", flush=True)
+    target = os.path.join(L.ROOT, "target", "profiling")
+    env = dict(os.environ, CARGO_PROFILE_RELEASE_STRIP="false", CARGO_PROFILE_RELEASE_DEBUG="line-tables-only")
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--target-dir", target], cwd=L.ROOT, env=env, check=True)
+    L.ROADIE_BIN = os.path.join(target, "release", "roadie")
+    lab = L.Lab(tag="p", cipher=CIPHERS[0])
+    data = os.path.join(lab.dir, "perf.data")
+    try:
+        lab.iperf = lab.start("iperf", lab.cl, ["iperf3", "-s", "-p", "5201"])
+        L.wait_for("iperf3 server", lambda: L.listening(lab.iperf.pid, 5201))
+        p = start(lab, "roadie")
+        rec = subprocess.Popen(
+            ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-p", str(p.pid), "-o", data],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        gbit, _ = iperf(lab, reverse=False)
+        rec.send_signal(signal.SIGINT)
+        rec.wait(timeout=30)
+        report = L.sh("perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol", "--percent-limit", "1")
+    finally:
+        lab.close()
+    rows = []
+    for line in report.splitlines():
+        m = re.match(r"\s*([0-9.]+)%\s+\[[.k]\]\s+(.*)", line)
+        if m:
+            rows.append((float(m.group(1)), " ".join(m.group(2).split())))
+    lines = [
+        "# Where roadie's CPU goes, decrypting",
+        "",
+        f"`scripts/bench profile`: perf (cpu-clock, 999 Hz) on a symbolized release build while iperf3 "
+        f"sends server → target through one tunnel, chacha20-poly1305, {SECONDS} s: {gbit:.2f} Gbit/s. "
+        "Symbols at 1 % or more of roadie's samples:",
+        "",
+        "| share | symbol |",
+        "|---|---|",
+        *[f"| {pct:.1f} % | `{sym[:110]}` |" for pct, sym in rows],
+    ]
+    with open(os.path.join(L.ROOT, "bench", "profile.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    for pct, sym in rows:
+        print(f"  {pct:5.1f} %  {sym[:100]}")
+
+
 if __name__ == "__main__":
     parts = sys.argv[1:] or ["throughput", "latency", "recovery", "silent", "memory"]
     for part in parts:
-        {"throughput": throughput_and_cpu, "latency": latency, "recovery": recovery, "silent": silent, "memory": memory}[part]()
+        {"throughput": throughput_and_cpu, "latency": latency, "recovery": recovery, "silent": silent,
+         "memory": memory, "profile": profile}[part]()
     write_results()
