@@ -164,27 +164,28 @@ def recovery():
                 L.wait_for("serving after sshd restart", lambda: serving(lab), timeout=120, step=0.05)
                 restart[impl].append(time.monotonic() - t0)
                 # 3. Silent path loss: the server freezes. Time until the client notices.
-                lab.kill_tree("sshd", signal.SIGSTOP)
-                t0 = time.monotonic()
-                if impl == "roadie":
-                    sock = f"{lab.dir}/roadie.sock"
-                    rd = L.ROADIE_BIN
-
-                    def noticed():
-                        st = json.loads(L.sh(rd, "-s", sock, "call", "status"))
-                        return any(t["state"] != "up" for t in st["tunnels"])
-
-                    L.wait_for("roadie to notice", noticed, timeout=120, step=0.05)
-                else:
-                    first = L.descendants(p.pid)
-                    L.wait_for("ssh to notice", lambda: not any(L.alive(c) for c in first), timeout=120, step=0.05)
-                silent[impl].append(time.monotonic() - t0)
-                lab.kill_tree("sshd", signal.SIGCONT)
+                silent[impl].append(silent_loss(lab, impl, lambda: L.descendants(p.pid)))
             finally:
                 lab.close()
     record("recovery", "uplink address change → serving", addr, "s", "lower")
     record("recovery", "sshd back → serving", restart, "s", "lower")
     record("recovery", f"silent loss detected (keepalive {alive} s)", silent, "s", "lower")
+
+
+def silent_loss(lab, impl, ssh_pids):
+    """Freeze the server (SIGSTOP sshd and its sessions); seconds until the
+    client notices: roadie reports a tunnel down, or the ssh processes
+    `ssh_pids()` named before the freeze have all exited."""
+    first = ssh_pids() if impl == "openssh" else []
+    lab.kill_tree("sshd", signal.SIGSTOP)
+    t0 = time.monotonic()
+    if impl == "roadie":
+        L.wait_for("roadie to notice", lambda: any(t["state"] != "up" for t in roadie_status(lab)["tunnels"]), timeout=120, step=0.05)
+    else:
+        L.wait_for("ssh to notice", lambda: not any(L.alive(c) for c in first), timeout=120, step=0.05)
+    took = time.monotonic() - t0
+    lab.kill_tree("sshd", signal.SIGCONT)
+    return took
 
 
 def silent():
@@ -203,14 +204,7 @@ def silent():
                     p = lab.start_ssh(TUNNELS, alive=(alive, 1))
                     L.wait_for("ssh's forwards", lambda: all(lab.forwarded(t[1]) for t in TUNNELS), timeout=20)
                 L.wait_for("serving", lambda: serving(lab))
-                lab.kill_tree("sshd", signal.SIGSTOP)
-                t0 = time.monotonic()
-                if impl == "roadie":
-                    L.wait_for("roadie to notice", lambda: any(t["state"] != "up" for t in roadie_status(lab)["tunnels"]), timeout=120, step=0.05)
-                else:
-                    L.wait_for("ssh to notice", lambda: not L.alive(p.pid), timeout=120, step=0.05)
-                silent[impl].append(time.monotonic() - t0)
-                lab.kill_tree("sshd", signal.SIGCONT)
+                silent[impl].append(silent_loss(lab, impl, lambda: [p.pid]))
             finally:
                 lab.close()
     record("recovery", f"silent loss detected (keepalive {alive} s, 1 miss allowed)", silent, "s", "lower")

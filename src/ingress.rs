@@ -434,15 +434,7 @@ pub fn label_problem(s: &str) -> Option<String> {
 /// The reasons `s` is not an RFC 1123 label, without the rule.
 fn label_reasons(s: &str) -> Vec<String> {
     let mut why = char_problems(s, false);
-    if s.is_empty() {
-        why.push("it is empty".to_string());
-    }
-    if s.len() > 63 {
-        why.push(format!(
-            "it is {} characters long, at most 63 are allowed",
-            s.len()
-        ));
-    }
+    size_problems(s, 63, &mut why);
     edge_problems(s, &mut why);
     why
 }
@@ -464,15 +456,7 @@ pub fn host_problem(s: &str) -> Option<String> {
 /// The reasons alone, without the rule (the caller adds it).
 fn subdomain_reasons(s: &str) -> Option<String> {
     let mut why = char_problems(s, true);
-    if s.is_empty() {
-        why.push("it is empty".to_string());
-    }
-    if s.len() > 253 {
-        why.push(format!(
-            "it is {} characters long, at most 253 are allowed",
-            s.len()
-        ));
-    }
+    size_problems(s, 253, &mut why);
     if !s.is_empty() && s.split('.').any(str::is_empty) {
         why.push("it has an empty label (\"..\" or a \".\" at either end)".to_string());
     }
@@ -513,6 +497,19 @@ fn char_problems(s: &str, dots: bool) -> Vec<String> {
     } else {
         let verb = if bad.len() == 1 { "is" } else { "are" };
         vec![format!("{} {verb} not allowed", join(&bad))]
+    }
+}
+
+/// Empty, or longer than `max` characters.
+fn size_problems(s: &str, max: usize, why: &mut Vec<String>) {
+    if s.is_empty() {
+        why.push("it is empty".to_string());
+    }
+    if s.len() > max {
+        why.push(format!(
+            "it is {} characters long, at most {max} are allowed",
+            s.len()
+        ));
     }
 }
 

@@ -82,7 +82,7 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = failover.tick() => tunnels.tick(),
+            _ = failover.tick(), if tunnels.has_failover() => tunnels.tick(),
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
                 let r = reload(&mut config, &lan_cmd_tx, &mut tunnels, &prober).await;

@@ -208,6 +208,17 @@ fn expect_evaluations(lab: &Lab, before: u64, max: u64, what: &str) -> serde_jso
     later
 }
 
+/// Sends `sig`; roadie must exit cleanly within 2 s. Returns how long it took.
+fn stops_within_2s(lab: &mut Lab, sig: libc::c_int) -> Duration {
+    let (took, status) = lab.stop_daemon(sig);
+    assert!(took < Duration::from_secs(2), "signal {sig}: took {took:?}");
+    assert!(
+        status.success(),
+        "roadie exited with {status} on signal {sig}"
+    );
+    took
+}
+
 fn elapsed(name: &str, t0: Instant) {
     eprintln!("{name}: {:?}", t0.elapsed());
 }
@@ -264,9 +275,7 @@ fn a_no_collision_nothing_moves() {
 
     // SIGINT stops it cleanly too, within 2 s.
     let mut lab = lab;
-    let (took, status) = lab.stop_daemon(libc::SIGINT);
-    assert!(took < Duration::from_secs(2), "SIGINT took {took:?}");
-    assert!(status.success(), "roadie exited with {status} on SIGINT");
+    stops_within_2s(&mut lab, libc::SIGINT);
     elapsed("a_no_collision_nothing_moves", t0);
 }
 
@@ -296,9 +305,7 @@ fn c_restart_keeps_prefix() {
         return;
     };
     let new = collide_upstream(&mut lab);
-    let (took, status) = lab.stop_daemon(libc::SIGTERM);
-    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
-    assert!(status.success(), "roadie exited with {status} on SIGTERM");
+    stops_within_2s(&mut lab, libc::SIGTERM);
 
     lab.start_daemon();
     let s = lab.wait_ready();
@@ -931,8 +938,6 @@ fn sigterm_while_a_name_lookup_hangs() {
             .lines()
             .any(|l| l.starts_with("Threads:") && l.split_whitespace().nth(1) != Some("1"))
     });
-    let (took, status) = lab.stop_daemon(libc::SIGTERM);
+    let took = stops_within_2s(&mut lab, libc::SIGTERM);
     eprintln!("stopped {took:?} after SIGTERM with a name lookup hanging");
-    assert!(took < Duration::from_secs(2), "SIGTERM took {took:?}");
-    assert!(status.success(), "roadie exited with {status}");
 }

@@ -833,14 +833,14 @@ fn lan_readdressed_the_target_follows() {
     );
 }
 
-/// A path that dies silently (nothing comes back, no link or address
-/// change): keepalives every `keepalive_s`, dead after 3 misses; the
-/// session comes back once the path does.
-#[test]
-fn keepalive_notices_a_silently_dead_path() {
-    let Some(mut road) = Road::new() else { return };
+/// The road lab with one tunnel and `server_extra` in its server: once the
+/// tunnel is up, the router's path upstream is blackholed (nothing comes
+/// back, no link or address change). Returns the lab, the tunnel's status
+/// once it is no longer up, and how long that took.
+fn dead_path(server_extra: &str) -> Option<(Road, serde_json::Value, Duration)> {
+    let mut road = Road::new()?;
     let cfg = road.config_with(
-        "keepalive_s = 1",
+        server_extra,
         &tunnel_block("ui", "vps", "localhost:18080", "master:8080", ""),
     );
     road.start(&cfg);
@@ -853,7 +853,21 @@ fn keepalive_notices_a_silently_dead_path() {
             t["state"] != "up"
         });
     let noticed = t0.elapsed();
-    eprintln!("dead path noticed after {noticed:?}: {}", t["last_error"]);
+    eprintln!(
+        "dead path noticed after {noticed:?} ({server_extra:?}): {}",
+        t["last_error"]
+    );
+    Some((road, t, noticed))
+}
+
+/// A path that dies silently (nothing comes back, no link or address
+/// change): keepalives every `keepalive_s`, dead after 3 misses; the
+/// session comes back once the path does.
+#[test]
+fn keepalive_notices_a_silently_dead_path() {
+    let Some((road, t, noticed)) = dead_path("keepalive_s = 1") else {
+        return;
+    };
     assert!(
         t["last_error"]
             .as_str()
@@ -885,22 +899,9 @@ fn keepalive_notices_a_silently_dead_path() {
 /// keepalive (about 2 x keepalive_s) instead of three.
 #[test]
 fn keepalive_max_one_notices_sooner() {
-    let Some(mut road) = Road::new() else { return };
-    let cfg = road.config_with(
-        "keepalive_s = 1\nkeepalive_max = 1",
-        &tunnel_block("ui", "vps", "localhost:18080", "master:8080", ""),
-    );
-    road.start(&cfg);
-    road.roadie().wait_up("ui");
-    let t0 = Instant::now();
-    road.up.ip(&["route", "add", "blackhole", "10.66.0.2/32"]);
-    let t = road
-        .roadie()
-        .wait_tunnel("ui", "noticing the dead path", SHORT, |t| {
-            t["state"] != "up"
-        });
-    let noticed = t0.elapsed();
-    eprintln!("dead path noticed after {noticed:?} (keepalive_max 1)");
+    let Some((_road, t, noticed)) = dead_path("keepalive_s = 1\nkeepalive_max = 1") else {
+        return;
+    };
     assert!(
         t["last_error"]
             .as_str()

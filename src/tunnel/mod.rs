@@ -402,6 +402,12 @@ impl Manager {
         );
     }
 
+    /// Whether any tunnel has more than one way out (else [`Manager::tick`]
+    /// has nothing to do and need not be called).
+    pub fn has_failover(&self) -> bool {
+        self.ways.values().any(|w| w.vias.len() > 1)
+    }
+
     /// Failover: called on a timer; moves tunnels whose active way out has
     /// failed for `failover_s`, or back to a preferred way that has been
     /// healthy for `failback_s`.
@@ -412,7 +418,7 @@ impl Manager {
             let Some(stats) = self.stats.get(name) else {
                 continue;
             };
-            match stats.info().state {
+            match stats.state() {
                 // A captive portal is nobody's fault: no way out is tried then.
                 State::Up | State::Blocked => w.failing_since = None,
                 _ => {

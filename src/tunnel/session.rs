@@ -608,14 +608,13 @@ fn url_changed(shared: &Shared, tunnel: &str, old: &str, new: &str) {
     let Some(hook) = shared.ctx.lan_view.borrow().url_hook.clone() else {
         return;
     };
-    let env = [
-        ("ROADIE_TUNNEL".to_string(), tunnel.to_string()),
-        ("ROADIE_URL".to_string(), new.to_string()),
-        ("ROADIE_OLD_URL".to_string(), old.to_string()),
-    ];
-    let tunnel = tunnel.to_string();
+    let (tunnel, new, old) = (tunnel.to_string(), new.to_string(), old.to_string());
     tokio::spawn(async move {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let env = [
+            ("ROADIE_TUNNEL", tunnel.as_str()),
+            ("ROADIE_URL", new.as_str()),
+            ("ROADIE_OLD_URL", old.as_str()),
+        ];
         match crate::hook::run(&hook, &env).await {
             Ok(m) => log::info!("tunnel {tunnel}: url_hook: {m}"),
             Err(e) => log::warn!("tunnel {tunnel}: url_hook: {e}"),

@@ -122,6 +122,14 @@ impl Stats {
         }
     }
 
+    /// The state alone (no copy of the URLs and errors).
+    pub fn state(&self) -> State {
+        match self.info.lock() {
+            Ok(g) => g.state,
+            Err(p) => p.into_inner().state,
+        }
+    }
+
     pub fn update(&self, f: impl FnOnce(&mut Info)) {
         match self.info.lock() {
             Ok(mut g) => f(&mut g),
