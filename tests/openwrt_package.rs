@@ -260,6 +260,53 @@ fn sdk_makefile_follows_the_packages_feed() {
     }
 }
 
+/// Build/Prepare copies what the SDK's cargo builds from. Copy exactly that
+/// into an empty directory and ask cargo to resolve it: a missing file, or a
+/// `[patch]` path that was not copied, fails here instead of in the SDK.
+#[test]
+fn sdk_build_prepare_copies_everything_cargo_needs() {
+    let mk = fs::read_to_string(repo("openwrt-package/Makefile")).unwrap();
+    let prepare = mk_define(&mk, "Build/Prepare");
+    let cp = prepare
+        .iter()
+        .find_map(|l| l.strip_prefix("$(CP) "))
+        .expect("Build/Prepare has a $(CP) line");
+    let mut items: Vec<&str> = cp.split_whitespace().collect();
+    assert_eq!(items.pop(), Some("$(PKG_BUILD_DIR)/"), "{cp}");
+    let dir = tmpdir("prepare");
+    for item in items {
+        let rel = item
+            .strip_prefix("$(ROADIE_SRC)/")
+            .unwrap_or_else(|| panic!("{item} is not under $(ROADIE_SRC)"));
+        let (code, _, err) = run(Command::new("cp").arg("-r").arg(repo(rel)).arg(&dir));
+        assert_eq!(code, 0, "cp {rel}: {err}");
+    }
+    let (code, out, err) = run(Command::new("cargo")
+        .args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .current_dir(&dir));
+    assert_eq!(code, 0, "cargo metadata in the Build/Prepare copy:\n{err}");
+    let meta: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Every crate that is not from crates.io must come from inside the copy.
+    for pkg in meta["packages"].as_array().unwrap() {
+        if pkg["source"].is_null() {
+            let manifest = pkg["manifest_path"].as_str().unwrap();
+            assert!(
+                Path::new(manifest).starts_with(&dir),
+                "{} resolves outside the copy: {manifest}",
+                pkg["name"]
+            );
+        }
+    }
+    let russh = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "russh")
+        .expect("russh in the dependency graph");
+    assert!(russh["source"].is_null(), "russh is not the vendored one: {russh}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn packaged_default_config_passes_check_config() {
     let (code, out, err) = run(Command::new(ROADIE)
