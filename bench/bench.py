@@ -305,15 +305,39 @@ def write_results():
 
 
 def profile():
-    """Where roadie's CPU goes while it decrypts (server → target, chacha20):
+    """Where roadie's CPU goes while it decrypts (server → target), per cipher:
     perf samples a symbolized release build during one iperf3 run; the top
     symbols go to bench/profile.md. Not part of the default run."""
-    print("profile: server → target, chacha20-poly1305", flush=True)
     target = os.path.join(L.ROOT, "target", "profiling")
     env = dict(os.environ, CARGO_PROFILE_RELEASE_STRIP="false", CARGO_PROFILE_RELEASE_DEBUG="line-tables-only")
     subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--target-dir", target], cwd=L.ROOT, env=env, check=True)
     L.ROADIE_BIN = os.path.join(target, "release", "roadie")
-    lab = L.Lab(tag="p", cipher=CIPHERS[0])
+    lines = [
+        "# Where roadie's CPU goes, decrypting",
+        "",
+        "`scripts/bench profile`: perf (cpu-clock, 999 Hz) on a symbolized release build while iperf3 "
+        f"sends server → target through one tunnel for {SECONDS} s. Symbols at 1 % or more of roadie's samples.",
+    ]
+    for cipher in CIPHERS:
+        print(f"profile: server → target, {cipher}", flush=True)
+        gbit, rows = profile_one(cipher)
+        lines += [
+            "",
+            f"## {cipher}: {gbit:.2f} Gbit/s",
+            "",
+            "| share | symbol |",
+            "|---|---|",
+            *[f"| {pct:.1f} % | `{sym[:110]}` |" for pct, sym in rows],
+        ]
+        for pct, sym in rows:
+            print(f"  {pct:5.1f} %  {sym[:100]}")
+    with open(os.path.join(L.ROOT, "bench", "profile.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def profile_one(cipher):
+    """One perf-recorded iperf3 run: (Gbit/s, [(percent, symbol)])."""
+    lab = L.Lab(tag="p", cipher=cipher)
     data = os.path.join(lab.dir, "perf.data")
     try:
         lab.iperf = lab.start("iperf", lab.cl, ["iperf3", "-s", "-p", "5201"])
@@ -334,21 +358,7 @@ def profile():
         m = re.match(r"\s*([0-9.]+)%\s+\[[.k]\]\s+(.*)", line)
         if m:
             rows.append((float(m.group(1)), " ".join(m.group(2).split())))
-    lines = [
-        "# Where roadie's CPU goes, decrypting",
-        "",
-        f"`scripts/bench profile`: perf (cpu-clock, 999 Hz) on a symbolized release build while iperf3 "
-        f"sends server → target through one tunnel, chacha20-poly1305, {SECONDS} s: {gbit:.2f} Gbit/s. "
-        "Symbols at 1 % or more of roadie's samples:",
-        "",
-        "| share | symbol |",
-        "|---|---|",
-        *[f"| {pct:.1f} % | `{sym[:110]}` |" for pct, sym in rows],
-    ]
-    with open(os.path.join(L.ROOT, "bench", "profile.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    for pct, sym in rows:
-        print(f"  {pct:5.1f} %  {sym[:100]}")
+    return gbit, rows
 
 
 if __name__ == "__main__":

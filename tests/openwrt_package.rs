@@ -303,7 +303,10 @@ fn sdk_build_prepare_copies_everything_cargo_needs() {
         .iter()
         .find(|p| p["name"] == "russh")
         .expect("russh in the dependency graph");
-    assert!(russh["source"].is_null(), "russh is not the vendored one: {russh}");
+    assert!(
+        russh["source"].is_null(),
+        "russh is not the vendored one: {russh}"
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -1,0 +1,216 @@
+//! `chacha20-poly1305@openssh.com` (OpenSSH's PROTOCOL.chacha20poly1305) on
+//! RustCrypto's `chacha20` and `poly1305`, for roadie's vendored russh.
+//!
+//! Why not ring's `chacha20_poly1305_openssh`, which russh uses: ring computes
+//! Poly1305 in portable C, which was 40 % of roadie's CPU while receiving bulk
+//! data; RustCrypto's picks an AVX2 backend at run time on x86 and is portable
+//! code elsewhere (MIPS, ARM), as ring's is. This is its own crate so that
+//! Cargo.toml can build it at opt-level 3 while the rest of the binary is
+//! optimised for size: the generic cipher code is instantiated here, and at
+//! opt-level "z" it ran about 8 times slower (measured).
+//!
+//! The construction: the 64-byte key is K_2 (first half: payload and MAC key)
+//! then K_1 (second half: packet length); the nonce is the sequence number;
+//! the Poly1305 key is K_2's keystream block 0 and the payload uses blocks 1
+//! on; the tag covers the encrypted length and the ciphertext.
+#![forbid(unsafe_code)]
+
+use chacha20::ChaCha20;
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use poly1305::Poly1305;
+use poly1305::universal_hash::{KeyInit, UniversalHash};
+
+pub const KEY_LEN: usize = 64;
+pub const TAG_LEN: usize = 16;
+pub const PACKET_LENGTH_LEN: usize = 4;
+
+/// The tag did not match, or the packet was shorter than its length field.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadPacket;
+
+/// One direction's keys.
+pub struct Keys {
+    k_1: chacha20::Key,
+    k_2: chacha20::Key,
+}
+
+impl Keys {
+    pub fn new(key_material: &[u8; KEY_LEN]) -> Keys {
+        let (k_2, k_1) = key_material.split_at(KEY_LEN / 2);
+        let mut keys = Keys {
+            k_1: chacha20::Key::default(),
+            k_2: chacha20::Key::default(),
+        };
+        keys.k_1.copy_from_slice(k_1);
+        keys.k_2.copy_from_slice(k_2);
+        keys
+    }
+
+    /// Encrypts or decrypts (the same operation) a packet length with K_1.
+    pub fn packet_length(&self, seqn: u32, length: [u8; PACKET_LENGTH_LEN]) -> [u8; 4] {
+        let mut length = length;
+        stream(&self.k_1, seqn).apply_keystream(&mut length);
+        length
+    }
+
+    /// `packet` is `packet_length || padding_length || payload || padding`
+    /// in the clear; it becomes the encrypted packet, and the tag is
+    /// written to `tag_out`. A packet shorter than its length field is left
+    /// as it is, with a zero tag (russh never makes one).
+    pub fn seal(&self, seqn: u32, packet: &mut [u8], tag_out: &mut [u8; TAG_LEN]) {
+        let Some((length, rest)) = packet.split_first_chunk_mut::<PACKET_LENGTH_LEN>() else {
+            *tag_out = [0; TAG_LEN];
+            return;
+        };
+        *length = self.packet_length(seqn, *length);
+        let (mut cipher, mac) = self.payload(seqn);
+        cipher.apply_keystream(rest);
+        *tag_out = mac_of(mac, packet);
+    }
+
+    /// Checks `tag` over `packet` (encrypted length || ciphertext) and only
+    /// then decrypts the ciphertext in place; returns the plaintext after
+    /// the length field. On a bad tag, `packet` is left as it was.
+    pub fn open<'a>(
+        &self,
+        seqn: u32,
+        packet: &'a mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<&'a [u8], BadPacket> {
+        if packet.len() < PACKET_LENGTH_LEN {
+            return Err(BadPacket);
+        }
+        let (mut cipher, mac) = self.payload(seqn);
+        let want = mac_of(mac, packet);
+        // Every byte is compared, whatever the first difference.
+        let diff = want.iter().zip(tag).fold(0u8, |d, (a, b)| d | (a ^ b));
+        if diff != 0 {
+            return Err(BadPacket);
+        }
+        let plaintext = &mut packet[PACKET_LENGTH_LEN..];
+        cipher.apply_keystream(plaintext);
+        Ok(plaintext)
+    }
+
+    /// K_2's keystream positioned at block 1, and the Poly1305 key made
+    /// from block 0.
+    fn payload(&self, seqn: u32) -> (ChaCha20, Poly1305) {
+        let mut cipher = stream(&self.k_2, seqn);
+        let mut block0 = [0u8; 64];
+        cipher.apply_keystream(&mut block0);
+        let mut key = poly1305::Key::default();
+        key.copy_from_slice(&block0[..32]);
+        (cipher, Poly1305::new(&key))
+    }
+}
+
+fn stream(key: &chacha20::Key, seqn: u32) -> ChaCha20 {
+    // OpenSSH's 64-bit nonce is the sequence number; in the 96-bit form the
+    // first 4 bytes are zero and the 32-bit block counter starts at 0.
+    let mut nonce = chacha20::Nonce::default();
+    nonce[8..].copy_from_slice(&seqn.to_be_bytes());
+    ChaCha20::new(key, &nonce)
+}
+
+/// Poly1305 over `data` without padding: whole blocks through the backend's
+/// parallel path, then the partial last block.
+fn mac_of(mut mac: Poly1305, data: &[u8]) -> [u8; TAG_LEN] {
+    let (blocks, rest) = poly1305::Block::slice_as_chunks(data);
+    mac.update(blocks);
+    mac.compute_unpadded(rest).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::aead::chacha20_poly1305_openssh as reference;
+
+    /// A deterministic byte stream (xorshift), so a failure reproduces.
+    fn bytes(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn key(seed: u64) -> [u8; KEY_LEN] {
+        bytes(seed, KEY_LEN).try_into().unwrap()
+    }
+
+    /// Packet sizes around the 16-byte Poly1305 block and 64-byte ChaCha20
+    /// block edges, up to a full 32 KiB data packet; sequence numbers at
+    /// both ends of their range.
+    const CASES: &[(usize, u32)] = &[
+        (4, 0),
+        (8, 1),
+        (16, 2),
+        (20, 3),
+        (28, 7),
+        (36, 255),
+        (60, 256),
+        (64, 65_535),
+        (68, 65_536),
+        (132, 1 << 24),
+        (1_028, u32::MAX - 1),
+        (32_788, u32::MAX),
+        (35_000, 12_345),
+    ];
+
+    #[test]
+    fn seals_exactly_as_ring_does() {
+        for (i, &(len, seqn)) in CASES.iter().enumerate() {
+            let k = key(i as u64 + 1);
+            let clear = bytes(i as u64 + 100, len);
+            let (mut ours, mut theirs) = (clear.clone(), clear.clone());
+            let (mut tag, mut ref_tag) = ([0; TAG_LEN], [0; TAG_LEN]);
+            Keys::new(&k).seal(seqn, &mut ours, &mut tag);
+            reference::SealingKey::new(&k).seal_in_place(seqn, &mut theirs, &mut ref_tag);
+            assert_eq!(ours, theirs, "ciphertext, len {len} seqn {seqn}");
+            assert_eq!(tag, ref_tag, "tag, len {len} seqn {seqn}");
+        }
+    }
+
+    #[test]
+    fn opens_what_ring_sealed_and_reads_the_length() {
+        for (i, &(len, seqn)) in CASES.iter().enumerate() {
+            let k = key(i as u64 + 1);
+            let mut clear = bytes(i as u64 + 200, len);
+            clear[..4].copy_from_slice(&(len as u32 - 4).to_be_bytes());
+            let mut packet = clear.clone();
+            let mut tag = [0; TAG_LEN];
+            reference::SealingKey::new(&k).seal_in_place(seqn, &mut packet, &mut tag);
+            let keys = Keys::new(&k);
+            let length = keys.packet_length(seqn, packet[..4].try_into().unwrap());
+            assert_eq!(length, clear[..4], "length, len {len} seqn {seqn}");
+            let plain = keys.open(seqn, &mut packet, &tag).unwrap();
+            assert_eq!(plain, &clear[4..], "plaintext, len {len} seqn {seqn}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_changed_byte_or_tag_or_sequence_number_and_leaves_the_packet() {
+        let k = key(9);
+        let keys = Keys::new(&k);
+        let mut sealed = bytes(5, 100);
+        let mut tag = [0; TAG_LEN];
+        keys.seal(41, &mut sealed, &mut tag);
+        for flip in [0, 3, 4, 50, 99] {
+            let mut p = sealed.clone();
+            p[flip] ^= 0x80;
+            let before = p.clone();
+            assert_eq!(keys.open(41, &mut p, &tag), Err(BadPacket), "byte {flip}");
+            assert_eq!(p, before, "byte {flip}: packet changed on a bad tag");
+        }
+        let mut bad_tag = tag;
+        bad_tag[15] ^= 1;
+        assert_eq!(keys.open(41, &mut sealed.clone(), &bad_tag), Err(BadPacket));
+        assert_eq!(keys.open(42, &mut sealed.clone(), &tag), Err(BadPacket));
+        assert_eq!(keys.open(41, &mut [0u8; 3], &tag), Err(BadPacket));
+        assert!(keys.open(41, &mut sealed, &tag).is_ok());
+    }
+}
