@@ -171,7 +171,12 @@ impl Roadie {
 
     /// Polls status (over the socket, every 10 ms, roadie alive) until
     /// `pred` holds; returns it.
-    pub fn wait_status(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let mut last = Value::Null;
         let start = Instant::now();
         loop {

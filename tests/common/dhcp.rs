@@ -23,8 +23,8 @@ use super::ns::{self, Ns};
 use super::proc::{alive, listening, read_log, signal, stop_child};
 use super::sshd::Sshd;
 use super::{
-    LONG, REPO, SHORT, chmod_x, host_in, lab_dir, lab_possible, net, prefix_of, remove_lab_dir, skip,
-    unique, wait_for, wait_until,
+    LONG, REPO, SHORT, chmod_x, host_in, lab_dir, lab_possible, net, prefix_of, remove_lab_dir,
+    skip, unique, wait_for, wait_until,
 };
 
 /// Where [`Lab::start_sshd`] listens: an address on `lo` in the upstream

@@ -11,7 +11,8 @@
 //! The tunnel tests build their labs from the same parts in
 //! tests/tunnel_lab. Everything a lab starts dies with the test process;
 //! every private address lives in namespaces the lab creates and removes.
-#![allow(dead_code, unused_imports)]
+// Each test crate uses a different part of the harness.
+#![allow(dead_code)]
 
 pub mod daemon;
 pub mod dhcp;
@@ -20,11 +21,17 @@ pub mod proc;
 pub mod sshd;
 pub mod wait;
 
+#[allow(unused_imports)]
 pub use daemon::{Roadie, evaluations, history_len, lan_prefix, settling, wan};
+#[allow(unused_imports)]
 pub use dhcp::{HookRun, Lab, LabOpts, SSHD_ADDR};
+#[allow(unused_imports)]
 pub use ns::Ns;
+#[allow(unused_imports)]
 pub use proc::{alive, descendants, proc_state, run_ok, run_with, sh, signal};
+#[allow(unused_imports)]
 pub use sshd::{SSHD, Sshd, USER, ensure_user, fingerprint, keygen};
+#[allow(unused_imports)]
 pub use wait::{wait_for, wait_until};
 
 use ipnet::Ipv4Net;

@@ -76,7 +76,11 @@ impl Ns {
 
     /// Runs `args` in here to completion, panicking unless it exits 0.
     fn exec_ok(&self, args: &[&str]) -> String {
-        run_ok(Command::new("ip").args(["netns", "exec", &self.name]).args(args))
+        run_ok(
+            Command::new("ip")
+                .args(["netns", "exec", &self.name])
+                .args(args),
+        )
     }
 
     /// Run `f` on a thread that has entered this namespace; sockets it
