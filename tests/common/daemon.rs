@@ -242,6 +242,11 @@ impl Drop for Roadie {
 // ---------------------------------------------------------------------------
 // Status accessors
 
+/// The first tunnel's status object.
+pub fn tunnel0(s: &Value) -> &Value {
+    &s["tunnels"][0]
+}
+
 fn find_tunnel<'a>(s: &'a Value, name: &str) -> Option<&'a Value> {
     s["tunnels"]
         .as_array()

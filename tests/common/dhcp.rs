@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::daemon::{Roadie, evaluations, settling};
 use super::ns::{self, Ns};
-use super::proc::{alive, listening, read_log, signal, stop_child};
+use super::proc::{alive, read_log, signal, stop_child, wait_listening};
 use super::sshd::Sshd;
 use super::{
     LONG, REPO, SHORT, chmod_x, host_in, lab_dir, lab_possible, net, prefix_of, remove_lab_dir,
@@ -96,7 +96,8 @@ pub struct Lab {
     dnsmasq: Option<Child>,
     dnsmasq_gen: u32,
     udhcpc: Option<Child>,
-    daemon: Roadie,
+    /// roadie in `rtr`: its socket, CLI and status (see [`Roadie`]).
+    pub daemon: Roadie,
     /// OpenSSH's sshd in `up` (see [`Lab::start_sshd`]).
     sshd: Option<Sshd>,
     started_pids: Vec<u32>,
@@ -234,14 +235,13 @@ impl Lab {
         );
         let pid = child.id();
         self.http = Some(child);
-        wait_until("the node's HTTP server to listen", SHORT, || {
-            assert!(
-                alive(pid),
-                "http server died:\n{}",
-                self.read_log("http.log")
-            );
-            listening(pid, "tcp", 8080)
-        });
+        wait_listening(
+            "the node's HTTP server",
+            pid,
+            "tcp",
+            8080,
+            &self.dir.join("http.log"),
+        );
     }
 
     fn start_dnsmasq(&mut self) {
@@ -277,14 +277,7 @@ impl Lab {
         let child = self.spawn_in(&up, &args, "dnsmasq.log");
         let pid = child.id();
         self.dnsmasq = Some(child);
-        wait_until("dnsmasq to listen on :67", SHORT, || {
-            assert!(
-                alive(pid),
-                "dnsmasq died:\n{}",
-                self.read_log("dnsmasq.log")
-            );
-            listening(pid, "udp", 67)
-        });
+        wait_listening("dnsmasq", pid, "udp", 67, &self.dir.join("dnsmasq.log"));
     }
 
     fn start_udhcpc(&mut self) {
@@ -463,6 +456,20 @@ impl Lab {
         sshd.run();
     }
 
+    /// roadie's config lines for a tunnel through [`Lab::start_sshd`]'s
+    /// sshd: server `hotel` (as root, known_hosts in the lab dir) and tunnel
+    /// `ui`, `0.0.0.0:18080` there -> `master:8080`.
+    pub fn hotel_tunnel_config(&self) -> String {
+        format!(
+            "\n[[server]]\nname = \"hotel\"\nhost = {SSHD_ADDR:?}\nuser = \"root\"\n\
+             identity = {:?}\nknown_hosts = {:?}\nsession = \"none\"\nkeepalive_s = 2\n\n\
+             [[tunnel]]\nname = \"ui\"\nserver = \"hotel\"\nremote = \"0.0.0.0:18080\"\n\
+             target = \"master:8080\"\n",
+            self.ssh_key().display().to_string(),
+            self.dir.join("known_hosts").display().to_string(),
+        )
+    }
+
     pub fn sshd_pid(&self) -> u32 {
         self.sshd
             .as_ref()
@@ -548,47 +555,18 @@ impl Lab {
 
     /// Waits until roadie is idle with at least `min_evals` evaluations.
     pub fn wait_idle(&self, min_evals: u64) -> Value {
-        self.wait_status(
+        self.daemon.wait_status(
             &format!("roadie idle (settling false, evaluations >= {min_evals})"),
             LONG,
             |s| !settling(s) && evaluations(s) >= min_evals,
         )
     }
 
-    /// Polls status (over the socket) until `pred` holds; returns it.
-    pub fn wait_status(
-        &self,
-        what: &str,
-        timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        self.daemon.wait_status(what, timeout, pred)
-    }
-
-    /// Runs the roadie CLI with `-s <socket>`.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        self.daemon.cli(args)
-    }
-
-    /// `roadie call METHOD JSON`: Ok(result) on exit 0, Err(stderr) on exit 1.
-    pub fn call(&self, method: &str, params: Value) -> Result<Value, String> {
-        self.daemon.call(method, params)
-    }
-
     /// `roadie call status` (through the CLI), which must succeed.
     pub fn status(&self) -> Value {
-        self.call("status", json!({}))
+        self.daemon
+            .call("status", json!({}))
             .unwrap_or_else(|e| panic!("roadie call status failed: {e}"))
-    }
-
-    /// Sends raw bytes on a fresh connection; returns the first reply line.
-    pub fn raw(&self, bytes: &[u8]) -> std::io::Result<String> {
-        self.daemon.raw(bytes)
-    }
-
-    /// One request over the socket: Ok(result) or Err(error message).
-    pub fn rpc(&self, method: &str, params: Value) -> Result<Value, String> {
-        self.daemon.rpc(method, params)
     }
 
     pub fn hook_runs(&self) -> Vec<HookRun> {

@@ -22,7 +22,7 @@ pub mod sshd;
 pub mod wait;
 
 #[allow(unused_imports)]
-pub use daemon::{Roadie, evaluations, history_len, lan_prefix, settling, wan};
+pub use daemon::{Roadie, evaluations, history_len, lan_prefix, settling, tunnel0, wan};
 #[allow(unused_imports)]
 pub use dhcp::{HookRun, Lab, LabOpts, SSHD_ADDR};
 #[allow(unused_imports)]

@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::SHORT;
+use super::{SHORT, wait_until};
 
 /// Children die with the test process even if it is SIGKILLed (e.g. by a CI
 /// timeout), so nothing keeps running in a leaked namespace.
@@ -187,6 +187,15 @@ pub fn listening(pid: u32, proto: &str, port: u16) -> bool {
         let f: Vec<&str> = l.split_whitespace().collect();
         f.len() > 3 && f[1].ends_with(&want) && (proto != "tcp" || f[3] == "0A")
     })
+}
+
+/// Waits ([`SHORT`]) until `pid` listens on `port` (see [`listening`]);
+/// panics with its `log` if it dies first.
+pub fn wait_listening(name: &str, pid: u32, proto: &str, port: u16, log: &Path) {
+    wait_until(&format!("{name} to listen on :{port}"), SHORT, || {
+        assert!(alive(pid), "{name} died:\n{}", read_log(log));
+        listening(pid, proto, port)
+    });
 }
 
 /// kill(2), which must succeed.

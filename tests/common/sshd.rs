@@ -10,12 +10,14 @@ use std::thread;
 use std::time::Duration;
 
 use super::ns::{Ns, spawn_in};
-use super::proc::{alive, descendants, kill_alive, listening, read_log, run_ok, stop_child};
-use super::{SHORT, wait_until};
+use super::proc::{descendants, kill_alive, read_log, run_ok, stop_child, wait_listening};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 /// The unprivileged account the tunnel lab's sshd lets in.
 pub const USER: &str = "roadie-tun";
+
+/// The tunnel lab's sshd drops a silent session after about 6 s.
+const KEEPALIVE: &str = "ClientAliveInterval 2\nClientAliveCountMax 3\n";
 
 /// A fresh key pair at `path` (and `path.pub`), no passphrase.
 pub fn keygen(path: &Path, kind: &str) {
@@ -82,14 +84,7 @@ impl Sshd {
     /// `authorized` and forward remote ports, on `addr:port` inside `ns`;
     /// its files in `dir/sshd<port>`. Waits until it listens.
     pub fn start(ns: &Ns, dir: &Path, addr: &str, port: u16, authorized: &[&Path]) -> Sshd {
-        Sshd::start_with(
-            ns,
-            dir,
-            addr,
-            port,
-            authorized,
-            "ClientAliveInterval 2\nClientAliveCountMax 3\n",
-        )
+        Sshd::start_with(ns, dir, addr, port, authorized, KEEPALIVE)
     }
 
     /// As [`Sshd::start`], with `extra` sshd_config lines (keepalive settings).
@@ -172,10 +167,7 @@ impl Sshd {
         );
         let pid = child.id();
         self.child = Some(child);
-        wait_until(&format!("sshd to listen on :{}", self.port), SHORT, || {
-            assert!(alive(pid), "sshd died:\n{}", self.log());
-            listening(pid, "tcp", self.port)
-        });
+        wait_listening("sshd", pid, "tcp", self.port, &self.dir.join("sshd.log"));
     }
 
     /// Kill sshd and every session process it forked (as a crashed or
