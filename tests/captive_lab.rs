@@ -126,13 +126,9 @@ fn sshd_connections(lab: &Lab) -> usize {
 #[test]
 fn captive_portal_holds_tunnels_then_releases_them_at_once() {
     let t0 = Instant::now();
-    let Some(mut lab) = Lab::new(LabOpts {
-        start_daemon: false,
-        ..LabOpts::default()
-    }) else {
+    let Some(mut lab) = Lab::with_sshd() else {
         return;
     };
-    lab.start_sshd();
     let portal = PortalServer::start(&lab.up, &format!("{SSHD_ADDR}:{PROBE_PORT}"));
     let probe_url = format!("http://{SSHD_ADDR}/generate_204");
     let wan = "[wan]\ninterfaces = [\"wan0\"]\n";

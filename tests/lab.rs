@@ -817,13 +817,9 @@ fn node_gets_from(lab: &Lab, ip: &str) -> usize {
 #[test]
 fn t_tunnel_through_dhcp_renumber_and_collision() {
     let t0 = Instant::now();
-    let Some(mut lab) = Lab::new(LabOpts {
-        start_daemon: false,
-        ..LabOpts::default()
-    }) else {
+    let Some(mut lab) = Lab::with_sshd() else {
         return;
     };
-    lab.start_sshd();
     let cfg = lab.config_text() + &lab.hotel_tunnel_config();
     lab.write_config(&cfg);
     lab.start_daemon();

@@ -444,15 +444,14 @@ impl Lab {
             &self.up,
             &["addr", "add", &format!("{SSHD_ADDR}/32"), "dev", "lo"],
         );
-        let sshd = self.sshd.insert(Sshd::configure(
-            &self.up,
-            &self.dir,
-            SSHD_ADDR,
-            22,
+        let sshd = self
+            .sshd
+            .insert(Sshd::new(&self.up, &self.dir, SSHD_ADDR, 22));
+        sshd.configure(
             &[&key],
             "PermitRootLogin prohibit-password\nAllowUsers root\nAllowTcpForwarding yes\n\
              ClientAliveInterval 1\nClientAliveCountMax 2\n",
-        ));
+        );
         sshd.run();
     }
 
@@ -468,6 +467,16 @@ impl Lab {
             self.ssh_key().display().to_string(),
             self.dir.join("known_hosts").display().to_string(),
         )
+    }
+
+    /// A lab with [`Lab::start_sshd`]'s sshd running, roadie not started.
+    pub fn with_sshd() -> Option<Lab> {
+        let mut lab = Lab::new(LabOpts {
+            start_daemon: false,
+            ..LabOpts::default()
+        })?;
+        lab.start_sshd();
+        Some(lab)
     }
 
     pub fn sshd_pid(&self) -> u32 {

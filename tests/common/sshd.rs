@@ -97,11 +97,8 @@ impl Sshd {
         extra: &str,
     ) -> Sshd {
         ensure_user();
-        let mut s = Sshd::configure(
-            &ns.name,
-            &dir.join(format!("sshd{port}")),
-            addr,
-            port,
+        let mut s = Sshd::new(&ns.name, &dir.join(format!("sshd{port}")), addr, port);
+        s.configure(
             authorized,
             &format!("AllowUsers {USER}\nAllowTcpForwarding remote\nMaxStartups 100\n{extra}"),
         );
@@ -109,23 +106,29 @@ impl Sshd {
         s
     }
 
-    /// Writes the host key, `authorized_keys` (the `.pub` of each key in
-    /// `authorized`) and an `sshd_config` for `addr:port` to `dir`; `extra`
-    /// says who may log in and what they may do. Does not start sshd.
-    pub fn configure(
-        ns: &str,
-        dir: &Path,
-        addr: &str,
-        port: u16,
-        authorized: &[&Path],
-        extra: &str,
-    ) -> Sshd {
+    /// An sshd for `addr:port` inside namespace `ns`, its files in `dir`;
+    /// neither configured nor started.
+    pub fn new(ns: &str, dir: &Path, addr: &str, port: u16) -> Sshd {
+        Sshd {
+            ns: ns.into(),
+            dir: dir.into(),
+            addr: addr.into(),
+            port,
+            host_key: dir.join("host_ed25519"),
+            child: None,
+        }
+    }
+
+    /// Writes a new host key, `authorized_keys` (the `.pub` of each key in
+    /// `authorized`) and `sshd_config`; `extra` says who may log in and
+    /// what they may do. Takes effect at the next [`Sshd::run`].
+    pub fn configure(&self, authorized: &[&Path], extra: &str) {
+        let (dir, addr, port) = (&self.dir, &self.addr, self.port);
         fs::create_dir_all("/run/sshd").expect("create /run/sshd");
         fs::create_dir_all(dir).unwrap();
         // sshd reads authorized_keys as the user logging in.
         fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
-        let host_key = dir.join("host_ed25519");
-        keygen(&host_key, "ed25519");
+        keygen(&self.host_key, "ed25519");
         let mut keys = String::new();
         for k in authorized {
             keys += &fs::read_to_string(k.with_extension("pub")).unwrap();
@@ -137,18 +140,10 @@ impl Sshd {
             "Port {port}\nListenAddress {addr}\nHostKey {}\nPidFile none\nUsePAM no\nStrictModes no\n\
              AuthorizedKeysFile {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\nGatewayPorts clientspecified\nLogLevel VERBOSE\n{extra}",
-            host_key.display(),
+            self.host_key.display(),
             ak.display()
         );
         fs::write(dir.join("sshd_config"), cfg).expect("write sshd_config");
-        Sshd {
-            ns: ns.into(),
-            dir: dir.into(),
-            addr: addr.into(),
-            port,
-            host_key,
-            child: None,
-        }
     }
 
     /// The host key's fingerprint.
