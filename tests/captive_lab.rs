@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -20,8 +19,8 @@ const PORTAL: &str = "http://portal.example/login";
 /// router reaches it through its DHCP default route.
 const PROBE_PORT: u16 = 80;
 
-/// A tiny HTTP server inside a namespace: a thread that joined it with
-/// setns(2) (a per-thread attribute) before binding. Answers every request
+/// A tiny HTTP server inside a namespace (its socket opened there, see
+/// [`ns::enter`]). Answers every request
 /// with a 302 to [`PORTAL`] until `let_through`, then with 204.
 struct PortalServer {
     open: Arc<AtomicBool>,
@@ -34,13 +33,14 @@ struct PortalServer {
 
 impl PortalServer {
     fn start(ns: &str, addr: &str) -> PortalServer {
-        let path = format!("/run/netns/{ns}");
-        let addr = addr.to_string();
+        let l = ns::enter(ns, || {
+            TcpListener::bind(addr).expect("bind the portal server")
+        });
+        l.set_nonblocking(true).unwrap();
         let open = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicU64::new(0));
         let first_open = Arc::new(Mutex::new(None));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = {
             let (open, stop, requests, first_open) = (
                 open.clone(),
@@ -49,13 +49,6 @@ impl PortalServer {
                 first_open.clone(),
             );
             thread::spawn(move || {
-                let fd = std::fs::File::open(&path).expect("open netns file");
-                // SAFETY: setns on a valid namespace fd; affects this thread only.
-                let rc = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                let l = TcpListener::bind(&addr).expect("bind the portal server");
-                l.set_nonblocking(true).unwrap();
-                ready_tx.send(()).unwrap();
                 while !stop.load(Ordering::SeqCst) {
                     match l.accept() {
                         Ok((s, _)) => {
@@ -71,9 +64,6 @@ impl PortalServer {
                 }
             })
         };
-        ready_rx
-            .recv_timeout(SHORT)
-            .expect("the portal server to listen");
         PortalServer {
             open,
             stop,
@@ -123,10 +113,6 @@ impl Drop for PortalServer {
     }
 }
 
-fn tunnel0(s: &serde_json::Value) -> &serde_json::Value {
-    &s["tunnels"][0]
-}
-
 fn sshd_connections(lab: &Lab) -> usize {
     lab.read_log("sshd.log")
         .lines()
@@ -140,37 +126,30 @@ fn sshd_connections(lab: &Lab) -> usize {
 #[test]
 fn captive_portal_holds_tunnels_then_releases_them_at_once() {
     let t0 = Instant::now();
-    let Some(mut lab) = Lab::new(LabOpts {
-        start_daemon: false,
-        ..LabOpts::default()
-    }) else {
+    let Some(mut lab) = Lab::with_sshd() else {
         return;
     };
-    lab.start_sshd();
     let portal = PortalServer::start(&lab.up, &format!("{SSHD_ADDR}:{PROBE_PORT}"));
     let probe_url = format!("http://{SSHD_ADDR}/generate_204");
     let wan = "[wan]\ninterfaces = [\"wan0\"]\n";
     let text = lab.config_text();
     assert!(text.contains(wan), "{text}");
     let cfg = text.replace(wan, &format!("{wan}probe_url = {probe_url:?}\n"))
-        + &format!(
-            "\n[[server]]\nname = \"hotel\"\nhost = {SSHD_ADDR:?}\nuser = \"root\"\n\
-             identity = {:?}\nknown_hosts = {:?}\nsession = \"none\"\nkeepalive_s = 2\n\n\
-             [[tunnel]]\nname = \"ui\"\nserver = \"hotel\"\nremote = \"0.0.0.0:18080\"\n\
-             target = \"master:8080\"\n",
-            lab.ssh_key().display().to_string(),
-            lab.dir.join("known_hosts").display().to_string(),
-        );
+        + &lab.hotel_tunnel_config();
     lab.write_config(&cfg);
-    let check = lab.cli(&["-c", lab.cfg.to_str().unwrap(), "check-config"]);
+    let check = lab
+        .daemon
+        .cli(&["-c", lab.cfg.to_str().unwrap(), "check-config"]);
     assert!(check.status.success(), "{check:?}");
     let started = Instant::now();
     lab.start_daemon();
 
     // The portal is reported and the tunnel is held.
-    let s = lab.wait_status("the captive portal in status", LONG, |s| {
-        s["captive"]["url"] == PORTAL && tunnel0(s)["state"] == "blocked"
-    });
+    let s = lab
+        .daemon
+        .wait_status("the captive portal in status", LONG, |s| {
+            s["captive"]["url"] == PORTAL && tunnel0(s)["state"] == "blocked"
+        });
     let found = started.elapsed();
     assert_eq!(s["captive"]["probe_url"], probe_url.as_str(), "{s}");
     assert!(s["captive"]["since"].as_u64().is_some(), "{s}");
@@ -183,7 +162,7 @@ fn captive_portal_holds_tunnels_then_releases_them_at_once() {
         "{s}"
     );
     assert_eq!(t["reconnects"], 0, "{s}");
-    let human = lab.cli(&["status"]);
+    let human = lab.daemon.cli(&["status"]);
     let human = String::from_utf8_lossy(&human.stdout).into_owned();
     assert!(
         human.contains(&format!(
@@ -196,9 +175,11 @@ fn captive_portal_holds_tunnels_then_releases_them_at_once() {
     let ssh_before = sshd_connections(&lab);
     let count = s["probe"]["count"].as_u64().unwrap_or(0);
     let held_from = Instant::now();
-    let s = lab.wait_status("three more probes while held", SHORT, |s| {
-        s["probe"]["count"].as_u64().unwrap_or(0) >= count + 3
-    });
+    let s = lab
+        .daemon
+        .wait_status("three more probes while held", SHORT, |s| {
+            s["probe"]["count"].as_u64().unwrap_or(0) >= count + 3
+        });
     let held = held_from.elapsed();
     assert_eq!(tunnel0(&s)["state"], "blocked", "{s}");
     assert_eq!(tunnel0(&s)["reconnects"], 0, "{s}");
@@ -245,7 +226,7 @@ fn captive_portal_holds_tunnels_then_releases_them_at_once() {
     assert_eq!(s["probe"]["result"], "open", "{s}");
     assert_eq!(tunnel0(&s)["state"], "up", "{s}");
     assert_eq!(tunnel0(&s)["reconnects"], 0, "{s}");
-    let human = String::from_utf8_lossy(&lab.cli(&["status"]).stdout).into_owned();
+    let human = String::from_utf8_lossy(&lab.daemon.cli(&["status"]).stdout).into_owned();
     assert!(!human.contains("CAPTIVE"), "{human}");
     drop(portal);
     eprintln!("captive_lab: {:?} in all", t0.elapsed());

@@ -95,7 +95,7 @@ fn overlaps(a: &str, b: &str) -> bool {
 /// Waits until roadie has moved the LAN away from `old` and is idle with
 /// its hook reported; returns that status.
 fn wait_moved(lab: &Lab, old: &str) -> serde_json::Value {
-    lab.wait_status(
+    lab.daemon.wait_status(
         &format!("roadie to move the LAN away from {old} (idle, hook reported)"),
         LONG,
         |s| !settling(s) && lan_prefix(s) != old && !s["lan"]["hook"].is_null(),
@@ -189,9 +189,11 @@ fn expect_one_evaluation(lab: &Lab, before: u64, what: &str) -> serde_json::Valu
 
 /// Like [`expect_one_evaluation`], allowing up to `max` evaluations.
 fn expect_evaluations(lab: &Lab, before: u64, max: u64, what: &str) -> serde_json::Value {
-    let s = lab.wait_status(&format!("an evaluation after {what}"), LONG, |s| {
-        !settling(s) && evaluations(s) > before
-    });
+    let s = lab
+        .daemon
+        .wait_status(&format!("an evaluation after {what}"), LONG, |s| {
+            !settling(s) && evaluations(s) > before
+        });
     let got = evaluations(&s) - before;
     assert!(
         got <= max,
@@ -256,17 +258,17 @@ fn a_no_collision_nothing_moves() {
     assert!(lab.hook_runs().is_empty());
 
     // `status --json` is the same object as `call status`.
-    let out = lab.cli(&["status", "--json"]);
+    let out = lab.daemon.cli(&["status", "--json"]);
     assert!(out.status.success(), "status --json: {out:?}");
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
     assert_eq!(j["lan"]["prefix"], s["lan"]["prefix"]);
     assert_eq!(j["wan"], s["wan"]);
-    let out = lab.cli(&["status"]);
+    let out = lab.daemon.cli(&["status"]);
     assert!(
         out.status.success() && !out.stdout.is_empty(),
         "status: {out:?}"
     );
-    let out = lab.cli(&["list"]);
+    let out = lab.daemon.cli(&["list"]);
     let list = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "list: {out:?}");
     for m in ["status", "reload", "readdress"] {
@@ -362,9 +364,11 @@ fn d_no_free_prefix_reports_problem() {
     let Some(lab) = Lab::new(wide_upstream_opts(&["10.0.0.0/8"])) else {
         return;
     };
-    let s = lab.wait_status("lan.problem to be reported", LONG, |s| {
-        !settling(s) && s["lan"]["problem"].is_string()
-    });
+    let s = lab
+        .daemon
+        .wait_status("lan.problem to be reported", LONG, |s| {
+            !settling(s) && s["lan"]["problem"].is_string()
+        });
     let problem = s["lan"]["problem"].as_str().unwrap();
     assert!(problem.contains("no free prefix"), "problem: {problem}");
     assert!(
@@ -486,6 +490,7 @@ fn f_forced_readdress() {
         return;
     };
     let r = lab
+        .daemon
         .call("readdress", serde_json::json!({"prefix": "10.9.8.0/24"}))
         .expect("readdress to 10.9.8.0/24");
     assert_eq!(r["to"], "10.9.8.0/24", "reply: {r}");
@@ -495,6 +500,7 @@ fn f_forced_readdress() {
 
     // Into the uplink's network: refused, naming the collision.
     let err = lab
+        .daemon
         .call("readdress", serde_json::json!({"prefix": "10.66.0.0/24"}))
         .expect_err("a prefix that collides with the uplink must be refused");
     eprintln!("f: colliding readdress refused: {err}");
@@ -503,7 +509,8 @@ fn f_forced_readdress() {
         "error does not name the collision: {err}"
     );
     // Re-evaluation with nothing colliding: no move.
-    lab.call("readdress", serde_json::json!({}))
+    lab.daemon
+        .call("readdress", serde_json::json!({}))
         .expect("readdress {}");
     let s = lab.wait_idle(1);
     assert_eq!(lan_prefix(&s), "10.9.8.0/24");
@@ -551,6 +558,7 @@ fn g_control_robustness() {
     ];
     for (what, bytes) in &cases {
         let line = lab
+            .daemon
             .raw(bytes)
             .unwrap_or_else(|e| panic!("{what}: no reply ({e})"));
         let v: serde_json::Value = serde_json::from_str(&line)
@@ -577,6 +585,7 @@ fn g_control_robustness() {
                 let lab = &lab;
                 sc.spawn(move || {
                     let s = lab
+                        .daemon
                         .rpc("status", serde_json::json!({}))
                         .unwrap_or_else(|e| panic!("client {i}: {e}"));
                     assert_eq!(s["lan"]["prefix"], HOME, "client {i}");
@@ -604,6 +613,7 @@ fn g_control_robustness() {
         + 1;
     lab.write_config(&bad);
     let err = lab
+        .daemon
         .call("reload", serde_json::json!({}))
         .expect_err("reload of an invalid config must fail");
     eprintln!("g: reload refused: {err}");
@@ -628,9 +638,11 @@ fn g_control_robustness() {
         "{s}"
     );
     signal(lab.daemon_pid(), libc::SIGHUP);
-    let s = lab.wait_status("the SIGHUP reload to be refused", LONG, |s| {
-        s["config"]["reloads"].as_u64() == Some(reloads + 1)
-    });
+    let s = lab
+        .daemon
+        .wait_status("the SIGHUP reload to be refused", LONG, |s| {
+            s["config"]["reloads"].as_u64() == Some(reloads + 1)
+        });
     lab.assert_daemon_alive();
     assert!(
         s["config"]["reload_error"]
@@ -643,7 +655,8 @@ fn g_control_robustness() {
 
     // A good config reloads fine.
     lab.write_config(&good);
-    lab.call("reload", serde_json::json!({}))
+    lab.daemon
+        .call("reload", serde_json::json!({}))
         .expect("reload of the good config");
     lab.assert_daemon_alive();
     let s = lab.status();
@@ -685,7 +698,7 @@ fn h_return_home() {
     let away = collide_upstream(&mut lab);
     lab.renumber("10.66.0.254/24", "10.66.0.50", "10.66.0.150");
     lab.wait_lease("10.66.0.0/24");
-    let s = lab.wait_status("roadie to return home", LONG, |s| {
+    let s = lab.daemon.wait_status("roadie to return home", LONG, |s| {
         !settling(s) && lan_prefix(s) == HOME && history_len(s) == 2
     });
     assert_eq!(s["lan"]["address"], "192.168.1.1/24");
@@ -730,9 +743,11 @@ fn h_stays_away_by_default() {
     let n = evaluations(&lab.status());
     lab.renumber("10.66.0.254/24", "10.66.0.50", "10.66.0.150");
     lab.wait_lease("10.66.0.0/24");
-    let s = lab.wait_status("an evaluation after the uplink left", LONG, |s| {
-        !settling(s) && evaluations(s) > n
-    });
+    let s = lab
+        .daemon
+        .wait_status("an evaluation after the uplink left", LONG, |s| {
+            !settling(s) && evaluations(s) > n
+        });
     assert_eq!(lan_prefix(&s), away);
     assert_eq!(history_len(&s), 1);
     assert_eq!(lab.hook_runs().len(), 1);
@@ -742,11 +757,6 @@ fn h_stays_away_by_default() {
 
 // ---------------------------------------------------------------------------
 // A tunnel through the real pieces: udhcpc leases, OpenSSH's sshd upstream
-
-/// The first tunnel's status entry.
-fn tunnel0(s: &serde_json::Value) -> &serde_json::Value {
-    &s["tunnels"][0]
-}
 
 fn reconnects(s: &serde_json::Value) -> u64 {
     tunnel0(s)["reconnects"].as_u64().unwrap_or(0)
@@ -776,7 +786,7 @@ fn wait_tunnel_back(
     // Status first (over the control socket), curl after: curl at the
     // stale forward keeps the old session's sshd busy, and sshd probes a
     // client only after a quiet poll.
-    let s = lab.wait_status(
+    let s = lab.daemon.wait_status(
         &format!("tunnel ui up again (reconnects > {before})"),
         RENUMBER_BOUND + SHORT,
         |s| reconnects(s) > before && tunnel0(s)["state"] == "up" && pred(s),
@@ -807,22 +817,10 @@ fn node_gets_from(lab: &Lab, ip: &str) -> usize {
 #[test]
 fn t_tunnel_through_dhcp_renumber_and_collision() {
     let t0 = Instant::now();
-    let Some(mut lab) = Lab::new(LabOpts {
-        start_daemon: false,
-        ..LabOpts::default()
-    }) else {
+    let Some(mut lab) = Lab::with_sshd() else {
         return;
     };
-    lab.start_sshd();
-    let cfg = lab.config_text()
-        + &format!(
-            "\n[[server]]\nname = \"hotel\"\nhost = {SSHD_ADDR:?}\nuser = \"root\"\n\
-             identity = {:?}\nknown_hosts = {:?}\nsession = \"none\"\nkeepalive_s = 2\n\n\
-             [[tunnel]]\nname = \"ui\"\nserver = \"hotel\"\nremote = \"0.0.0.0:18080\"\n\
-             target = \"master:8080\"\n",
-            lab.ssh_key().display().to_string(),
-            lab.dir.join("known_hosts").display().to_string(),
-        );
+    let cfg = lab.config_text() + &lab.hotel_tunnel_config();
     lab.write_config(&cfg);
     lab.start_daemon();
     lab.wait_ready();
@@ -830,7 +828,9 @@ fn t_tunnel_through_dhcp_renumber_and_collision() {
     let through_tunnel = |lab: &Lab| lab.curl_page(&lab.up, &url);
 
     // a) First lease: the tunnel comes up and carries the page.
-    let s = lab.wait_status("tunnel ui up", LONG, |s| tunnel0(s)["state"] == "up");
+    let s = lab
+        .daemon
+        .wait_status("tunnel ui up", LONG, |s| tunnel0(s)["state"] == "up");
     let t = tunnel0(&s);
     assert_eq!(t["name"], "ui", "{s}");
     assert_eq!(t["server"], "hotel", "{s}");

@@ -229,7 +229,7 @@ fn uci_lab_moves_network_and_dhcp_on_collision() {
     u.lab
         .renumber("192.168.1.254/24", "192.168.1.50", "192.168.1.150");
     let lab = &u.lab;
-    let s = lab.wait_status("the LAN to move", LONG, |s| {
+    let s = lab.daemon.wait_status("the LAN to move", LONG, |s| {
         lan_prefix(s) != "192.168.1.0/24" && !s["lan"]["apply"].is_null()
     });
     let prefix = lan_prefix(&s);
@@ -310,6 +310,7 @@ fn uci_lab_moves_a_cidr_list() {
     };
     let lab = &u.lab;
     let r = lab
+        .daemon
         .call("readdress", json!({"prefix": "10.9.8.0/24"}))
         .unwrap_or_else(|e| panic!("readdress failed: {e}"));
     assert_eq!(r["changed"], true, "{r}");
@@ -391,7 +392,7 @@ fn uci_lab_reverts_when_the_address_never_appears() {
     assert_eq!(history_len(&s), 0);
     assert_eq!(lab.addrs(&lab.rtr, "lan0"), ["192.168.1.1/24"]);
     assert!(lab.hook_runs().is_empty());
-    let human = lab.cli(&["status"]);
+    let human = lab.daemon.cli(&["status"]);
     let human = String::from_utf8_lossy(&human.stdout);
     assert!(human.contains("reverted the UCI changes"), "{human}");
 }
@@ -406,9 +407,11 @@ fn uci_lab_start_brings_uci_to_the_saved_prefix() {
         return;
     };
     let lab = &u.lab;
-    let s = lab.wait_status("UCI brought to 10.9.8.0/24", LONG, |s| {
-        !s["lan"]["apply"].is_null()
-    });
+    let s = lab
+        .daemon
+        .wait_status("UCI brought to 10.9.8.0/24", LONG, |s| {
+            !s["lan"]["apply"].is_null()
+        });
     assert_eq!(lan_prefix(&s), "10.9.8.0/24");
     assert_eq!(s["lan"]["apply"]["ok"], true, "{s}");
     assert!(
@@ -434,7 +437,7 @@ fn uci_lab_failed_start_sync_is_not_retried() {
         return;
     };
     let lab = &u.lab;
-    let s = lab.wait_status("the UCI sync to fail", LONG, |s| {
+    let s = lab.daemon.wait_status("the UCI sync to fail", LONG, |s| {
         !s["lan"]["apply"].is_null()
     });
     assert_eq!(s["lan"]["apply"]["ok"], false, "{s}");
@@ -444,7 +447,10 @@ fn uci_lab_failed_start_sync_is_not_retried() {
             .contains("network.lan.ipaddr='192.168.1.1'\n")
     );
     // Re-evaluate: the same sync is not tried again.
-    let r = lab.call("readdress", json!({})).expect("readdress {}");
+    let r = lab
+        .daemon
+        .call("readdress", json!({}))
+        .expect("readdress {}");
     assert_eq!(r["changed"], false, "{r}");
     let calls = u.calls();
     assert_eq!(count(&calls, "ubus call network reload"), 2, "{calls:?}");
