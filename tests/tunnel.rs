@@ -127,18 +127,8 @@ fn every_cipher_carries_data_against_openssh() {
             .ns
             .connect(&format!("127.0.0.1:{}", 18100 + i))
             .expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let data: Vec<u8> = (0..SIZE).map(|j| (j * 31 + i) as u8).collect();
-        s.write_all(b"ECHO").unwrap();
-        let mut w = s.try_clone().unwrap();
-        let sent = data.clone();
-        let writer = std::thread::spawn(move || {
-            w.write_all(&sent).unwrap();
-            w.shutdown(std::net::Shutdown::Write).unwrap();
-        });
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).unwrap();
-        writer.join().unwrap();
+        let got = echo(&mut s, data.clone());
         assert_eq!(got.len(), SIZE, "{cipher}");
         assert!(got == data, "{cipher}: the echoed data differs");
     }
@@ -553,18 +543,8 @@ fn two_hundred_concurrent_connections() {
         .enumerate()
         .map(|(i, mut s)| {
             std::thread::spawn(move || {
-                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                 let data: Vec<u8> = (0..SIZE).map(|j| (i * 7 + j) as u8).collect();
-                s.write_all(b"ECHO").unwrap();
-                let mut w = s.try_clone().unwrap();
-                let d2 = data.clone();
-                let writer = std::thread::spawn(move || {
-                    w.write_all(&d2).unwrap();
-                    w.shutdown(std::net::Shutdown::Write).unwrap();
-                });
-                let mut got = Vec::new();
-                s.read_to_end(&mut got).unwrap();
-                writer.join().unwrap();
+                let got = echo(&mut s, data.clone());
                 assert_eq!(got.len(), SIZE, "connection {i}");
                 assert!(got == data, "connection {i}: data differs");
             })
@@ -1199,4 +1179,20 @@ fn url_hook_runs_once_per_url_change() {
     assert!(r.log().contains("url_hook"), "{}", r.log());
     assert!(r.log().contains("failed"), "the hook's exit 3 is logged");
     r.assert_alive();
+}
+
+/// Sends `data` to the target's ECHO service through `s` (writing from a
+/// second thread, then half-closing) and returns what came back.
+fn echo(s: &mut std::net::TcpStream, data: Vec<u8>) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"ECHO").unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    got
 }
