@@ -71,7 +71,56 @@ impl Session {
             pkt.buffer.len()
         );
 
+        // Channel data, once authenticated, goes to the channel in the packet's
+        // own buffer: no zero-filled allocation and copy per packet.
+        if pkt.buffer.first() == Some(&msg::CHANNEL_DATA)
+            && matches!(
+                self.common.encrypted.as_ref().map(|enc| &enc.state),
+                Some(EncryptedState::Authenticated)
+            )
+        {
+            let packet = Bytes::from(std::mem::take(&mut pkt.buffer));
+            return self.client_read_channel_data(client, packet).await;
+        }
         self.process_packet(client, &pkt.buffer).await
+    }
+
+    /// `packet` is a whole CHANNEL_DATA message; the data handed on is a
+    /// slice of it.
+    async fn client_read_channel_data<H: Handler>(
+        &mut self,
+        client: &mut H,
+        packet: Bytes,
+    ) -> Result<(), H::Error> {
+        trace!("channel_data");
+        let mut r = packet.get(1..).unwrap_or_default();
+        let channel_num = map_err!(ChannelId::decode(&mut r))?;
+        let len = map_err!(u32::decode(&mut r))? as usize;
+        if r.len() < len {
+            return Err(crate::Error::from(ssh_encoding::Error::Length).into());
+        }
+        map_err!(ensure_end(&&r[len..]))?;
+        let start = packet.len() - r.len();
+        let data = packet.slice(start..start + len);
+        if !self.common.is_established_channel(channel_num) {
+            return Ok(());
+        }
+        let target = self.common.config.window_size;
+        #[allow(clippy::collapsible_if)]
+        if let Some(ref mut enc) = self.common.encrypted {
+            if enc.adjust_window_size(channel_num, &data, target)? {
+                let next_window = client.adjust_window(channel_num, self.target_window_size);
+                if next_window > 0 {
+                    self.target_window_size = next_window
+                }
+            }
+        }
+
+        if let Some(chan) = self.channels.get(&channel_num) {
+            let _ = chan.send(ChannelMsg::Data { data: data.clone() }).await;
+        }
+
+        client.data(channel_num, &data, self).await
     }
 
     pub(crate) async fn process_packet<H: Handler>(
@@ -587,31 +636,10 @@ impl Session {
                     .channel_open_failure(channel_num, reason_code, &descr, &language, self)
                     .await
             }
-            Some((&msg::CHANNEL_DATA, mut r)) => {
-                trace!("channel_data");
-                let channel_num = map_err!(ChannelId::decode(&mut r))?;
-                let data = map_err!(Bytes::decode(&mut r))?;
-                map_err!(ensure_end(&r))?;
-                if !self.common.is_established_channel(channel_num) {
-                    return Ok(());
-                }
-                let target = self.common.config.window_size;
-                #[allow(clippy::collapsible_if)]
-                if let Some(ref mut enc) = self.common.encrypted {
-                    if enc.adjust_window_size(channel_num, &data, target)? {
-                        let next_window =
-                            client.adjust_window(channel_num, self.target_window_size);
-                        if next_window > 0 {
-                            self.target_window_size = next_window
-                        }
-                    }
-                }
-
-                if let Some(chan) = self.channels.get(&channel_num) {
-                    let _ = chan.send(ChannelMsg::Data { data: data.clone() }).await;
-                }
-
-                client.data(channel_num, &data, self).await
+            Some((&msg::CHANNEL_DATA, _)) => {
+                // Packets held back during a key exchange come this way.
+                self.client_read_channel_data(client, Bytes::copy_from_slice(buf))
+                    .await
             }
             Some((&msg::CHANNEL_EXTENDED_DATA, mut r)) => {
                 debug!("channel_extended_data");
