@@ -14,6 +14,7 @@
 use super::stats::Stats;
 use crate::config::{Host, Target, TargetHost};
 use crate::plan;
+use futures_util::FutureExt;
 use ipnet::Ipv4Net;
 use russh::ChannelMsg;
 use russh::client::Msg;
@@ -115,6 +116,30 @@ pub async fn connect(addr: SocketAddrV4) -> Result<TcpStream, String> {
     }
 }
 
+/// Most data messages written to a target in one syscall.
+const WRITE_BATCH: usize = 8;
+
+/// Drops the first `n` written bytes from `batch`: whole buffers, then the
+/// front of the next one.
+fn consume(batch: &mut Vec<bytes::Bytes>, mut n: usize) {
+    let whole = batch
+        .iter()
+        .take_while(|b| {
+            let take = b.len() <= n;
+            if take {
+                n -= b.len();
+            }
+            take
+        })
+        .count();
+    batch.drain(..whole);
+    if n > 0
+        && let Some(first) = batch.first_mut()
+    {
+        *first = first.slice(n..);
+    }
+}
+
 /// How a carried connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum End {
@@ -144,22 +169,52 @@ pub async fn carry(
         // Created once: a fresh `cancelled()` per packet costs a lock each time.
         let gone = closed.cancelled();
         tokio::pin!(gone);
+        // Data messages already queued go to the target in one write: one
+        // syscall per batch instead of one per SSH packet.
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        // A message taken while filling a batch, handled next (None inside:
+        // the channel is gone).
+        let mut next: Option<Option<ChannelMsg>> = None;
         loop {
-            let msg = tokio::select! {
-                m = rd.wait() => m,
-                _ = &mut gone => return End::Done,
+            let msg = match next.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    m = rd.wait() => m,
+                    _ = &mut gone => return End::Done,
+                },
             };
             match msg {
                 Some(ChannelMsg::Data { data }) => {
-                    let mut off = 0;
-                    while off < data.len() {
+                    // Empty messages are skipped: a zero-byte write would
+                    // read as a closed target.
+                    if !data.is_empty() {
+                        batch.push(data);
+                    }
+                    while batch.len() < WRITE_BATCH {
+                        // A channel receive loses nothing when dropped unfinished.
+                        match rd.wait().now_or_never() {
+                            Some(Some(ChannelMsg::Data { data })) if data.is_empty() => {}
+                            Some(Some(ChannelMsg::Data { data })) => batch.push(data),
+                            Some(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    while !batch.is_empty() {
+                        let mut io = [std::io::IoSlice::new(&[]); WRITE_BATCH];
+                        for (slot, b) in io.iter_mut().zip(&batch) {
+                            *slot = std::io::IoSlice::new(b);
+                        }
+                        let io = &io[..batch.len()];
                         // Fast path: the socket has room (the usual case), so
-                        // no timer is armed per packet.
-                        let w = match tw.as_ref().try_write(&data[off..]) {
+                        // no timer is armed per write.
+                        let w = match tw.as_ref().try_write_vectored(io) {
                             Ok(n) => Ok(Ok(n)),
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                                 tokio::select! {
-                                    w = tokio::time::timeout(TARGET_STALL, tw.write(&data[off..])) => w,
+                                    w = tokio::time::timeout(TARGET_STALL, tw.write_vectored(io)) => w,
                                     _ = &mut gone => return End::Done,
                                 }
                             }
@@ -171,7 +226,7 @@ pub async fn carry(
                                 return End::Error("target closed the connection".into());
                             }
                             Ok(Ok(n)) => {
-                                off += n;
+                                consume(&mut batch, n);
                                 stats.add_in(n);
                             }
                             Err(_) => {
@@ -251,6 +306,29 @@ pub async fn carry(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consume_drops_what_was_written() {
+        let batch = || -> Vec<bytes::Bytes> {
+            vec![b"abc"[..].into(), b"de"[..].into(), b"fgh"[..].into()]
+        };
+        // (bytes written, what is left)
+        let table: &[(usize, &[&[u8]])] = &[
+            (0, &[b"abc", b"de", b"fgh"]),
+            (1, &[b"bc", b"de", b"fgh"]),
+            (3, &[b"de", b"fgh"]),
+            (4, &[b"e", b"fgh"]),
+            (5, &[b"fgh"]),
+            (7, &[b"h"]),
+            (8, &[]),
+        ];
+        for &(n, left) in table {
+            let mut b = batch();
+            consume(&mut b, n);
+            let got: Vec<&[u8]> = b.iter().map(|x| &x[..]).collect();
+            assert_eq!(got, left, "after {n} bytes");
+        }
+    }
 
     fn req(bind: &str, port: u32, assigned: Option<u32>, live: bool) -> Requested {
         Requested {

@@ -4,6 +4,12 @@
 //! for forwarded channels, so its next small packet waits for our ACK, which
 //! the kernel would delay by up to 40 ms. Linux clears QUICKACK by itself,
 //! so it is set again per read; bulk reads (large) do not need it.
+//!
+//! russh reads each packet in two: its first block (4 or 16 bytes), then
+//! the rest. The first read is small even in bulk transfers, so one small
+//! read says nothing; two in a row (a small packet, or data trickling in)
+//! do. Re-arming after every first block cost a syscall and an immediate
+//! ACK per packet in bulk transfers.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -17,12 +23,17 @@ const SMALL_READ: usize = 4096;
 
 pub struct SshSocket {
     tcp: TcpStream,
+    /// Whether the last read that returned data was small.
+    small_before: bool,
 }
 
 impl SshSocket {
     pub fn new(tcp: TcpStream) -> SshSocket {
         let _ = tcp.set_nodelay(true);
-        SshSocket { tcp }
+        SshSocket {
+            tcp,
+            small_before: false,
+        }
     }
 
     fn quickack(&self) {
@@ -51,12 +62,21 @@ impl AsyncRead for SshSocket {
         let r = Pin::new(&mut self.tcp).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
             let n = buf.filled().len() - before;
-            if n > 0 && n < SMALL_READ {
-                self.quickack();
+            if n > 0 {
+                let small = n < SMALL_READ;
+                if quickack_now(self.small_before, small) {
+                    self.quickack();
+                }
+                self.small_before = small;
             }
         }
         r
     }
+}
+
+/// Two small reads in a row mean small packets (or a trickle): ACK now.
+fn quickack_now(small_before: bool, small: bool) -> bool {
+    small_before && small
 }
 
 impl AsyncWrite for SshSocket {
@@ -86,5 +106,24 @@ impl AsyncWrite for SshSocket {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_at_once_only_after_two_small_reads() {
+        // (last read small, this read small) -> re-arm QUICKACK now
+        let table = [
+            ((false, false), false), // large reads: bulk
+            ((false, true), false),  // a first block after a large rest: bulk
+            ((true, false), false),  // the large rest of a packet
+            ((true, true), true),    // a small packet's rest, or a trickle
+        ];
+        for ((before, now), want) in table {
+            assert_eq!(quickack_now(before, now), want, "before {before} now {now}");
+        }
     }
 }
