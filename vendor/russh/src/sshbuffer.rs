@@ -329,6 +329,9 @@ pub struct SSHBuffer {
     // Sequence numbers are on 32 bits and wrap.
     // https://tools.ietf.org/html/rfc4253#section-6.4
     pub seqn: Wrapping<u32>,
+    /// roadie patch: bytes of the next packet read together with this one
+    /// (at most `cipher::READ_AHEAD`), consumed before reading again.
+    pub ahead: Vec<u8>,
 }
 
 impl SSHBuffer {
@@ -338,6 +341,7 @@ impl SSHBuffer {
             len: 0,
             bytes: 0,
             seqn: Wrapping(0),
+            ahead: Vec::new(),
         }
     }
 

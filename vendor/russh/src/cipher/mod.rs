@@ -292,6 +292,10 @@ pub(crate) trait SealingKey {
     }
 }
 
+/// roadie patch: how many bytes of the next packet a read may take along:
+/// the largest first block any cipher reads (a 16-byte cipher block).
+const READ_AHEAD: usize = 16;
+
 pub(crate) async fn read<R: AsyncRead + Unpin>(
     stream: &mut R,
     buffer: &mut SSHBuffer,
@@ -300,7 +304,15 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     if buffer.len == 0 {
         let mut len = vec![0; cipher.packet_length_to_read_for_block_length()];
 
-        stream.read_exact(&mut len).await?;
+        // roadie patch: what was read ahead with the previous packet first.
+        let from_ahead = buffer.ahead.len().min(len.len());
+        #[allow(clippy::indexing_slicing)] // from_ahead <= both lengths
+        len[..from_ahead].copy_from_slice(&buffer.ahead[..from_ahead]);
+        buffer.ahead.drain(..from_ahead);
+        #[allow(clippy::indexing_slicing)] // from_ahead <= len.len()
+        if from_ahead < len.len() {
+            stream.read_exact(&mut len[from_ahead..]).await?;
+        }
         trace!("reading, len = {len:?}");
         {
             let seqn = buffer.seqn.0;
@@ -338,12 +350,31 @@ pub(crate) async fn read<R: AsyncRead + Unpin>(
     // in the buffer, so this appends the rest of the packet after it.
     let total = buffer.len + 4;
     trace!("read_exact {total:?}");
-    buffer.buffer.reserve(total.saturating_sub(buffer.buffer.len()));
+    // roadie patch: bytes read ahead that belong to this packet come first;
+    // then each read also takes up to READ_AHEAD bytes of the next packet
+    // (its first block, usually), which saves a read call per packet when
+    // packets arrive back to back.
+    let from_ahead = buffer
+        .ahead
+        .len()
+        .min(total.saturating_sub(buffer.buffer.len()));
+    #[allow(clippy::indexing_slicing)] // from_ahead <= ahead.len()
+    buffer.buffer.extend_from_slice(&buffer.ahead[..from_ahead]);
+    buffer.ahead.drain(..from_ahead);
+    buffer
+        .buffer
+        .reserve((total + READ_AHEAD).saturating_sub(buffer.buffer.len()));
     while buffer.buffer.len() < total {
-        let missing = (total - buffer.buffer.len()) as u64;
+        let missing = (total - buffer.buffer.len() + READ_AHEAD) as u64;
         if (&mut *stream).take(missing).read_buf(&mut buffer.buffer).await? == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
+    }
+    if buffer.buffer.len() > total {
+        // Only fresh bytes can be past `total`: `ahead` was emptied above.
+        #[allow(clippy::indexing_slicing)] // total < len
+        buffer.ahead.extend_from_slice(&buffer.buffer[total..]);
+        buffer.buffer.truncate(total);
     }
 
     trace!("read_exact done");
