@@ -65,6 +65,19 @@ pub fn after_session(attempt: u32, uptime: Duration) -> u32 {
     if uptime >= STABLE { 0 } else { attempt }
 }
 
+/// The delay before reconnecting after a working session was lost, at
+/// `attempt` (from [`after_session`]): the first retry comes after half the
+/// usual wait (0.25-0.5 s), because a lost session most often means a
+/// server restart or a blip that is already over; one early try costs the
+/// server one connection. Later attempts follow [`delay`].
+pub fn after_loss(attempt: u32, seed: u64) -> Duration {
+    if attempt == 0 {
+        delay(0, seed) / 2
+    } else {
+        delay(attempt, seed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +149,25 @@ mod tests {
         assert_eq!(after_session(5, Duration::from_secs(59)), 5);
         assert_eq!(after_session(5, Duration::from_secs(60)), 0);
         assert_eq!(after_session(0, Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn the_first_retry_after_a_lost_session_comes_sooner() {
+        // (attempt, shortest, longest)
+        let table = [
+            (0, 250, 500),
+            (1, 1_000, 2_000),
+            (2, 2_000, 4_000),
+            (9, 30_000, 60_000),
+        ];
+        for (attempt, lo, hi) in table {
+            for seed in 0..200 {
+                let d = after_loss(attempt, seed).as_millis() as u64;
+                assert!(
+                    (lo..=hi).contains(&d),
+                    "attempt {attempt} seed {seed}: {d} ms"
+                );
+            }
+        }
     }
 }

@@ -821,7 +821,7 @@ impl Supervisor {
                     self.lost(&why);
                     self.shared.ctx.captive.connect_failed();
                     self.attempt = backoff::after_session(self.attempt, up_since.elapsed());
-                    let delay = backoff::delay(self.attempt, self.seed);
+                    let delay = backoff::after_loss(self.attempt, self.seed);
                     self.attempt = self.attempt.saturating_add(1);
                     log::warn!(
                         "{}: {why} (reconnecting in {:.1} s)",
