@@ -5,11 +5,11 @@
 //! the kernel would delay by up to 40 ms. Linux clears QUICKACK by itself,
 //! so it is set again per read; bulk reads (large) do not need it.
 //!
-//! russh reads each packet in two: its first block (4 or 16 bytes), then
-//! the rest. The first read is small even in bulk transfers, so one small
-//! read says nothing; two in a row (a small packet, or data trickling in)
-//! do. Re-arming after every first block cost a syscall and an immediate
-//! ACK per packet in bulk transfers.
+//! russh reads a packet's first block (4 or 16 bytes) on its own whenever
+//! it did not come along with the previous packet (vendor patch 04), so one
+//! small read happens in bulk transfers too and says nothing; two in a row
+//! (a small packet, or data trickling in) do. Re-arming after every first
+//! block cost a syscall and an immediate ACK per packet in bulk transfers.
 
 use std::io;
 use std::os::fd::AsRawFd;
