@@ -1,6 +1,7 @@
 //! CPU seconds per GiB sealing 32 KiB packets: this crate, ring's
-//! `chacha20_poly1305_openssh` (what russh used before), and this crate's two
-//! parts alone. Run from the repository root:
+//! `chacha20_poly1305_openssh` (what russh used before), RustCrypto's
+//! ChaCha20 alone (this crate's path for what is not a whole 512-byte chunk,
+//! or without AVX2) and Poly1305 alone. Run from the repository root:
 //! `cargo run --release -p openssh-chacha --example speed`
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use poly1305::universal_hash::{KeyInit, UniversalHash};

@@ -68,8 +68,7 @@ fn xor_chunks_avx2(state: &[u32; 16], data: &mut [u8]) -> usize {
 #[target_feature(enable = "avx2")]
 fn blocks8(state: &[u32; 16]) -> [(__m256i, __m256i); 8] {
     // Word i of all eight blocks; only the counter (word 12) differs.
-    let input: [__m256i; 16] = core::array::from_fn(|i| _mm256_set1_epi32(state[i] as i32));
-    let mut input = input;
+    let mut input: [__m256i; 16] = core::array::from_fn(|i| _mm256_set1_epi32(state[i] as i32));
     input[12] = _mm256_add_epi32(input[12], _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     let mut x = input;
     for _ in 0..10 {

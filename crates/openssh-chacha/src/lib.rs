@@ -234,19 +234,18 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn eight_block_key_stream_matches_rustcrypto() {
+        // (length, first block, sequence number)
         let cases = [
             (0, 1, 0),
             (511, 1, 7),
             (512, 1, 0x0102_0304),
             (513, 0, 9),
             (1_024, 1, u32::MAX),
-        ];
-        let more = [
             (4_100, 37, 0xdead_beef),
             (32_768, 1, 41),
             (35_000, 500, 1 << 31),
         ];
-        for (i, &(len, block, seqn)) in cases.iter().chain(&more).enumerate() {
+        for (i, &(len, block, seqn)) in cases.iter().enumerate() {
             let k = chacha20::Key::from(<[u8; 32]>::try_from(bytes(i as u64 + 7, 32)).unwrap());
             let clear = bytes(i as u64 + 300, len);
             let mut want = clear.clone();
