@@ -39,16 +39,26 @@ const BUILTINS: &[&str] = &[
 fn is_prefix(word: &str) -> bool {
     matches!(
         word,
-        "exec" | "command" | "builtin" | "sudo" | "env" | "nohup" | "setsid" | "time" | "timeout"
-            | "nice" | "stdbuf"
+        "exec"
+            | "command"
+            | "builtin"
+            | "sudo"
+            | "env"
+            | "nohup"
+            | "setsid"
+            | "time"
+            | "timeout"
+            | "nice"
+            | "stdbuf"
     )
 }
 
 fn is_program_word(w: &str) -> bool {
     !w.is_empty()
-        && w.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '/')
-        && w
-            .chars()
+        && w.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '/')
+        && w.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.+-/".contains(c))
         && !w.ends_with('/')
 }
@@ -155,7 +165,10 @@ fn shell_commands(text: &str) -> BTreeSet<String> {
                     }
                     // `ip netns exec NS PROG` runs PROG.
                     if w == "ip" {
-                        if let Some(p) = words.windows(3).position(|x| x[0] == "netns" && x[1] == "exec") {
+                        if let Some(p) = words
+                            .windows(3)
+                            .position(|x| x[0] == "netns" && x[1] == "exec")
+                        {
                             if let Some(prog) = words.get(p + 3) {
                                 if is_program_word(prog) {
                                     found.insert(prog.to_string());
@@ -220,7 +233,9 @@ fn explicit(text: &str) -> BTreeSet<String> {
 }
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
@@ -243,13 +258,20 @@ fn calls() -> BTreeMap<String, (String, bool)> {
     }
     let mut out: BTreeMap<String, (String, bool)> = BTreeMap::new();
     for path in all {
-        let Ok(text) = fs::read_to_string(&path) else { continue };
-        let rel = path.strip_prefix(REPO).unwrap_or(&path).display().to_string();
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let rel = path
+            .strip_prefix(REPO)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         if rel == "tests/deps.rs" {
             continue;
         }
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-        let shell = ext.is_empty() && text.starts_with("#!") && !text.starts_with("#!/usr/bin/env python");
+        let shell =
+            ext.is_empty() && text.starts_with("#!") && !text.starts_with("#!/usr/bin/env python");
         let mut add = |set: BTreeSet<String>, explicit: bool| {
             for p in set {
                 let e = out.entry(p).or_insert((rel.clone(), explicit));
@@ -272,13 +294,19 @@ fn calls() -> BTreeMap<String, (String, bool)> {
 /// fresh machine has), and also on PATH for the calls named on purpose.
 fn resolve(program: &str, explicit: bool) -> Option<PathBuf> {
     if program.starts_with('/') {
-        let system = ["/usr/", "/bin/", "/sbin/"].iter().any(|d| program.starts_with(d));
+        let system = ["/usr/", "/bin/", "/sbin/"]
+            .iter()
+            .any(|d| program.starts_with(d));
         return (system && Path::new(program).is_file()).then(|| PathBuf::from(program));
     }
     if program.contains('/') {
         return None; // relative: the project's own scripts
     }
-    let path = if explicit { std::env::var("PATH").unwrap_or_default() } else { String::new() };
+    let path = if explicit {
+        std::env::var("PATH").unwrap_or_default()
+    } else {
+        String::new()
+    };
     path.split(':')
         .filter(|d| !d.is_empty())
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
@@ -344,7 +372,11 @@ fn install_deps() -> (BTreeSet<String>, BTreeSet<String>) {
 
 #[test]
 fn every_program_called_is_installed_by_install_deps() {
-    if Command::new("dpkg-query").arg("--version").output().is_err() {
+    if Command::new("dpkg-query")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         common_skip("dpkg-query is not here: not a Debian machine");
         return;
     }
@@ -358,7 +390,9 @@ fn every_program_called_is_installed_by_install_deps() {
         }
         let Some(path) = resolve(&program, explicit) else {
             if explicit {
-                missing.push(format!("{program} (called in {file}; not installed here either)"));
+                missing.push(format!(
+                    "{program} (called in {file}; not installed here either)"
+                ));
             }
             continue;
         };
@@ -396,16 +430,34 @@ fn common_skip(reason: &str) {
 fn shell_scanner_finds_command_words() {
     let cases: &[(&str, &[&str])] = &[
         ("ip netns add x", &["ip"]),
-        ("  exec qemu-mipsel-static ./roadie --version", &["qemu-mipsel-static"]),
+        (
+            "  exec qemu-mipsel-static ./roadie --version",
+            &["qemu-mipsel-static"],
+        ),
         ("a=$(sha256sum f | cut -d' ' -f1)", &["sha256sum", "cut"]),
-        ("FOO=1 BAR=2 curl -fsS url # wget here is a comment", &["curl"]),
-        ("if ! command -v perf >/dev/null; then apt-get install x; fi", &["perf", "apt-get"]),
-        ("ip netns exec \"$NS\" dnsmasq --no-ping", &["ip", "dnsmasq"]),
+        (
+            "FOO=1 BAR=2 curl -fsS url # wget here is a comment",
+            &["curl"],
+        ),
+        (
+            "if ! command -v perf >/dev/null; then apt-get install x; fi",
+            &["perf", "apt-get"],
+        ),
+        (
+            "ip netns exec \"$NS\" dnsmasq --no-ping",
+            &["ip", "dnsmasq"],
+        ),
         ("timeout 5 ssh host", &["ssh"]),
         ("for t in lab cross; do install -d x; done", &["install"]),
-        ("python3 - <<'PY'\nimport re\nPY\nshellcheck x", &["python3", "shellcheck"]),
+        (
+            "python3 - <<'PY'\nimport re\nPY\nshellcheck x",
+            &["python3", "shellcheck"],
+        ),
         ("case $x in mipsel-*) echo qemu ;; esac", &[]),
-        ("local size gz; x=$((size / 1024)); echo \"$(xz -9c f)\"", &["xz"]),
+        (
+            "local size gz; x=$((size / 1024)); echo \"$(xz -9c f)\"",
+            &["xz"],
+        ),
         ("test -x f && kill -0 1 || stat f", &["stat"]),
         ("[ -n \"${ZIG:-}\" ] || zig version", &["zig"]),
     ];
@@ -426,7 +478,11 @@ fn literal_and_explicit_scanners() {
     let want: BTreeSet<String> = ["netns", "dnsmasq"].iter().map(|s| s.to_string()).collect();
     assert_eq!(lit, want);
     let exp = explicit(rs);
-    assert_eq!(exp, ["ip", "iperf3"].iter().map(|s| s.to_string()).collect(), "{exp:?}");
+    assert_eq!(
+        exp,
+        ["ip", "iperf3"].iter().map(|s| s.to_string()).collect(),
+        "{exp:?}"
+    );
     let py = "sh('perf', \"record\")";
     assert!(literals(py, &['"', '\'']).contains("perf"));
     assert!(explicit("command -v cargo-fuzz >/dev/null").contains("cargo-fuzz"));
