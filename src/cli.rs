@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 pub const USAGE: &str = "usage: roadie [-c CONFIG] [-s SOCKET] [--log-level LEVEL] COMMAND
 commands:
-  daemon                 run in the foreground (procd runs this)
+  daemon [--syslog[=PATH]]
+                         run in the foreground (procd runs this); --syslog logs to
+                         /dev/log (or PATH) with each line's priority, not to stderr
   status [--json]        human summary; --json prints the same object as `call status`
   list                   methods and their parameters
   call METHOD [JSON]     call a method, print its JSON reply
@@ -17,6 +19,9 @@ commands:
   ingress [--namespace NS] [--class NAME]
                          print a Kubernetes Ingress (YAML) routing each tunnel's public
                          host to its `service`; hosts from the daemon, else `public_host`
+  rpcd list | rpcd call METHOD
+                         the rpcd exec plugin (/usr/libexec/rpcd/roadie): the methods
+                         as rpcd lists them; a call with its JSON parameters on stdin
   --version              print the version
 options:
   -c, --config PATH      config file (default /etc/roadie/roadie.toml)
@@ -26,12 +31,24 @@ exit codes: 0 ok, 1 runtime failure (e.g. daemon not running), 2 usage or config
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    Daemon,
-    Status { json: bool },
+    /// `syslog`: log to this syslog socket instead of stderr.
+    Daemon {
+        syslog: Option<PathBuf>,
+    },
+    Status {
+        json: bool,
+    },
     List,
-    Call { method: String, params: Value },
+    Call {
+        method: String,
+        params: Value,
+    },
     CheckConfig,
     Ingress(ingress::Options),
+    /// `rpcd list` (None) or `rpcd call METHOD`.
+    Rpcd {
+        call: Option<String>,
+    },
     Version,
     Help,
 }
@@ -96,7 +113,21 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         }
     };
     cli.command = match cmd.as_str() {
-        "daemon" => no_more(Command::Daemon)?,
+        "daemon" => match args {
+            [] => Command::Daemon { syslog: None },
+            [s] if s.as_str() == "--syslog" => Command::Daemon {
+                syslog: Some(crate::logging::DEV_LOG.into()),
+            },
+            [s] if s.starts_with("--syslog=") && s.len() > "--syslog=".len() => Command::Daemon {
+                syslog: Some(s["--syslog=".len()..].into()),
+            },
+            [other, ..] => {
+                return Err(format!(
+                    "daemon: unexpected argument {other_q}",
+                    other_q = Q(other)
+                ));
+            }
+        },
         "list" => no_more(Command::List)?,
         "check-config" => no_more(Command::CheckConfig)?,
         "--version" | "version" | "-V" => no_more(Command::Version)?,
@@ -112,6 +143,13 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
         },
         "ingress" => parse_ingress(args)?,
+        "rpcd" => match args {
+            [l] if l.as_str() == "list" => Command::Rpcd { call: None },
+            [c, m] if c.as_str() == "call" => Command::Rpcd {
+                call: Some(m.to_string()),
+            },
+            _ => return Err("rpcd: expected `rpcd list` or `rpcd call METHOD`".into()),
+        },
         "call" => match args {
             [] => return Err("call: which method? (see `roadie list`)".into()),
             [m] => Command::Call {
@@ -181,6 +219,39 @@ fn socket_path(cli: &Cli) -> PathBuf {
         Ok(c) => c.daemon.socket,
         Err(_) => PathBuf::from(config::DEFAULT_SOCKET),
     }
+}
+
+/// `roadie rpcd ...`: rpcd's exec plugin protocol. Always exit 0 with a JSON
+/// object on stdout: rpcd reads only that.
+pub fn rpcd(cli: &Cli) -> i32 {
+    use crate::control::protocol::{MAX_REQUEST, rpcd_reply, rpcd_signatures};
+    use std::io::Read;
+    let Command::Rpcd { call } = &cli.command else {
+        return 2;
+    };
+    let reply = match call {
+        None => rpcd_signatures(),
+        Some(method) => {
+            let mut input = String::new();
+            let read = std::io::stdin()
+                .take(MAX_REQUEST as u64 + 1)
+                .read_to_string(&mut input);
+            let params = match read {
+                Err(e) => Err(format!("cannot read the parameters: {e}")),
+                Ok(_) if input.trim().is_empty() => Ok(Value::Object(Default::default())),
+                Ok(_) => serde_json::from_str::<Value>(&input)
+                    .map_err(|e| format!("parameters are not valid JSON: {e}")),
+            };
+            rpcd_reply(params.and_then(|p| {
+                client::call(&socket_path(cli), method, &p).map_err(|e| match e {
+                    CallError::NotRunning(m) | CallError::Unreachable(m) => m,
+                    CallError::Daemon(m) => format!("{method}: {m}"),
+                })
+            }))
+        }
+    };
+    println!("{reply}");
+    0
 }
 
 /// Run a client command; returns the exit code.
@@ -534,12 +605,44 @@ mod tests {
     }
 
     #[test]
+    fn parses_rpcd_plugin_commands() {
+        assert_eq!(
+            parse(&args("rpcd list")).unwrap().command,
+            Command::Rpcd { call: None }
+        );
+        assert_eq!(
+            parse(&args("rpcd call tunnel.restart")).unwrap().command,
+            Command::Rpcd {
+                call: Some("tunnel.restart".into())
+            }
+        );
+        for bad in ["rpcd", "rpcd call", "rpcd list x", "rpcd foo"] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn parses_the_contract_commands() {
         let c = parse(&args("-c /tmp/r.toml -s /tmp/s.sock status --json")).unwrap();
         assert_eq!(c.config, Some("/tmp/r.toml".into()));
         assert_eq!(c.socket, Some("/tmp/s.sock".into()));
         assert_eq!(c.command, Command::Status { json: true });
-        assert_eq!(parse(&args("daemon")).unwrap().command, Command::Daemon);
+        assert_eq!(
+            parse(&args("daemon")).unwrap().command,
+            Command::Daemon { syslog: None }
+        );
+        assert_eq!(
+            parse(&args("daemon --syslog")).unwrap().command,
+            Command::Daemon {
+                syslog: Some("/dev/log".into())
+            }
+        );
+        assert_eq!(
+            parse(&args("daemon --syslog=/tmp/log")).unwrap().command,
+            Command::Daemon {
+                syslog: Some("/tmp/log".into())
+            }
+        );
         assert_eq!(
             parse(&args("--log-level debug daemon")).unwrap().log_level,
             Some(log::LevelFilter::Debug)

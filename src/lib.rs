@@ -8,6 +8,8 @@ pub mod control;
 pub mod hook;
 pub mod ingress;
 pub mod lan;
+pub mod lastgood;
+pub mod logging;
 pub mod netlink;
 pub mod netwatch;
 pub mod plan;
@@ -26,7 +28,14 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Run the daemon until `cancel` fires. Returns an error only for what makes
 /// running impossible (socket taken, netlink unavailable).
-pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String> {
+///
+/// `problem`: why the file on disk is not the configuration running (a start
+/// with the last good copy), for status.
+pub async fn run(
+    config: Config,
+    problem: Option<String>,
+    cancel: CancellationToken,
+) -> Result<(), String> {
     let started = Instant::now();
     let listener = control::server::bind(&config.daemon.socket)?;
     let (net_tx, net_rx) = watch::channel(netwatch::NetState::default());
@@ -75,7 +84,10 @@ pub async fn run(config: Config, cancel: CancellationToken) -> Result<(), String
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let mut config = config;
-    let mut reloads = Reloads::default();
+    let mut reloads = Reloads {
+        problem,
+        ..Default::default()
+    };
     // Failover decisions are cheap and need no precision finer than this.
     let mut failover = tokio::time::interval(std::time::Duration::from_millis(500));
     failover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -145,7 +157,7 @@ async fn reload(
     tunnels: &mut tunnel::Manager,
     prober: &captive::Prober,
 ) -> Result<tunnel::diff::Diff, String> {
-    let new = config::load(&config.path).map_err(|e| e.to_string())?;
+    let new = lastgood::load(&config.path).map_err(|e| e.to_string())?;
     if new.daemon.socket != config.daemon.socket || new.daemon.state != config.daemon.state {
         log::warn!("[daemon] socket and state paths take effect at the next start");
     }
@@ -173,14 +185,22 @@ async fn reload(
 struct Reloads {
     count: u64,
     error: Option<String>,
+    /// Why the file on disk is not what runs (null when it is).
+    problem: Option<String>,
 }
 
 impl Reloads {
     fn record<T>(&mut self, r: &Result<T, String>) {
         self.count += 1;
         self.error = r.as_ref().err().cloned();
-        if let Some(e) = &self.error {
-            log::error!("reload refused, keeping the running config:\n{e}");
+        match &self.error {
+            Some(e) => {
+                log::error!("reload refused, keeping the running config:\n{e}");
+                self.problem = Some(format!(
+                    "reload refused, the configuration loaded before still runs:\n{e}"
+                ));
+            }
+            None => self.problem = None,
         }
     }
 }
@@ -203,6 +223,7 @@ fn status(
             "path": config.path.display().to_string(),
             "reloads": reloads.count,
             "reload_error": reloads.error,
+            "problem": reloads.problem,
         },
         "wan": uplinks,
         "lan": *lan.borrow(),

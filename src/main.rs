@@ -1,7 +1,7 @@
 //! roadie's entry point: parse arguments, then hand off to the library.
 
 use roadie::cli::{self, Command};
-use roadie::config;
+use roadie::lastgood::{self, Start};
 use tokio_util::sync::CancellationToken;
 
 fn main() {
@@ -13,7 +13,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let code = match cli.command {
+    let code = match &cli.command {
         Command::Help => {
             println!("{}", cli::USAGE);
             0
@@ -24,15 +24,17 @@ fn main() {
         }
         Command::CheckConfig => cli::check_config(&cli),
         Command::Ingress(_) => cli::ingress(&cli),
-        Command::Daemon => daemon(&cli),
+        Command::Rpcd { .. } => cli::rpcd(&cli),
+        Command::Daemon { syslog } => daemon(&cli, syslog.clone()),
         _ => cli::run_client(&cli),
     };
     std::process::exit(code);
 }
 
-fn daemon(cli: &cli::Cli) -> i32 {
-    let mut config = match config::load(&cli.config_path()) {
-        Ok(c) => c,
+fn daemon(cli: &cli::Cli, syslog: Option<std::path::PathBuf>) -> i32 {
+    let (mut config, problem) = match lastgood::load_for_start(&cli.config_path()) {
+        Ok(Start::File(c)) => (c, None),
+        Ok(Start::Copy { config, problem }) => (config, Some(problem)),
         Err(e) => {
             eprintln!("{e}");
             return 2;
@@ -42,21 +44,10 @@ fn daemon(cli: &cli::Cli) -> i32 {
         config.daemon.socket = s.clone();
     }
     let level = cli.log_level.unwrap_or(config.daemon.log_level);
-    // Timestamps come from syslog (procd); keep the line short.
-    // russh's own debug output is a packet trace; keep it for `trace`.
-    let russh = if level >= log::LevelFilter::Trace {
-        level
-    } else {
-        log::LevelFilter::Info
-    };
-    if let Err(e) = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("russh", russh)
-        .init()
-    {
-        eprintln!("roadie: cannot start logging: {e}");
+    roadie::logging::init(level, syslog.as_deref());
+    if let Some(p) = &problem {
+        log::error!("{p}");
     }
-    log::set_max_level(level);
     // One thread: a router has one or two cores, and this is measured to cost less CPU.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -87,7 +78,7 @@ fn daemon(cli: &cli::Cli) -> i32 {
             }
             stop.cancel();
         });
-        match roadie::run(config, cancel).await {
+        match roadie::run(config, problem, cancel).await {
             Ok(()) => 0,
             Err(e) => {
                 log::error!("{e}");

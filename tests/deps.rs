@@ -164,17 +164,17 @@ fn shell_commands(text: &str) -> BTreeSet<String> {
                         found.insert(w.to_string());
                     }
                     // `ip netns exec NS PROG` runs PROG.
-                    if w == "ip" {
-                        if let Some(p) = words
-                            .windows(3)
-                            .position(|x| x[0] == "netns" && x[1] == "exec")
-                        {
-                            if let Some(prog) = words.get(p + 3) {
-                                if is_program_word(prog) {
-                                    found.insert(prog.to_string());
-                                }
-                            }
-                        }
+                    let netns_exec = (w == "ip")
+                        .then(|| {
+                            words
+                                .windows(3)
+                                .position(|x| x[0] == "netns" && x[1] == "exec")
+                        })
+                        .flatten();
+                    if let Some(prog) = netns_exec.and_then(|p| words.get(p + 3))
+                        && is_program_word(prog)
+                    {
+                        found.insert(prog.to_string());
                     }
                     break;
                 }
@@ -193,10 +193,11 @@ fn literals(text: &str, quotes: &[char]) -> BTreeSet<String> {
     for opener in ["[", "sh(", "Popen(", "run("] {
         for (i, _) in text.match_indices(opener) {
             let before = &text[..i];
-            if let Some(call) = before.rfind('(') {
-                if before[..call].ends_with("ip") && !before[call..].contains(')') {
-                    continue;
-                }
+            if let Some(call) = before.rfind('(')
+                && before[..call].ends_with("ip")
+                && !before[call..].contains(')')
+            {
+                continue;
             }
             let rest = text[i + opener.len()..].trim_start();
             let Some(q) = rest.chars().next().filter(|c| quotes.contains(c)) else {

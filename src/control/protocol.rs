@@ -33,6 +33,33 @@ pub const METHODS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The methods as an rpcd exec plugin lists them (`{"readdress":{"prefix":"str"}}`):
+/// rpcd types each parameter by the JSON type of its example value.
+pub fn rpcd_signatures() -> Value {
+    let mut out = serde_json::Map::new();
+    for (method, params) in METHODS {
+        let described: serde_json::Map<String, Value> =
+            serde_json::from_str(params).unwrap_or_default();
+        let sig: serde_json::Map<String, Value> = described
+            .into_iter()
+            .map(|(name, _)| (name, Value::String("str".into())))
+            .collect();
+        out.insert(method.to_string(), Value::Object(sig));
+    }
+    Value::Object(out)
+}
+
+/// What an rpcd exec plugin prints for a call: the daemon's reply when it is
+/// a JSON object (rpcd passes on only objects), else the reply wrapped, and
+/// errors as `{"error": "..."}` (rpcd ignores a plugin's exit code).
+pub fn rpcd_reply(reply: Result<Value, String>) -> Value {
+    match reply {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(v) => json!({ "result": v }),
+        Err(e) => json!({ "error": e }),
+    }
+}
+
 /// Parse one request line (without its newline).
 pub fn parse_request(line: &[u8]) -> Result<Call, String> {
     if line.len() > MAX_REQUEST {
@@ -162,6 +189,25 @@ pub fn list_result() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rpcd_signatures_type_every_parameter_as_a_string() {
+        assert_eq!(
+            rpcd_signatures(),
+            json!({"status": {}, "list": {}, "reload": {},
+                   "readdress": {"prefix": "str"}, "tunnel.restart": {"name": "str"}})
+        );
+        for (reply, want) in [
+            (Ok(json!({"a": 1})), json!({"a": 1})),
+            (Ok(json!([1])), json!({"result": [1]})),
+            (
+                Err("not running".to_string()),
+                json!({"error": "not running"}),
+            ),
+        ] {
+            assert_eq!(rpcd_reply(reply), want);
+        }
+    }
 
     #[test]
     fn requests() {
