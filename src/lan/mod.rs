@@ -138,6 +138,12 @@ pub async fn run(
     if current != home {
         log::info!("LAN prefix from state file: {current} (home {home})");
     }
+    if settings.lan.apply == ApplyMode::Uci {
+        // A roadie that died mid-move may have left users' changes aside.
+        if let Err(e) = uci::restore_all(&settings.openwrt) {
+            log::error!("{e}");
+        }
+    }
     net.mark_unchanged();
     let mut task = Task {
         settings,
@@ -434,6 +440,10 @@ impl Task {
         let interface = self.settings.lan.interface.clone();
         let uci = uci::Uci { cfg: &cfg };
         let started = Instant::now();
+        // Users' uncommitted network/dhcp changes stay out of roadie's reads,
+        // commits and reloads (put back when `aside` is dropped).
+        let aside = uci::Aside::take(&cfg, &["network", "dhcp"])
+            .map_err(|e| self.apply_failed(format!("UCI: {e}; nothing changed"), false))?;
         let network = uci.network().await?;
         let dhcp = uci.dhcp().await?;
         let changes = uci::plan(&network, &cfg.network_section, &dhcp, from, home, address)?;
@@ -459,7 +469,9 @@ impl Task {
             log::info!("UCI: {what}");
         }
         let timeout = std::time::Duration::from_millis(cfg.apply_timeout_ms);
-        let why = match uci.reload().await {
+        let reloaded = uci.reload().await;
+        drop(aside);
+        let why = match reloaded {
             Err(e) => e,
             Ok(()) => match self.wait_address(&interface, address, timeout).await {
                 Wait::Appeared => {
@@ -486,9 +498,12 @@ impl Task {
         let undo = if changes.is_empty() {
             Ok(())
         } else {
-            match uci.write(&changes, true).await {
-                Ok(()) => uci.reload().await,
+            match uci::Aside::take(&cfg, &["network", "dhcp"]) {
                 Err(e) => Err(e),
+                Ok(_aside) => match uci.write(&changes, true).await {
+                    Ok(()) => uci.reload().await,
+                    Err(e) => Err(e),
+                },
             }
         };
         let message = match (&undo, changes.is_empty()) {
