@@ -382,7 +382,10 @@ pub fn human_status(v: &Value) -> String {
         s(&v["version"]),
         v["uptime_s"].as_u64().unwrap_or(0)
     );
-    if let Some(e) = v["config"]["reload_error"].as_str() {
+    // `problem` covers a refused reload and a start with the last good copy.
+    if let Some(p) = v["config"]["problem"].as_str() {
+        out.push_str(&format!("CONFIG: {}\n", p.replace('\n', "\n  ")));
+    } else if let Some(e) = v["config"]["reload_error"].as_str() {
         out.push_str(&format!(
             "last reload REFUSED (the running config stays):\n  {}\n",
             e.replace('\n', "\n  ")
