@@ -1074,3 +1074,66 @@ fn start_with_an_invalid_config_runs_the_last_good_one() {
         "{err}"
     );
 }
+
+/// The rpcd exec plugin protocol (`roadie rpcd list|call METHOD`, what
+/// /usr/libexec/rpcd/roadie runs): the signatures rpcd registers, a call's
+/// reply as the same JSON as `roadie call`, and errors as {"error": ...}
+/// (rpcd ignores exit codes and passes on only JSON objects).
+#[test]
+fn rpcd_plugin_protocol() {
+    let Some(lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    lab.wait_ready();
+    let sock = lab.daemon.sock.to_str().unwrap().to_string();
+    let rpcd = |args: &[&str], stdin: &str| -> serde_json::Value {
+        let out = run_with(
+            std::process::Command::new(ROADIE)
+                .args(["-s", &sock, "rpcd"])
+                .args(args),
+            Some(stdin.as_bytes()),
+            SHORT,
+        );
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let list = rpcd(&["list"], "");
+    assert_eq!(list["readdress"], serde_json::json!({"prefix": "str"}));
+    assert_eq!(list["tunnel.restart"], serde_json::json!({"name": "str"}));
+    let status = rpcd(&["call", "status"], "{ }");
+    let direct = lab.status();
+    assert_eq!(status["lan"]["prefix"], direct["lan"]["prefix"]);
+    assert_eq!(status["version"], direct["version"]);
+    let bad = rpcd(&["call", "readdress"], r#"{"prefix":"nonsense"}"#);
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not an IPv4 prefix")),
+        "{bad}"
+    );
+    let bad = rpcd(&["call", "status"], "{not json");
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not valid JSON")),
+        "{bad}"
+    );
+    let out = run_with(
+        std::process::Command::new(ROADIE).args([
+            "-s",
+            "/nonexistent.sock",
+            "rpcd",
+            "call",
+            "status",
+        ]),
+        Some(b"{}"),
+        SHORT,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not running")),
+        "{v}"
+    );
+}

@@ -670,3 +670,92 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
     assert!(err.contains("ELF machine"), "{err}");
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// Defect 2: what roadie writes at run time (the state file, learned host
+/// keys, the last good config) is no conffile (the package does not ship
+/// it), so sysupgrade keeps it through /lib/upgrade/keep.d/roadie. Read the
+/// file the way sysupgrade does (`sed -ne '/^[[:space:]]*$/d; /^#/d; p'`,
+/// then `find` on each entry) over a copy of /etc/roadie in a temporary root.
+#[test]
+fn keep_d_keeps_what_roadie_writes() {
+    use roadie::config::{DEFAULT_CONFIG, DEFAULT_KNOWN_HOSTS, DEFAULT_STATE};
+    let last_good = roadie::lastgood::path_for(Path::new(DEFAULT_CONFIG));
+    let written = [
+        DEFAULT_CONFIG,
+        DEFAULT_STATE,
+        DEFAULT_KNOWN_HOSTS,
+        last_good.to_str().unwrap(),
+        "/etc/roadie/id_ed25519",
+    ];
+    let root = tmpdir("keep");
+    for f in written {
+        let p = root.join(f.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, "x").unwrap();
+    }
+    let keep = repo("openwrt-package/files/roadie.keep");
+    let (code, entries, err) = run(Command::new("sed")
+        .args(["-ne", "/^[[:space:]]*$/d; /^#/d; p"])
+        .arg(&keep));
+    assert_eq!(code, 0, "{err}");
+    let mut found = Vec::new();
+    for entry in entries.lines() {
+        let (code, out, _) = run(Command::new("find")
+            .arg(root.join(entry.trim_start_matches('/')))
+            .args(["(", "-type", "f", "-o", "-type", "l", ")"]));
+        assert_eq!(code, 0, "find {entry}");
+        found.extend(
+            out.lines()
+                .map(|l| format!("/{}", Path::new(l).strip_prefix(&root).unwrap().display())),
+        );
+    }
+    for f in written {
+        assert!(
+            found.iter().any(|x| x == f),
+            "sysupgrade would not keep {f}: {found:?}"
+        );
+    }
+    let _ = fs::remove_dir_all(&root);
+}
+
+/// The rpcd ACL grants exactly the ubus methods roadie has: reading
+/// (status, list) to the read side, the rest only to write.
+#[test]
+fn rpcd_acl_grants_exactly_roadies_methods() {
+    let acl: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(repo("openwrt-package/files/roadie.acl.json")).unwrap(),
+    )
+    .expect("the ACL is JSON");
+    let group = &acl["roadie"];
+    let names = |side: &str| -> Vec<String> {
+        let mut v: Vec<String> = group[side]["ubus"]["roadie"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{side}.ubus.roadie: {acl}"))
+            .iter()
+            .map(|m| m.as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("read"), ["list", "status"]);
+    assert_eq!(names("write"), ["readdress", "reload", "tunnel.restart"]);
+    let mut all: Vec<String> = names("read").into_iter().chain(names("write")).collect();
+    all.sort();
+    let mut methods: Vec<String> = roadie::control::protocol::METHODS
+        .iter()
+        .map(|(m, _)| m.to_string())
+        .collect();
+    methods.sort();
+    assert_eq!(all, methods, "the ACL and roadie's methods differ");
+    assert_eq!(
+        group.as_object().map(|o| o.len()),
+        Some(3),
+        "only description, read, write"
+    );
+    // The plugin is roadie itself.
+    let plugin = fs::read_to_string(repo("openwrt-package/files/roadie.rpcd")).unwrap();
+    assert!(
+        plugin.contains("exec /usr/sbin/roadie rpcd \"$@\""),
+        "{plugin}"
+    );
+}
