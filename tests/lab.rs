@@ -1137,3 +1137,63 @@ fn rpcd_plugin_protocol() {
         "{v}"
     );
 }
+
+/// Fewer moves: check-config warns (and still says ok) when the home prefix
+/// is one that networks on the road hand out by default; suggest-prefix
+/// proposes one that is not, the same for the same router (its seed).
+#[test]
+fn crowded_home_warning_and_suggest_prefix() {
+    let dir = std::env::temp_dir().join(format!("roadie-suggest-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("roadie.toml");
+    let write = |address: &str| {
+        fs::write(
+            &cfg,
+            format!(
+                "[daemon]\nstate = {:?}\n[wan]\ninterfaces = [\"eth1\"]\n[lan]\ninterface = \"br-lan\"\naddress = \"{address}\"\n",
+                dir.join("state.toml").display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    fs::write(dir.join("state.toml"), "seed = 12345\n").unwrap();
+    let roadie = |args: &[&str]| {
+        run_with(
+            std::process::Command::new(ROADIE)
+                .arg("-c")
+                .arg(&cfg)
+                .args(args),
+            None,
+            SHORT,
+        )
+    };
+    write("192.168.8.1/24");
+    let out = roadie(&["check-config"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning:") && err.contains("GL.iNet") && err.contains("suggest-prefix"),
+        "{err}"
+    );
+
+    let out = roadie(&["suggest-prefix"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let suggested = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let again = roadie(&["suggest-prefix"]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        suggested,
+        "same seed, same answer"
+    );
+    let router = suggested.replace(".0/24", ".1/24");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&router),
+        "{out:?}"
+    );
+    write(&router);
+    let out = roadie(&["check-config"]);
+    assert!(out.stderr.is_empty(), "no warning for {router}: {out:?}");
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -51,6 +51,9 @@ pub struct Status {
     pub hook: Option<HookStatus>,
     /// The last UCI apply (apply = "uci"): what changed, or why it was reverted.
     pub apply: Option<ApplyStatus>,
+    /// When home is a prefix networks on the road use by default (moves
+    /// will be frequent), why and what to do.
+    pub home_warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,6 +239,7 @@ impl Task {
             settling: self.settling,
             hook: self.hook.clone(),
             apply: self.apply.clone(),
+            home_warning: crate::road::warning(lan.home()),
         };
         self.status.send_replace(status);
     }
