@@ -625,25 +625,78 @@ fn uci_lab_revert_keeps_users_uncommitted_changes() {
     assert!(u.staged().is_empty(), "left: {:?}", u.staged());
 }
 
-/// The double's savedirs behave like uci 24.10's (measured on the real one:
-/// the default savedir stays on the delta path under -t; commit writes its
-/// changes too but empties only -t's; revert touches only -t's; -P never
-/// commits). That is what made roadie set users' changes aside.
+/// The double's savedirs behave like uci 24.10's (the same assertions run
+/// against the real uci with OPENWRT_ROOT, below): the default savedir stays
+/// on the delta path under -t; commit writes its changes too but empties only
+/// -t's; revert touches only -t's; -P never commits. That is what made roadie
+/// set users' changes aside.
 #[test]
 fn uci_double_savedirs_are_ucis() {
     let d = std::env::temp_dir().join(format!("roadie-uci-savedirs-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(d.join("c")).unwrap();
-    fs::write(d.join("c/network"), NETWORK_NETMASK).unwrap();
-    let uci = |savedir: Option<&str>, args: &[&str]| -> String {
+    let default = d.join("default");
+    savedir_facts(&d, &|savedir, args| {
         let mut cmd = Command::new(double("uci-double"));
-        cmd.env("UCI_DOUBLE_SAVEDIR", d.join("default"))
+        cmd.env("UCI_DOUBLE_SAVEDIR", &default)
             .args(["-c", d.join("c").to_str().unwrap()]);
         if let Some(s) = savedir {
             cmd.args([s, d.join("own").to_str().unwrap()]);
         }
         run_ok(cmd.args(args))
+    });
+}
+
+/// The same facts, measured on OpenWrt's own uci from OPENWRT_ROOT: each
+/// call runs in a mount namespace of its own whose /tmp is a tmpfs with the
+/// test's directory as /tmp/.uci (uci's compiled-in default savedir), so the
+/// host's /tmp is never touched.
+#[test]
+fn real_uci_savedirs_are_what_the_double_does() {
+    let Some(root) = std::env::var_os("OPENWRT_ROOT") else {
+        println!(
+            "SKIP: OPENWRT_ROOT not set: the uci double's savedirs are checked only against the facts above"
+        );
+        return;
     };
+    if !lab_possible() {
+        return;
+    }
+    let uci_bin = Path::new(&root).join("usr/bin/uci");
+    assert!(uci_bin.exists(), "{} not found", uci_bin.display());
+    // Outside /tmp: /tmp is replaced inside each call's namespace.
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("uci-real-{}", std::process::id()));
+    let default = d.join("default");
+    savedir_facts(&d, &|savedir, args| {
+        fs::create_dir_all(&default).unwrap();
+        let mut inner = format!(
+            "mount -t tmpfs none /tmp && mkdir /tmp/.uci && mount --bind '{}' /tmp/.uci && exec '{}' -c '{}'",
+            default.display(),
+            uci_bin.display(),
+            d.join("c").display()
+        );
+        if let Some(s) = savedir {
+            inner += &format!(" {s} '{}'", d.join("own").display());
+        }
+        inner += " \"$@\"";
+        run_ok(
+            Command::new("unshare")
+                .args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    &inner,
+                    "uci",
+                ])
+                .args(args),
+        )
+    });
+}
+
+fn savedir_facts(d: &Path, uci: &dyn Fn(Option<&str>, &[&str]) -> String) {
+    let _ = fs::remove_dir_all(d);
+    fs::create_dir_all(d.join("c")).unwrap();
+    fs::write(d.join("c/network"), NETWORK_NETMASK).unwrap();
     uci(None, &["set", "network.wan.metric=20"]);
     uci(Some("-t"), &["set", "network.lan.ipaddr=10.9.8.1"]);
     assert_eq!(
@@ -671,5 +724,5 @@ fn uci_double_savedirs_are_ucis() {
     assert!(file.contains("\toption metric '20'\n"), "{file}");
     assert_eq!(uci(None, &["changes"]), "network.wan.metric='20'\n");
     assert_eq!(fs::read_to_string(d.join("own/network")).unwrap(), "");
-    let _ = fs::remove_dir_all(&d);
+    let _ = fs::remove_dir_all(d);
 }
