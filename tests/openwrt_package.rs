@@ -69,6 +69,7 @@ const SHELL_SCRIPTS: &[&str] = &[
     "tests/doubles/ubus-double",
     "tests/doubles/dnsmasq-init-double",
     "tests/doubles/rc.common-double",
+    "tests/openwrt-router",
 ];
 
 #[test]
