@@ -93,10 +93,7 @@ pub fn openwrt_root() -> Option<PathBuf> {
 /// OpenWrt tree, and the doubles cover what runs there.
 fn not_set_note() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        println!("{SKIP_NOTE}");
-        eprintln!("{SKIP_NOTE}");
-    });
+    ONCE.call_once(|| println!("{SKIP_NOTE}"));
 }
 
 /// A command's exit code and output.
