@@ -171,12 +171,17 @@ impl Owrt {
 
     /// Writes roadie's config and restarts the service with it.
     fn configure(&self, toml: &str) -> Value {
+        let old = self.pid();
         self.r.write("/etc/roadie/roadie.toml", toml);
         let out = self.r.run("/etc/init.d/roadie restart");
         assert_eq!(out.code, 0, "/etc/init.d/roadie restart: {}", out.both());
-        self.wait_status("roadie to run the new config", SHORT, |s| {
-            s["lan"]["interface"] == "lan0" && s["uptime_s"].as_u64() < Some(5)
-        })
+        wait_for("procd to run roadie again", SHORT, || {
+            match self.r.procd_instance("roadie") {
+                Some((true, Some(p))) if p != old => Some(()),
+                _ => None,
+            }
+        });
+        self.status()
     }
 
     /// `logread -e roadie`'s lines.
@@ -215,6 +220,31 @@ fn key_paths(v: &Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     walk(v, "", &mut out);
     out
+}
+
+/// Checks that do not stop the test: each failure is printed and kept, and
+/// [`Checks::done`] fails the test naming all of them, so one defect does
+/// not hide the next.
+#[derive(Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            let m = what();
+            println!("FAILED CHECK: {m}");
+            self.0.push(m);
+        }
+    }
+
+    fn done(self) {
+        assert!(
+            self.0.is_empty(),
+            "{} check(s) failed:\n- {}",
+            self.0.len(),
+            self.0.join("\n- ")
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -260,8 +290,14 @@ fn opkg_install_enables_and_starts_roadie_under_procd() {
             "ubus -v list roadie lacks {method}:\n{listed}"
         );
     }
-    assert!(listed.contains("\"readdress\":{\"prefix\":\"String\"}"), "{listed}");
-    assert!(listed.contains("\"tunnel.restart\":{\"name\":\"String\"}"), "{listed}");
+    assert!(
+        listed.contains("\"readdress\":{\"prefix\":\"String\"}"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("\"tunnel.restart\":{\"name\":\"String\"}"),
+        "{listed}"
+    );
 
     // ubus call roadie status = roadie call status.
     let via_ubus = r.json("ubus call roadie status");
@@ -279,12 +315,18 @@ fn opkg_install_enables_and_starts_roadie_under_procd() {
     let out = r.run("/etc/init.d/roadie status");
     assert_eq!(out.code, 0, "status: {}", out.both());
     assert!(
-        out.stdout
-            .starts_with(&format!("roadie {}, running for", direct["version"].as_str().unwrap())),
+        out.stdout.starts_with(&format!(
+            "roadie {}, running for",
+            direct["version"].as_str().unwrap()
+        )),
         "{}",
         out.both()
     );
-    assert!(out.stdout.contains("LAN br-lan: 192.168.1.1/24"), "{}", out.both());
+    assert!(
+        out.stdout.contains("LAN br-lan: 192.168.1.1/24"),
+        "{}",
+        out.both()
+    );
 
     // stop: procd forgets the service, status answers like every procd
     // service. procd's stop returns before the process has exited.
@@ -314,7 +356,10 @@ fn opkg_install_enables_and_starts_roadie_under_procd() {
     assert_eq!(r.procd_instance("roadie"), None);
     // Right after stop, procd still lists the stopping instance; status
     // must not claim roadie runs then.
-    assert_ne!(answers[0].0, 0, "status said running after stop: {answers:?}");
+    assert_ne!(
+        answers[0].0, 0,
+        "status said running after stop: {answers:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -453,34 +498,45 @@ fn procd_respawns_roadie_after_kill_9() {
         .clone();
     r.sh(&format!("kill -9 {pid}"));
     let t = Instant::now();
-    let new = wait_for("procd to respawn roadie", Duration::from_secs(20), || {
-        match r.procd_instance("roadie") {
+    let new = wait_for(
+        "procd to respawn roadie",
+        Duration::from_secs(20),
+        || match r.procd_instance("roadie") {
             Some((true, Some(p))) if p != pid => Some(p),
             _ => None,
-        }
-    });
+        },
+    );
     let took = t.elapsed();
     o.status();
     println!(
         "TIMING respawn after kill -9: {:.2} s (pid {pid} -> {new}; procd respawn {respawn})",
         took.as_secs_f64()
     );
-    assert!(!r.exists(&format!("/proc/{pid}/exe")), "the old roadie lives");
+    assert!(
+        !r.exists(&format!("/proc/{pid}/exe")),
+        "the old roadie lives"
+    );
 }
 
 // ---------------------------------------------------------------------------
 // Re-addressing through uci and netifd
 
-/// The router's network: lan on lan0 (home 192.168.1.1/24), wan on wan0
-/// with proto none (its addresses come from "the hotel's DHCP": the test).
+/// The router's network: lan on br-lan (port lan0, home 192.168.1.1/24),
+/// wan on wan0 with proto none (its addresses come from "the hotel's DHCP":
+/// the test).
 const NETWORK: &str = "config interface 'loopback'
 \toption device 'lo'
 \toption proto 'static'
 \toption ipaddr '127.0.0.1'
 \toption netmask '255.0.0.0'
 
+config device
+\toption name 'br-lan'
+\toption type 'bridge'
+\tlist ports 'lan0'
+
 config interface 'lan'
-\toption device 'lan0'
+\toption device 'br-lan'
 \toption proto 'static'
 \toption ipaddr '192.168.1.1'
 \toption netmask '255.255.255.0'
@@ -499,7 +555,7 @@ log_level = "info"
 interfaces = ["wan0"]
 
 [lan]
-interface = "lan0"
+interface = "br-lan"
 address = "192.168.1.1/24"
 apply = "uci"
 settle_ms = 100
@@ -564,10 +620,11 @@ fn at_home(o: &Owrt) -> Value {
     })
 }
 
-/// Waits until netifd has moved lan0 off 192.168.1.1; (new address, time).
+/// Waits until netifd has moved br-lan off 192.168.1.1; (new address,
+/// time).
 fn moved(r: &Router, since: Instant) -> (String, Duration) {
-    let addr = wait_for("a new address on lan0", LONG, || {
-        let a = r.addrs("lan0");
+    let addr = wait_for("a new address on br-lan", LONG, || {
+        let a = r.addrs("br-lan");
         (a.len() == 1 && a[0] != "192.168.1.1/24").then(|| a[0].clone())
     });
     (addr, since.elapsed())
@@ -584,7 +641,7 @@ fn a_collision_moves_the_lan_through_uci_and_netifd() {
     let prefix = prefix_of(&addr);
     let router = host_in(&prefix, 1).to_string();
     println!(
-        "TIMING collision -> {addr} on lan0 through uci + netifd: {:.0} ms (settle_ms 100)",
+        "TIMING collision -> {addr} on br-lan through uci + netifd: {:.0} ms (settle_ms 100)",
         took.as_secs_f64() * 1000.0
     );
     assert_eq!(addr, format!("{router}/24"));
@@ -595,7 +652,10 @@ fn a_collision_moves_the_lan_through_uci_and_netifd() {
         file.contains(&format!("\toption ipaddr '{router}'\n")),
         "{file}"
     );
-    assert!(file.contains("\toption netmask '255.255.255.0'\n"), "{file}");
+    assert!(
+        file.contains("\toption netmask '255.255.255.0'\n"),
+        "{file}"
+    );
     assert_eq!(r.sh("uci get network.lan.ipaddr").trim(), router);
     assert_eq!(r.sh("uci changes").trim(), "", "left staged");
     // netifd's own view.
@@ -627,23 +687,25 @@ fn a_move_leaves_a_users_staged_change_staged() {
     let (addr, took) = moved(r, since);
     let router = addr.trim_end_matches("/24").to_string();
     println!(
-        "TIMING collision -> {addr} on lan0 (a change staged): {:.0} ms",
+        "TIMING collision -> {addr} on br-lan (a change staged): {:.0} ms",
         took.as_secs_f64() * 1000.0
     );
     let file = r.read("/etc/config/network");
-    assert!(
-        file.contains(&format!("\toption ipaddr '{router}'\n")),
-        "{file}"
-    );
     let changes = r.sh("uci changes");
-    assert!(
-        changes.contains("network.wan.metric='20'"),
-        "the user's change is no longer staged: {changes:?}"
+    let mut c = Checks::default();
+    c.check(
+        file.contains(&format!("\toption ipaddr '{router}'\n")),
+        || format!("the move is not committed:\n{file}"),
     );
-    assert!(
-        !file.contains("metric"),
-        "roadie's commit committed the user's staged change:\n{file}"
-    );
+    c.check(!file.contains("metric"), || {
+        format!("roadie's commit committed the user's staged change:\n{file}")
+    });
+    c.check(changes.trim() == "network.wan.metric='20'", || {
+        format!(
+            "`uci changes` after the move: {changes:?}, not only the user's network.wan.metric='20'"
+        )
+    });
+    c.done();
 }
 
 // ---------------------------------------------------------------------------
@@ -723,11 +785,14 @@ fn rpcd_acl_through_uhttpd() {
         &format!("mkdir -p /www && exec uhttpd -f -p 127.0.0.1:{PORT} -h /www -u /ubus"),
         &log,
     );
-    wait_for("uhttpd to listen", SHORT, || r.listening(PORT).then_some(()));
+    wait_for("uhttpd to listen", SHORT, || {
+        r.listening(PORT).then_some(())
+    });
     // The ACL file as packaged.
-    let acl: Value =
-        serde_json::from_str(&fs::read_to_string(Path::new(REPO).join("openwrt-package/files/roadie.acl.json")).unwrap())
-            .unwrap();
+    let acl: Value = serde_json::from_str(
+        &fs::read_to_string(Path::new(REPO).join("openwrt-package/files/roadie.acl.json")).unwrap(),
+    )
+    .unwrap();
     let names = |kind: &str| -> Vec<String> {
         acl["roadie"][kind]["ubus"]["roadie"]
             .as_array()
@@ -754,45 +819,84 @@ fn rpcd_acl_through_uhttpd() {
         assert!(!access(r, &other, m), "someone else may {m}");
     }
 
-    // Over HTTP: status with the ACL is roadie's status.
+    // Over HTTP: rpcd lets through what the ACL grants, and roadie answers.
+    // (uhttpd adds "ubus_rpc_session" to every call's parameters.)
+    let mut c = Checks::default();
     let direct = o.status();
     let v = jsonrpc(r, &admin, "roadie", "status", json!({}));
-    assert_eq!(v["result"][0], 0, "{v}");
-    assert_eq!(
-        key_paths(&v["result"][1]),
-        key_paths(&direct),
-        "status through /ubus:\n{v}\nroadie call status:\n{direct}"
-    );
+    c.check(v["result"][0] == 0, || format!("admin status: {v}"));
+    c.check(key_paths(&v["result"][1]) == key_paths(&direct), || {
+        format!("status through /ubus is not roadie's status:\n{v}\nroadie call status:\n{direct}")
+    });
     let v = jsonrpc(r, &viewer, "roadie", "status", json!({}));
-    assert_eq!(v["result"][0], 0, "{v}");
-    assert_eq!(v["result"][1]["version"], direct["version"], "{v}");
+    c.check(
+        v["result"][0] == 0 && v["result"][1]["version"] == direct["version"],
+        || format!("read-only status through /ubus: {v}"),
+    );
     let v = jsonrpc(r, &viewer, "roadie", "list", json!({}));
-    assert_eq!(v["result"][0], 0, "{v}");
-    assert!(v["result"][1].get("error").is_none(), "{v}");
-    // Without it: refused by rpcd, roadie never asked.
+    c.check(
+        v["result"][0] == 0 && v["result"][1].get("error").is_none(),
+        || format!("read-only list through /ubus: {v}"),
+    );
+    // Without the ACL: refused by rpcd, roadie never asked.
     let v = jsonrpc(r, &other, "roadie", "status", json!({}));
-    assert!(denied(&v), "{v}");
-    let v = jsonrpc(r, "00000000000000000000000000000000", "roadie", "status", json!({}));
-    assert!(denied(&v), "{v}");
+    c.check(denied(&v), || format!("status without the ACL: {v}"));
+    let v = jsonrpc(
+        r,
+        "00000000000000000000000000000000",
+        "roadie",
+        "status",
+        json!({}),
+    );
+    c.check(denied(&v), || format!("status without a session: {v}"));
     // Writing needs write.
     let before = o.status()["config"]["reloads"].as_u64().unwrap();
     let v = jsonrpc(r, &viewer, "roadie", "reload", json!({}));
-    assert!(denied(&v), "{v}");
-    let v = jsonrpc(r, &viewer, "roadie", "readdress", json!({"prefix": "10.9.8.0/24"}));
-    assert!(denied(&v), "{v}");
-    assert_eq!(o.status()["config"]["reloads"], before, "a refused reload ran");
-    let v = jsonrpc(r, &admin, "roadie", "reload", json!({}));
-    assert_eq!(v["result"][0], 0, "{v}");
-    assert!(v["result"][1]["reloaded"].is_string(), "{v}");
-    assert_eq!(o.status()["config"]["reloads"], before + 1);
-    let v = jsonrpc(r, &admin, "roadie", "tunnel.restart", json!({"name": "nope"}));
-    assert_eq!(v["result"][0], 0, "{v}");
-    assert!(
-        v["result"][1]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("nope")),
-        "roadie's own answer: {v}"
+    c.check(denied(&v), || format!("reload with read only: {v}"));
+    let v = jsonrpc(
+        r,
+        &viewer,
+        "roadie",
+        "readdress",
+        json!({"prefix": "10.9.8.0/24"}),
     );
+    c.check(denied(&v), || format!("readdress with read only: {v}"));
+    let v = jsonrpc(
+        r,
+        &viewer,
+        "roadie",
+        "tunnel.restart",
+        json!({"name": "ui"}),
+    );
+    c.check(denied(&v), || format!("tunnel.restart with read only: {v}"));
+    let after = o.status()["config"]["reloads"].clone();
+    c.check(after == before, || {
+        format!("a refused reload ran: reloads {before} -> {after}")
+    });
+    let v = jsonrpc(r, &admin, "roadie", "reload", json!({}));
+    c.check(
+        v["result"][0] == 0 && v["result"][1]["reloaded"].is_string(),
+        || format!("admin reload through /ubus: {v}"),
+    );
+    let after = o.status()["config"]["reloads"].clone();
+    c.check(after == before + 1, || {
+        format!("the admin's reload did not reach roadie: reloads {before} -> {after}")
+    });
+    let v = jsonrpc(
+        r,
+        &admin,
+        "roadie",
+        "tunnel.restart",
+        json!({"name": "nope"}),
+    );
+    c.check(
+        v["result"][0] == 0
+            && v["result"][1]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("nope")),
+        || format!("admin tunnel.restart of an unknown tunnel, roadie's own answer: {v}"),
+    );
+    c.done();
 }
 
 // ---------------------------------------------------------------------------
@@ -804,7 +908,7 @@ fn readme_leaves() -> BTreeSet<String> {
     let readme = fs::read_to_string(Path::new(REPO).join("README.md")).unwrap();
     let start = readme
         .find("`opkg remove roadie` leaves")
-        .expect("README says what `opkg remove roadie` leaves");
+        .expect("README says what `opkg remove roadie` leaves (under Install on OpenWrt)");
     let para = &readme[start..];
     let para = &para[..para.find("\n\n").unwrap_or(para.len())];
     para.split('`')

@@ -295,9 +295,8 @@ impl Router {
         if out.trim().is_empty() {
             return Value::Object(Default::default());
         }
-        serde_json::from_str(&out).unwrap_or_else(|e| {
-            panic!("ubus call {object} {method}: not JSON ({e}): {out}")
-        })
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("ubus call {object} {method}: not JSON ({e}): {out}"))
     }
 
     /// procd's view of service `name`'s first instance: (running, pid inside
@@ -331,7 +330,11 @@ impl Router {
 
     /// procd's, ubusd's and the router's own logs, for a failing test.
     pub fn dump(&self) -> String {
-        let mut s = format!("----- router log ({}) -----\n{}", self.dir.display(), self.log());
+        let mut s = format!(
+            "----- router log ({}) -----\n{}",
+            self.dir.display(),
+            self.log()
+        );
         if alive(self.pid) {
             let out = self.run_for(
                 "echo '--- logread:'; logread 2>&1 | tail -n 60; \
