@@ -690,6 +690,12 @@ fn a_move_leaves_a_users_staged_change_staged() {
         "TIMING collision -> {addr} on br-lan (a change staged): {:.0} ms",
         took.as_secs_f64() * 1000.0
     );
+    // The move is over when roadie says so (it puts users' changes back
+    // after the reload).
+    let s = o.wait_status("the move in status", SHORT, |s| {
+        !s["lan"]["apply"].is_null()
+    });
+    assert_eq!(s["lan"]["apply"]["ok"], true, "{s}");
     let file = r.read("/etc/config/network");
     let changes = r.sh("uci changes");
     let mut c = Checks::default();
@@ -995,9 +1001,23 @@ target = \"192.168.1.100:80\"
         readme_leaves(),
         "what opkg remove leaves is not what README says"
     );
-    let ubus = r.run("ubus list roadie");
+    // rpcd learns of the plugin at install; the object must not outlive
+    // the package either.
+    let listed = r.run("ubus list roadie");
+    let called = r.run("ubus call roadie status");
     println!(
-        "after opkg remove, `ubus list roadie`: {}",
-        ubus.both().trim()
+        "after opkg remove: `ubus list roadie` {}; `ubus call roadie status` {}",
+        listed.both().trim(),
+        called.both().trim()
     );
+    let mut c = Checks::default();
+    c.check(listed.code != 0, || {
+        format!(
+            "the roadie ubus object outlives the package (rpcd not reloaded on removal): \
+             `ubus list roadie` {}; `ubus call roadie status` {}",
+            listed.both().trim(),
+            called.both().trim()
+        )
+    });
+    c.done();
 }
