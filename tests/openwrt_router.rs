@@ -61,9 +61,8 @@ fn package() -> PathBuf {
             Duration::from_secs(40 * 60),
         );
         let built = t.elapsed();
-        let out = std::env::temp_dir()
-            .join("roadie-openwrt")
-            .join(format!("ipk-{}", std::process::id()));
+        // Replaced at each run: nothing piles up.
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openwrt-router-ipk");
         let _ = fs::remove_dir_all(&out);
         let printed = host(
             Command::new(Path::new(REPO).join("scripts/build-ipk"))
@@ -96,12 +95,16 @@ struct Owrt {
     install: Out,
 }
 
-/// A fresh router, the package installed with opkg (which must succeed
-/// cleanly) and roadie answering; None when skipped.
+/// A fresh router with the package installed; None when skipped.
 fn installed() -> Option<Owrt> {
     let root = openwrt_root()?;
+    Some(install_into(Router::start(&root)))
+}
+
+/// Installs the package into `r` with opkg (which must succeed cleanly) and
+/// waits until roadie answers.
+fn install_into(r: Router) -> Owrt {
     let ipk = package();
-    let r = Router::start(&root);
     r.write(IPK, fs::read(&ipk).expect("read the package"));
     let t = Instant::now();
     let install = r.run_for(
@@ -123,7 +126,7 @@ fn installed() -> Option<Owrt> {
     assert!(all.contains("Configuring roadie."), "{all}");
     let o = Owrt { r, install };
     o.status();
-    Some(o)
+    o
 }
 
 impl Owrt {
@@ -714,6 +717,50 @@ fn a_move_leaves_a_users_staged_change_staged() {
     c.done();
 }
 
+/// The packaged config names `br-lan`; on a router whose network.lan is on
+/// another device (here lan0, no bridge), the LAN's own address there is
+/// no collision: installing roadie must not renumber the LAN.
+#[test]
+fn the_packaged_config_leaves_a_lan_without_br_lan_alone() {
+    let Some(root) = openwrt_root() else { return };
+    let r = Router::start(&root);
+    r.write(
+        "/etc/config/network",
+        NETWORK
+            .replace("config device\n\toption name 'br-lan'\n\toption type 'bridge'\n\tlist ports 'lan0'\n\n", "")
+            .replace("\toption device 'br-lan'", "\toption device 'lan0'"),
+    );
+    r.sh("ubus call network reload");
+    wait_for("netifd to put the LAN on lan0", SHORT, || {
+        (r.addrs("lan0") == ["192.168.1.1/24"]).then_some(())
+    });
+    let o = install_into(r);
+    let r = &o.r;
+    let s = o.wait_status("roadie's first decision", LONG, |s| {
+        s["lan"]["settling"] == false && s["lan"]["evaluations"].as_u64() >= Some(1)
+    });
+    let mut c = Checks::default();
+    c.check(
+        s["lan"]["apply"].is_null() && s["lan"]["history"] == json!([]),
+        || format!("roadie tried to move the LAN: {}", s["lan"]),
+    );
+    let moves: Vec<String> = o
+        .log()
+        .into_iter()
+        .filter(|l| l.contains("moving LAN"))
+        .collect();
+    c.check(moves.is_empty(), || format!("logread: {moves:?}"));
+    let ipaddr = r.sh("uci get network.lan.ipaddr");
+    c.check(ipaddr.trim() == "192.168.1.1", || {
+        format!("network.lan.ipaddr is {ipaddr:?}")
+    });
+    let addrs = r.addrs("lan0");
+    c.check(addrs == ["192.168.1.1/24"], || {
+        format!("lan0 has {addrs:?}")
+    });
+    c.done();
+}
+
 // ---------------------------------------------------------------------------
 // rpcd's ACL through uhttpd
 
@@ -1010,6 +1057,7 @@ target = \"192.168.1.100:80\"
         listed.both().trim(),
         called.both().trim()
     );
+    common::remove_lab_dir(&dir);
     let mut c = Checks::default();
     c.check(listed.code != 0, || {
         format!(

@@ -373,7 +373,9 @@ impl Drop for Router {
                 }
             }
         }
-        if !thread::panicking() && std::env::var_os("ROADIE_LAB_KEEP").is_none() {
+        if thread::panicking() {
+            eprintln!("router files kept in {}", self.dir.display());
+        } else if std::env::var_os("ROADIE_LAB_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
