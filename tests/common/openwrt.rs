@@ -282,10 +282,10 @@ impl Router {
     }
 
     /// Starts `script` in the background inside the router, its output
-    /// appended to `log` (on the host). It runs until it exits or the
-    /// router goes.
-    pub fn spawn(&self, script: &str, log: &Path) -> Child {
-        spawn_logged(&mut self.command(script), log)
+    /// appended to `log` (on the host). It runs until it exits, the
+    /// [`Background`] is dropped, or the router goes.
+    pub fn spawn(&self, script: &str, log: &Path) -> Background {
+        Background(spawn_logged(&mut self.command(script), log))
     }
 
     /// `ubus call OBJECT METHOD [JSON]` inside the router, as JSON.
@@ -378,6 +378,32 @@ impl Drop for Router {
         } else if std::env::var_os("ROADIE_LAB_KEEP").is_none() {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A command started with [`Router::spawn`]: nsenter, and below it the
+/// command inside the router. Dropping it kills both (by PID) and reaps
+/// nsenter.
+pub struct Background(Child);
+
+impl Background {
+    /// nsenter's PID on the host.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            if let Some(inner) = child_of(self.0.id()) {
+                // SAFETY: kill(2) on the child of our unreaped nsenter,
+                // which nsenter has not reaped either (it is still running).
+                unsafe { libc::kill(inner as libc::pid_t, libc::SIGKILL) };
+            }
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
     }
 }
 
