@@ -289,6 +289,14 @@ pub fn rpcd(cli: &Cli) -> i32 {
                 Ok(_) => serde_json::from_str::<Value>(&input)
                     .map_err(|e| format!("parameters are not valid JSON: {e}")),
             };
+            // uhttpd's /ubus adds the caller's session to every call's
+            // parameters; roadie's methods take none of it.
+            let params = params.map(|mut p| {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("ubus_rpc_session");
+                }
+                p
+            });
             rpcd_reply(params.and_then(|p| {
                 client::call(&socket_path(cli), method, &p).map_err(|e| match e {
                     CallError::NotRunning(m) | CallError::Unreachable(m) => m,

@@ -1104,6 +1104,21 @@ fn rpcd_plugin_protocol() {
     let direct = lab.status();
     assert_eq!(status["lan"]["prefix"], direct["lan"]["prefix"]);
     assert_eq!(status["version"], direct["version"]);
+    // uhttpd's /ubus adds the session to every call: not a parameter.
+    let through_uhttpd = rpcd(&["call", "status"], r#"{"ubus_rpc_session":"0123abcd"}"#);
+    assert_eq!(
+        through_uhttpd["version"], direct["version"],
+        "{through_uhttpd}"
+    );
+    let r = rpcd(
+        &["call", "tunnel.restart"],
+        r#"{"ubus_rpc_session":"0123abcd","name":"nosuch"}"#,
+    );
+    let e = r["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("nosuch") && !e.contains("ubus_rpc_session"),
+        "{r}"
+    );
     let bad = rpcd(&["call", "readdress"], r#"{"prefix":"nonsense"}"#);
     assert!(
         bad["error"]

@@ -582,6 +582,7 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
         ("./conffiles", 0o644),
         ("./postinst", 0o755),
         ("./postinst-pkg", 0o755),
+        ("./postrm", 0o755),
         ("./prerm", 0o755),
     ] {
         let (m, uid, gid, _) = listing[name];
@@ -618,11 +619,14 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
     }
     // The Makefile's own postinst, which default_postinst sources: rpcd must
     // learn of the plugin and ACL, on a running router only.
-    let pkg = fs::read_to_string(control.join("postinst-pkg")).unwrap();
-    assert!(
-        pkg.contains("[ -n \"${IPKG_INSTROOT}\" ] || /etc/init.d/rpcd reload"),
-        "{pkg}"
-    );
+    // ...and forget them after removal (the SDK packs postrm as it is).
+    for script in ["postinst-pkg", "postrm"] {
+        let pkg = fs::read_to_string(control.join(script)).unwrap();
+        assert!(
+            pkg.contains("[ -n \"${IPKG_INSTROOT}\" ] || /etc/init.d/rpcd reload"),
+            "{script}: {pkg}"
+        );
+    }
 
     // data.tar.gz: files, modes, owners.
     let listing = tar_listing(&outer.join("data.tar.gz"));
