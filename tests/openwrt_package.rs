@@ -302,6 +302,23 @@ fn init_status_like_procd_services() {
             "{state}: {err}"
         );
     }
+    // procd still lists an instance that is stopping, and roadie no longer
+    // answers: a dead instance's answer.
+    let silent = dir.join("silent");
+    fs::write(
+        &silent,
+        "#!/bin/sh\necho 'roadie: not running' >&2\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(&silent, fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, out, _) = procd_with(
+        "status",
+        &[
+            ("RC_DOUBLE_PROG", silent.to_str().unwrap()),
+            ("PROCD_DOUBLE_STATUS", "running"),
+        ],
+    );
+    assert_eq!((code, out.trim()), (5, "not running"));
     let _ = fs::remove_dir_all(&dir);
 }
 
