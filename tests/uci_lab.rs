@@ -651,16 +651,10 @@ fn uci_double_savedirs_are_ucis() {
 /// host's /tmp is never touched.
 #[test]
 fn real_uci_savedirs_are_what_the_double_does() {
-    let Some(root) = std::env::var_os("OPENWRT_ROOT") else {
-        println!(
-            "SKIP: OPENWRT_ROOT not set: the uci double's savedirs are checked only against the facts above"
-        );
+    let Some(root) = common::openwrt::openwrt_root() else {
         return;
     };
-    if !lab_possible() {
-        return;
-    }
-    let uci_bin = Path::new(&root).join("usr/bin/uci");
+    let uci_bin = root.join("usr/bin/uci");
     assert!(uci_bin.exists(), "{} not found", uci_bin.display());
     // Outside /tmp: /tmp is replaced inside each call's namespace.
     let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("uci-real-{}", std::process::id()));
