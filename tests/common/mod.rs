@@ -6,7 +6,8 @@
 //! - [`ns`]: network namespaces, veth links, sockets inside a namespace;
 //! - [`sshd`]: OpenSSH's sshd in a namespace, keys, the test account;
 //! - [`daemon`]: `roadie daemon` in a namespace, its control socket, status;
-//! - [`dhcp`]: the DHCP lab (dnsmasq upstream, udhcpc, a node), [`Lab`].
+//! - [`dhcp`]: the DHCP lab (dnsmasq upstream, udhcpc, a node), [`Lab`];
+//! - [`portal`]: a hotel's captive portal (an HTTP server in a namespace).
 //!
 //! The tunnel tests build their labs from the same parts in
 //! tests/tunnel_lab. Everything a lab starts dies with the test process;
@@ -17,6 +18,7 @@
 pub mod daemon;
 pub mod dhcp;
 pub mod ns;
+pub mod portal;
 pub mod proc;
 pub mod sshd;
 pub mod wait;

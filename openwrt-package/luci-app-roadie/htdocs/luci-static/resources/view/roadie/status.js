@@ -392,7 +392,10 @@ return view.extend({
 				}),
 				[
 					E('div', {}, [ _('%1024mB in, %1024mB out').format(t.bytes_in || 0, t.bytes_out || 0) ]),
-					E('small', {}, [ _('%d connections, %d open').format(t.connections || 0, t.active || 0) ])
+					E('small', {}, [
+						N_(t.connections || 0, '%d connection', '%d connections').format(t.connections || 0),
+						', ', _('%d open').format(t.active || 0)
+					])
 				],
 				E('span', { 'class': 'roadie-reconnects' }, [ text(t.reconnects) ]),
 				text(t.last_error),
