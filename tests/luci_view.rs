@@ -34,8 +34,7 @@ const HOME: &str = "192.168.1.0/24";
 /// What the hotel's sshd prints on the session channel, like serveo.
 const PUBLIC_URL: &str = "https://ui-lab.roadie.example";
 /// sshd_config for that: every session runs this instead of a shell.
-const FORCE: &str =
-    "ForceCommand printf 'Forwarding HTTP traffic from https://ui-lab.roadie.example\\n'; exec cat\n";
+const FORCE: &str = "ForceCommand printf 'Forwarding HTTP traffic from https://ui-lab.roadie.example\\n'; exec cat\n";
 /// The forward that sshd refuses: something else holds the port there.
 const TAKEN_PORT: u16 = 18081;
 
@@ -95,7 +94,12 @@ fn page(b: &mut Browser) -> Value {
 
 /// Polls the page until `pred` holds (the view refreshes every 5 s);
 /// panics with the last page after `timeout`.
-fn wait_page(b: &mut Browser, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+fn wait_page(
+    b: &mut Browser,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let start = Instant::now();
     loop {
         let p = page(b);
@@ -187,7 +191,9 @@ fn status_page_in_chromium_against_a_lab_daemon() {
                 && s["lan"]["hook"]["ok"] == true
                 && ui["state"] == "up"
                 && ui["public_urls"] == json!([PUBLIC_URL])
-                && ui["via"].as_array().is_some_and(|w| w.iter().all(|w| w["healthy"] == true))
+                && ui["via"]
+                    .as_array()
+                    .is_some_and(|w| w.iter().all(|w| w["healthy"] == true))
                 && api["state"] == "backoff"
                 && text(&api["last_error"]).contains("refused to listen")
                 && s["probe"]["result"] == "open"
@@ -195,7 +201,10 @@ fn status_page_in_chromium_against_a_lab_daemon() {
     );
     let prefix = lan_prefix(&s);
     let node = format!("{}:8080", lab.node_in(&prefix));
-    eprintln!("luci: lab ready after {:?}: LAN {HOME} -> {prefix}", t0.elapsed());
+    eprintln!(
+        "luci: lab ready after {:?}: LAN {HOME} -> {prefix}",
+        t0.elapsed()
+    );
     let through = format!("http://{SSHD_ADDR}:18080/");
     wait_until("the node's page through tunnel ui", SHORT, || {
         lab.curl_page(&lab.up, &through)
@@ -283,21 +292,31 @@ fn status_page_in_chromium_against_a_lab_daemon() {
     portal.hold();
     lab.write_config(&config("hotspot-detect"));
     b.click("#roadie-reload");
-    let p = wait_page(&mut b, "the reload's reply and the captive portal", LONG, |p| {
-        p["result"]["method"] == "reload"
-            && p["daemon"]["reloads"] == "1"
-            && p["captive_links"] == json!([PORTAL])
-    });
+    let p = wait_page(
+        &mut b,
+        "the reload's reply and the captive portal",
+        LONG,
+        |p| {
+            p["result"]["method"] == "reload"
+                && p["daemon"]["reloads"] == "1"
+                && p["captive_links"] == json!([PORTAL])
+        },
+    );
     assert_eq!(p["result"]["class"], "alert-message success", "{p:#}");
     assert!(text(&p["result"]["text"]).contains("\"reloaded\""), "{p:#}");
     assert!(
-        text(&p["captive"]).starts_with("Captive portal The uplink wants a login at http://portal.example/login."),
+        text(&p["captive"])
+            .starts_with("Captive portal The uplink wants a login at http://portal.example/login."),
         "{p:#}"
     );
     let s = lab.status();
     assert_eq!(s["config"]["reloads"], 1, "{s}");
     assert_eq!(s["captive"]["url"], PORTAL, "{s}");
-    assert_eq!(tunnel(&s, "ui")["state"], "up", "the portal tore down a live session: {s}");
+    assert_eq!(
+        tunnel(&s, "ui")["state"],
+        "up",
+        "the portal tore down a live session: {s}"
+    );
 
     // c) Restart `ui`: the daemon re-requests its forward (reconnects 1).
     b.click("#roadie-tunnel-table tr[data-tunnel=\"ui\"] button");
@@ -310,11 +329,15 @@ fn status_page_in_chromium_against_a_lab_daemon() {
         text(&p["result"]["text"]).contains("\"restarted\": \"ui\""),
         "{p:#}"
     );
-    let s = lab.daemon.wait_tunnel("ui", "up after the restart", SHORT, |t| t["state"] == "up");
+    let s = lab
+        .daemon
+        .wait_tunnel("ui", "up after the restart", SHORT, |t| t["state"] == "up");
     assert_eq!(s["reconnects"], 1, "{s}");
-    wait_until("the node's page through ui after the restart", SHORT, || {
-        lab.curl_page(&lab.up, &through)
-    });
+    wait_until(
+        "the node's page through ui after the restart",
+        SHORT,
+        || lab.curl_page(&lab.up, &through),
+    );
 
     // The screenshot: portal banner, the moved LAN, both tunnels, a reply.
     let p = wait_page(&mut b, "everything for the screenshot", LONG, |p| {
@@ -337,7 +360,10 @@ fn status_page_in_chromium_against_a_lab_daemon() {
     b.click("#roadie-readdress");
     let p = wait_page(&mut b, "the readdress reply", LONG, |p| {
         p["result"]["method"] == "readdress"
-            && p["lan"]["evaluations"].as_str().and_then(|e| e.parse::<u64>().ok()) > Some(evals)
+            && p["lan"]["evaluations"]
+                .as_str()
+                .and_then(|e| e.parse::<u64>().ok())
+                > Some(evals)
     });
     let r = text(&p["result"]["text"]);
     assert!(r.contains("\"changed\": false"), "{p:#}");
@@ -354,19 +380,30 @@ fn status_page_in_chromium_against_a_lab_daemon() {
     });
     let noticed = hung.elapsed();
     signal(pid, libc::SIGCONT);
-    assert!(text(&p["down"]).contains("no answer within 8 seconds"), "{p:#}");
     assert!(
-        p["buttons"].as_array().is_some_and(|b| b.iter().all(|b| b["enabled"] == true)),
+        text(&p["down"]).contains("no answer within 8 seconds"),
+        "{p:#}"
+    );
+    assert!(
+        p["buttons"]
+            .as_array()
+            .is_some_and(|b| b.iter().all(|b| b["enabled"] == true)),
         "{p:#}"
     );
     // sshd gave up on the frozen sessions meanwhile (ClientAliveInterval):
     // they come back held by the portal. The page follows the daemon.
-    let p = wait_page(&mut b, "the status again, ui as the daemon has it", LONG, |p| {
-        p["down"].is_null()
-            && lab.daemon.rpc("status", json!({})).is_ok_and(|s| {
-                p["tunnels"]["ui"]["state"] == tunnel(&s, "ui")["state"]
-            })
-    });
+    let p = wait_page(
+        &mut b,
+        "the status again, ui as the daemon has it",
+        LONG,
+        |p| {
+            p["down"].is_null()
+                && lab
+                    .daemon
+                    .rpc("status", json!({}))
+                    .is_ok_and(|s| p["tunnels"]["ui"]["state"] == tunnel(&s, "ui")["state"])
+        },
+    );
     assert_eq!(p["errors"], json!([]), "{p:#}");
     eprintln!("luci: a hung daemon was shown after {noticed:?}");
 
@@ -384,12 +421,35 @@ fn status_page_in_chromium_against_a_lab_daemon() {
     let p = wait_page(&mut b, "the reload's error", LONG, |p| {
         p["result"]["method"] == "reload" && text(&p["result"]["class"]).contains("error")
     });
-    assert!(text(&p["result"]["text"]).contains("roadie daemon is not running"), "{p:#}");
+    assert!(
+        text(&p["result"]["text"]).contains("roadie daemon is not running"),
+        "{p:#}"
+    );
     lab.start_daemon();
     let p = wait_page(&mut b, "the restarted daemon", LONG, |p| {
-        p["down"].is_null() && p["daemon"]["reloads"] == "0" && p["tunnels"]["api"]["cells"].is_array()
+        p["down"].is_null()
+            && p["daemon"]["reloads"] == "0"
+            && p["tunnels"]["api"]["cells"].is_array()
     });
     assert_eq!(p["errors"], json!([]), "{p:#}");
+
+    // A user with read access only: the status, no usable button, and no
+    // call the ACL's read side does not grant.
+    b.navigate(&stand.readonly_url());
+    let ro = wait_page(&mut b, "the read-only page", LONG, |p| {
+        p["down"].is_null() && p["tunnels"]["ui"]["cells"].is_array() && p["lan"]["home"] == HOME
+    });
+    assert_eq!(ro["errors"], json!([]), "{ro:#}");
+    assert!(
+        ro["buttons"]
+            .as_array()
+            .is_some_and(|b| b.iter().all(|b| b["enabled"] == false)),
+        "{ro:#}"
+    );
+    assert!(
+        ro["tunnels"]["ui"]["button"] == false && ro["tunnels"]["api"]["button"] == false,
+        "{ro:#}"
+    );
 
     // The page went through _() for the texts asserted on above.
     let translated: BTreeSet<&str> = p["translated"]
@@ -460,14 +520,22 @@ fn declared_calls(js: &str) -> Vec<(String, String)> {
 fn acl_grants_exactly_what_the_view_calls() {
     let js = std::fs::read_to_string(package(VIEW)).unwrap();
     let declared = declared_calls(&js);
-    let declared_set: BTreeSet<String> =
-        declared.iter().map(|(o, m)| format!("{o}.{m}")).collect();
-    assert_eq!(declared.len(), declared_set.len(), "a method declared twice");
+    let declared_set: BTreeSet<String> = declared.iter().map(|(o, m)| format!("{o}.{m}")).collect();
+    assert_eq!(
+        declared.len(),
+        declared_set.len(),
+        "a method declared twice"
+    );
     assert_eq!(
         declared_set,
         BTreeSet::from(
-            ["roadie.status", "roadie.reload", "roadie.readdress", "roadie.tunnel.restart"]
-                .map(String::from)
+            [
+                "roadie.status",
+                "roadie.reload",
+                "roadie.readdress",
+                "roadie.tunnel.restart"
+            ]
+            .map(String::from)
         ),
         "the view's calls"
     );
@@ -476,13 +544,19 @@ fn acl_grants_exactly_what_the_view_calls() {
         .lines()
         .filter_map(|l| l.strip_prefix("'require ")?.strip_suffix("';"))
         .collect();
-    assert_eq!(requires, ["view", "dom", "poll", "rpc", "ui"]);
-    for other in ["rpc.list", "L.Request", "XMLHttpRequest", "fetch(", "fs.exec", "uci."] {
+    assert_eq!(requires.join(" "), "view dom poll rpc ui");
+    for other in [
+        "rpc.list",
+        "L.Request",
+        "XMLHttpRequest",
+        "fetch(",
+        "fs.exec",
+        "uci.",
+    ] {
         assert!(!js.contains(other), "the view uses {other}");
     }
 
-    let acl: Value =
-        serde_json::from_str(&std::fs::read_to_string(package(ACL)).unwrap()).unwrap();
+    let acl: Value = serde_json::from_str(&std::fs::read_to_string(package(ACL)).unwrap()).unwrap();
     let groups: Vec<&String> = acl.as_object().unwrap().keys().collect();
     assert_eq!(groups, [GROUP], "one group, named after the package");
     let g = acl[GROUP].as_object().unwrap();
@@ -496,7 +570,11 @@ fn acl_grants_exactly_what_the_view_calls() {
     let grants = Grants::load(&package(ACL), GROUP);
     assert_eq!(grants.all(), declared_set, "granted vs called");
     assert_eq!(
-        grants.read.keys().chain(grants.write.keys()).collect::<BTreeSet<_>>(),
+        grants
+            .read
+            .keys()
+            .chain(grants.write.keys())
+            .collect::<BTreeSet<_>>(),
         BTreeSet::from([&"roadie".to_string()])
     );
     assert_eq!(
@@ -508,7 +586,9 @@ fn acl_grants_exactly_what_the_view_calls() {
     for call in &declared_set {
         let method = call.strip_prefix("roadie.").unwrap();
         assert!(
-            roadie::control::protocol::METHODS.iter().any(|(m, _)| *m == method),
+            roadie::control::protocol::METHODS
+                .iter()
+                .any(|(m, _)| *m == method),
             "roadie has no method {method}"
         );
     }
@@ -519,7 +599,10 @@ fn acl_grants_exactly_what_the_view_calls() {
     assert_eq!(entries.len(), 1, "{menu}");
     let (path, entry) = entries.iter().next().unwrap();
     assert_eq!(path, "admin/status/roadie");
-    assert_eq!(entry["action"], json!({"type": "view", "path": "roadie/status"}));
+    assert_eq!(
+        entry["action"],
+        json!({"type": "view", "path": "roadie/status"})
+    );
     assert_eq!(entry["depends"]["acl"], json!([GROUP]));
     assert!(
         package(&format!(

@@ -158,7 +158,12 @@ impl Browser {
         self.send(method, params, session)
     }
 
-    fn send(&mut self, method: &str, params: Value, session: Option<String>) -> Result<Value, String> {
+    fn send(
+        &mut self,
+        method: &str,
+        params: Value,
+        session: Option<String>,
+    ) -> Result<Value, String> {
         let id = self.next_id;
         self.next_id += 1;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -203,9 +208,18 @@ impl Browser {
     pub fn open(&mut self, url: &str) {
         let target = self.ok("Target.createTarget", json!({"url": url}));
         let id = target["targetId"].clone();
-        let attached = self.ok("Target.attachToTarget", json!({"targetId": id, "flatten": true}));
+        let attached = self.ok(
+            "Target.attachToTarget",
+            json!({"targetId": id, "flatten": true}),
+        );
         self.session = attached["sessionId"].as_str().map(str::to_string);
         assert!(self.session.is_some(), "no DevTools session: {attached}");
+    }
+
+    /// Loads `url` in the page opened before.
+    pub fn navigate(&mut self, url: &str) {
+        let r = self.ok("Page.navigate", json!({"url": url}));
+        assert!(r.get("errorText").is_none(), "navigate {url}: {r}");
     }
 
     /// Evaluates `js` in the page (promises awaited); its value as JSON.

@@ -12,7 +12,9 @@
 //! `roadie -s SOCKET rpcd call METHOD` with the parameters on stdin (what
 //! /usr/libexec/rpcd/roadie runs) and replies `[0, its JSON]`. The session
 //! is a login whose only ACL group is luci-app-roadie (read and write), as
-//! an rpcd `login` section listing just that group would give.
+//! an rpcd `login` section listing just that group would give; the page at
+//! `?readonly=1` gets a session with only its read side, and the env LuCI's
+//! dispatcher sets for a read-only menu node.
 #![allow(dead_code)]
 
 pub mod browser;
@@ -88,6 +90,13 @@ impl Grants {
         })
     }
 
+    /// Whether a read-only session may call `object`.`method`.
+    pub fn allows_read(&self, object: &str, method: &str) -> bool {
+        self.read
+            .get(object)
+            .is_some_and(|m| m.contains(method) || m.contains("*"))
+    }
+
     /// Every `object.method` granted, either side.
     pub fn all(&self) -> BTreeSet<String> {
         [&self.read, &self.write]
@@ -115,6 +124,8 @@ pub struct Stand {
 struct Site {
     socket: PathBuf,
     session: String,
+    /// The read-only page's session.
+    session_ro: String,
     grants: Grants,
     calls: Arc<Mutex<Vec<String>>>,
     denied: Arc<Mutex<Vec<String>>>,
@@ -132,7 +143,11 @@ impl Stand {
         let stop = Arc::new(AtomicBool::new(false));
         let site = Arc::new(Site {
             socket: socket.to_path_buf(),
-            session: format!("{:032x}", std::process::id() as u128 * 0x9e37_79b9_7f4a_7c15),
+            session: format!(
+                "{:032x}",
+                std::process::id() as u128 * 0x9e37_79b9_7f4a_7c15
+            ),
+            session_ro: format!("{:032x}", std::process::id() as u128 * 0x85eb_ca6b),
             grants: Grants::load(&package(ACL), GROUP),
             calls: calls.clone(),
             denied: denied.clone(),
@@ -152,7 +167,15 @@ impl Stand {
 
     /// The page's URL, as LuCI's dispatcher would serve it.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/cgi-bin/luci/admin/status/roadie", self.port)
+        format!(
+            "http://127.0.0.1:{}/cgi-bin/luci/admin/status/roadie",
+            self.port
+        )
+    }
+
+    /// The page as a user with read access only sees it.
+    pub fn readonly_url(&self) -> String {
+        self.url() + "?readonly=1"
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -218,8 +241,9 @@ fn serve(mut s: TcpStream, site: &Site) -> std::io::Result<()> {
     }
     let mut body = vec![0u8; length];
     r.read_exact(&mut body)?;
-    let path = target.split('?').next().unwrap_or("/");
-    let (status, ctype, content) = route(&method, path, &body, site);
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let readonly = query.split('&').any(|kv| kv == "readonly=1");
+    let (status, ctype, content) = route(&method, path, readonly, &body, site);
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n\r\n",
@@ -229,7 +253,13 @@ fn serve(mut s: TcpStream, site: &Site) -> std::io::Result<()> {
     s.write_all(&content)
 }
 
-fn route(method: &str, path: &str, body: &[u8], site: &Site) -> (&'static str, &'static str, Vec<u8>) {
+fn route(
+    method: &str,
+    path: &str,
+    readonly: bool,
+    body: &[u8],
+    site: &Site,
+) -> (&'static str, &'static str, Vec<u8>) {
     const JS: &str = "application/javascript; charset=utf-8";
     let doubles = Path::new(REPO).join("tests/doubles");
     let file = |p: PathBuf, ctype: &'static str| match fs::read(&p) {
@@ -250,12 +280,12 @@ fn route(method: &str, path: &str, body: &[u8], site: &Site) -> (&'static str, &
         }
         ("GET", "/" | "/cgi-bin/luci/admin/status/roadie") => {
             let env = json!({
-                "sessionid": site.session,
+                "sessionid": if readonly { &site.session_ro } else { &site.session },
                 "token": "0123456789abcdef0123456789abcdef",
                 "ubuspath": "/ubus/",
                 "scriptname": "/cgi-bin/luci",
                 "requestpath": ["admin", "status", "roadie"],
-                "nodespec": {"satisfied": true, "readonly": false},
+                "nodespec": {"satisfied": true, "readonly": readonly},
                 "pollinterval": 5,
                 "rpctimeout": 20,
             });
@@ -281,9 +311,7 @@ fn route(method: &str, path: &str, body: &[u8], site: &Site) -> (&'static str, &
 /// One JSON-RPC 2.0 message to uhttpd's /ubus, answered as it and rpcd do.
 fn jsonrpc(msg: &Value, site: &Site) -> Value {
     let id = msg["id"].clone();
-    let error = |code: i64, message: &str| {
-        json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
-    };
+    let error = |code: i64, message: &str| json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
     if msg["jsonrpc"] != "2.0" {
         return error(-32600, "Invalid request");
     }
@@ -297,11 +325,20 @@ fn jsonrpc(msg: &Value, site: &Site) -> Value {
     };
     let name = format!("{object}.{method}");
     site.calls.lock().unwrap().push(name.clone());
-    if sid != site.session || !site.grants.allows(object, method) {
+    let allowed = if sid == site.session {
+        site.grants.allows(object, method)
+    } else {
+        sid == site.session_ro && site.grants.allows_read(object, method)
+    };
+    if !allowed {
         site.denied.lock().unwrap().push(name);
         return error(-32002, "Access denied");
     }
-    let args = if p[3].is_object() { p[3].clone() } else { json!({}) };
+    let args = if p[3].is_object() {
+        p[3].clone()
+    } else {
+        json!({})
+    };
     // What rpcd does for an exec plugin: `PLUGIN call METHOD`, the
     // parameters on stdin, one JSON object back on stdout.
     let out = run_with(
