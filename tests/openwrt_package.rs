@@ -781,3 +781,155 @@ fn rpcd_acl_grants_exactly_roadies_methods() {
         "{plugin}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// luci-app-roadie
+
+const LUCI: &str = "openwrt-package/luci-app-roadie";
+
+/// The files luci-app-roadie installs (luci.mk: htdocs/ under /www, root/
+/// as is): (path in the package, source).
+const LUCI_DATA: &[(&str, &str)] = &[
+    (
+        "./usr/share/luci/menu.d/luci-app-roadie.json",
+        "root/usr/share/luci/menu.d/luci-app-roadie.json",
+    ),
+    (
+        "./usr/share/rpcd/acl.d/luci-app-roadie.json",
+        "root/usr/share/rpcd/acl.d/luci-app-roadie.json",
+    ),
+    (
+        "./www/luci-static/resources/view/roadie/status.js",
+        "htdocs/luci-static/resources/view/roadie/status.js",
+    ),
+];
+
+/// The LuCI app's SDK Makefile follows the LuCI feed's conventions, and
+/// its version is roadie's.
+#[test]
+fn luci_makefile_follows_the_luci_feed() {
+    let mk = fs::read_to_string(repo(&format!("{LUCI}/Makefile"))).unwrap();
+    let cargo: toml::Table = fs::read_to_string(repo("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // luci.mk names the package after its directory.
+    assert_eq!(mk_var(&mk, "PKG_NAME").as_deref(), Some("luci-app-roadie"));
+    assert!(LUCI.ends_with("/luci-app-roadie"));
+    assert_eq!(
+        mk_var(&mk, "PKG_VERSION").as_deref(),
+        cargo["package"]["version"].as_str()
+    );
+    assert!(mk_var(&mk, "PKG_RELEASE").is_some());
+    assert_eq!(
+        mk_var(&mk, "LUCI_DEPENDS").as_deref(),
+        Some("+luci-base +roadie")
+    );
+    assert_eq!(mk_var(&mk, "LUCI_PKGARCH").as_deref(), Some("all"));
+    assert!(mk_var(&mk, "LUCI_TITLE").is_some());
+    assert!(mk.contains("include $(TOPDIR)/rules.mk"));
+    assert!(
+        mk.lines()
+            .any(|l| l.starts_with("include ") && l.ends_with("/luci.mk"))
+    );
+    assert_eq!(
+        mk.lines().rfind(|l| !l.trim().is_empty()),
+        Some("# call BuildPackage - OpenWrt buildroot signature")
+    );
+    let postinst = mk_define(&mk, "Package/luci-app-roadie/postinst").join("\n");
+    assert!(postinst.contains("/etc/init.d/rpcd reload"), "{postinst}");
+    assert!(postinst.contains("luci-indexcache"), "{postinst}");
+    for line in mk.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        assert!(!line.contains(".ipk") && !line.contains(".apk"), "{line}");
+    }
+}
+
+/// `scripts/build-ipk luci`: one package, architecture all, the view, the
+/// menu entry and the ACL as luci.mk installs them, and the Makefile's
+/// postinst; no binary needed.
+#[test]
+fn luci_ipk_is_arch_all() {
+    let dir = tmpdir("luci-ipk");
+    let out_dir = dir.join("out");
+    let (code, out, err) = run(Command::new(repo("scripts/build-ipk"))
+        .arg("luci")
+        .env("OUT", &out_dir)
+        .env("SOURCE_DATE_EPOCH", "1700000000"));
+    assert_eq!(code, 0, "build-ipk luci:\n{out}{err}");
+    let mk = fs::read_to_string(repo(&format!("{LUCI}/Makefile"))).unwrap();
+    let version = format!(
+        "{}-r{}",
+        mk_var(&mk, "PKG_VERSION").unwrap(),
+        mk_var(&mk, "PKG_RELEASE").unwrap()
+    );
+    let ipk = PathBuf::from(out.trim());
+    assert_eq!(
+        ipk,
+        out_dir.join(format!("luci-app-roadie_{version}_all.ipk"))
+    );
+    assert_eq!(
+        fs::read_dir(&out_dir).unwrap().count(),
+        1,
+        "one package only"
+    );
+    let (code, names, _) = run(Command::new("tar").arg("-tzf").arg(&ipk));
+    assert_eq!(code, 0);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
+    );
+    let outer = dir.join("outer");
+    untar(&ipk, &outer);
+
+    let control = dir.join("control");
+    untar(&outer.join("control.tar.gz"), &control);
+    let text = fs::read_to_string(control.join("control")).unwrap();
+    let fields: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once(": ")).collect();
+    assert_eq!(fields["Package"], "luci-app-roadie");
+    assert_eq!(fields["Version"], version);
+    assert_eq!(fields["Depends"], "luci-base, roadie");
+    assert_eq!(fields["Architecture"], "all");
+    assert_eq!(fields["Section"], "luci");
+    assert_eq!(fields["SourceDateEpoch"], "1700000000");
+    assert!(!control.join("conffiles").exists(), "nothing to keep");
+    for script in ["postinst", "prerm", "postinst-pkg"] {
+        let (code, _, err) = run(Command::new("sh").arg("-n").arg(control.join(script)));
+        assert_eq!(code, 0, "{script}: {err}");
+    }
+    let pkg = fs::read_to_string(control.join("postinst-pkg")).unwrap();
+    let want = mk_define(&mk, "Package/luci-app-roadie/postinst").join("\n");
+    assert_eq!(
+        pkg.lines().map(str::trim).collect::<Vec<_>>().join("\n"),
+        want.replace("$$", "$"),
+        "postinst-pkg is the Makefile's postinst"
+    );
+
+    let listing = tar_listing(&outer.join("data.tar.gz"));
+    let files: Vec<(&str, u32)> = listing
+        .iter()
+        .filter(|(n, _)| !n.ends_with('/'))
+        .map(|(n, (m, _, _, _))| (n.as_str(), *m))
+        .collect();
+    let want: Vec<(&str, u32)> = LUCI_DATA.iter().map(|(n, _)| (*n, 0o644)).collect();
+    assert_eq!(files, want);
+    assert!(listing.iter().all(|(n, (m, uid, gid, _))| {
+        (*uid, *gid) == (0, 0) && (!n.ends_with('/') || *m == 0o755)
+    }));
+    let total: u64 = listing.values().map(|e| e.3).sum();
+    assert_eq!(fields["Installed-Size"], total.to_string());
+    let data = dir.join("data");
+    untar(&outer.join("data.tar.gz"), &data);
+    for (name, source) in LUCI_DATA {
+        assert_eq!(
+            fs::read(data.join(name)).unwrap(),
+            fs::read(repo(&format!("{LUCI}/{source}"))).unwrap(),
+            "{name}"
+        );
+    }
+
+    let (code, _, err) = run(Command::new(repo("scripts/build-ipk"))
+        .args(["luci", "extra"])
+        .env("OUT", &out_dir));
+    assert_eq!(code, 2, "{err}");
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -437,6 +437,12 @@ impl Lab {
     /// key, [`Lab::ssh_key`], for root. Its files are in the lab dir.
     /// Waits until it listens.
     pub fn start_sshd(&mut self) {
+        self.start_sshd_with("");
+    }
+
+    /// As [`Lab::start_sshd`], with `extra` sshd_config lines (e.g. a
+    /// `ForceCommand` that prints a public URL, as serveo does).
+    pub fn start_sshd_with(&mut self, extra: &str) {
         assert!(self.sshd.is_none(), "sshd is already running");
         let key = self.ssh_key();
         super::sshd::keygen(&key, "ed25519");
@@ -449,8 +455,10 @@ impl Lab {
             .insert(Sshd::new(&self.up, &self.dir, SSHD_ADDR, 22));
         sshd.configure(
             &[&key],
-            "PermitRootLogin prohibit-password\nAllowUsers root\nAllowTcpForwarding yes\n\
-             ClientAliveInterval 1\nClientAliveCountMax 2\n",
+            &format!(
+                "PermitRootLogin prohibit-password\nAllowUsers root\nAllowTcpForwarding yes\n\
+                 ClientAliveInterval 1\nClientAliveCountMax 2\n{extra}"
+            ),
         );
         sshd.run();
     }

@@ -8,7 +8,8 @@
 //! - [`daemon`]: `roadie daemon` in a namespace, its control socket, status;
 //! - [`dhcp`]: the DHCP lab (dnsmasq upstream, udhcpc, a node), [`Lab`];
 //! - [`openwrt`]: a router made of OpenWrt's own userland (`OPENWRT_ROOT`),
-//!   [`openwrt::Router`].
+//!   [`openwrt::Router`];
+//! - [`portal`]: a hotel's captive portal (an HTTP server in a namespace).
 //!
 //! The tunnel tests build their labs from the same parts in
 //! tests/tunnel_lab. Everything a lab starts dies with the test process;
@@ -20,6 +21,7 @@ pub mod daemon;
 pub mod dhcp;
 pub mod ns;
 pub mod openwrt;
+pub mod portal;
 pub mod proc;
 pub mod sshd;
 pub mod wait;
