@@ -469,7 +469,18 @@ fn cross_binary(target: &str) -> Option<PathBuf> {
         ));
         return None;
     }
-    let (code, out, err) = run(Command::new(repo("scripts/cross-build")).arg(target));
+    // A cold release build with -Zbuild-std: minutes, longer when the other
+    // target's build holds cargo's lock on the target directory first.
+    let out = run_with(
+        Command::new(repo("scripts/cross-build")).arg(target),
+        None,
+        Duration::from_secs(1800),
+    );
+    let (code, out, err) = (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert_eq!(code, 0, "scripts/cross-build {target}:\n{out}{err}");
     assert!(bin.exists(), "cross-build made no {}", bin.display());
     Some(bin)
