@@ -46,6 +46,8 @@ pub struct Daemon {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wan {
+    /// Kernel link names (`eth1`) or netifd interface names (`@wan`, see
+    /// crate::netifd), as written.
     pub interfaces: Vec<String>,
     /// Plain `http://` (a portal cannot answer for HTTPS); `None`: the default URL.
     pub probe_url: Option<String>,
@@ -64,9 +66,12 @@ pub enum ApplyMode {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lan {
+    /// A kernel link name (`br-lan`) or a netifd interface name (`@lan`).
     pub interface: String,
     /// The router's home address with its prefix length, e.g. 192.168.1.1/24.
-    pub address: Ipv4Net,
+    /// `None` (only with apply = "uci"): read from UCI at start, see
+    /// crate::lan::home.
+    pub address: Option<Ipv4Net>,
     pub pools: Vec<Ipv4Net>,
     pub avoid: Vec<Ipv4Net>,
     pub apply: ApplyMode,
@@ -74,13 +79,6 @@ pub struct Lan {
     pub settle_ms: u64,
     pub return_home: bool,
     pub hosts: Vec<Host>,
-}
-
-impl Lan {
-    /// The home prefix (network part of `address`).
-    pub fn home(&self) -> Ipv4Net {
-        self.address.trunc()
-    }
 }
 
 /// `[openwrt]`: the OpenWrt commands `apply = "uci"` runs, and where the LAN
@@ -538,9 +536,24 @@ impl Ctx<'_> {
         Some(n)
     }
 
-    /// A kernel link name as `ip link` would accept it.
+    /// A kernel link name as `ip link` would accept it, or a netifd
+    /// interface name after an `@`.
     fn ifname(&mut self, v: &Str, key: &str) -> Option<String> {
         let s = v.get_ref();
+        const EXPECTED: &str = "expected a kernel link name such as \"eth1\" or a netifd interface name such as \"@wan\"";
+        if let Some(name) = crate::netifd::name(s) {
+            if crate::netifd::valid_name(name) {
+                return Some(s.clone());
+            }
+            self.err(
+                v.span(),
+                format!(
+                    "{key} {s_q} is not a netifd interface name (after '@': letters, digits and '_', as in /etc/config/network); {EXPECTED}",
+                    s_q = Q(s)
+                ),
+            );
+            return None;
+        }
         let problem = if s.is_empty() {
             Some("must not be empty".to_string())
         } else if s.len() > MAX_IFNAME {
@@ -558,13 +571,7 @@ impl Ctx<'_> {
             None
         };
         if let Some(p) = problem {
-            self.err(
-                v.span(),
-                format!(
-                    "{key} {s_q} {p}; expected a kernel link name such as \"eth1\"",
-                    s_q = Q(s)
-                ),
-            );
+            self.err(v.span(), format!("{key} {s_q} {p}; {EXPECTED}", s_q = Q(s)));
             return None;
         }
         Some(s.clone())
@@ -939,7 +946,7 @@ fn validate_wan(cx: &mut Ctx<'_>, w: &Spanned<raw::Wan>) -> Option<Wan> {
             &span,
             "[wan]",
             "interfaces",
-            "the uplinks' kernel link names, e.g. [\"eth1\"]",
+            "the uplinks' kernel link names or netifd interfaces, e.g. [\"eth1\"] or [\"@wan\"]",
         )
         .and_then(|list| {
             if list.get_ref().is_empty() {
@@ -1092,44 +1099,9 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             &span,
             "[lan]",
             "interface",
-            "the LAN's kernel link name, e.g. \"br-lan\"",
+            "the LAN's kernel link name or netifd interface, e.g. \"br-lan\" or \"@lan\"",
         )
         .and_then(|v| cx.ifname(v, "interface"));
-    let address = cx
-        .required(
-            &l.address,
-            &span,
-            "[lan]",
-            "address",
-            "the router's home address, e.g. \"192.168.1.1/24\"",
-        )
-        .and_then(|v| lan_address(cx, v));
-
-    let pools = cx.prefixes(&l.pools, "pool", &DEFAULT_POOLS).and_then(|pools| {
-        if pools.is_empty() {
-            let span = l.pools.as_ref().map_or(0..0, |p| p.span());
-            cx.err(span, "`pools` must list at least one prefix, e.g. [\"10.0.0.0/8\"]");
-            return None;
-        }
-        let Some(addr) = address else {
-            return Some(pools.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
-        };
-        let mut ok = true;
-        for (pool, pspan) in &pools {
-            if pool.prefix_len() > addr.prefix_len() {
-                cx.err(
-                    pspan.clone(),
-                    format!("pool {pool} cannot hold a /{} LAN prefix; use a pool of /{} or shorter", addr.prefix_len(), addr.prefix_len()),
-                );
-                ok = false;
-            }
-        }
-        ok.then(|| pools.into_iter().map(|(n, _)| n).collect())
-    });
-    let avoid = cx
-        .prefixes(&l.avoid, "avoid entry", &DEFAULT_AVOID)
-        .map(|v| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
-
     let apply = match &l.apply {
         None => Some(ApplyMode::Netlink),
         Some(v) => match v.get_ref().as_str() {
@@ -1147,6 +1119,50 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             }
         },
     };
+    // Some(None): left out, which apply = "uci" allows (the home address is
+    // read from UCI at start); None: a problem was reported.
+    let address: Option<Option<Ipv4Net>> = match &l.address {
+        Some(v) => lan_address(cx, v).map(Some),
+        None if apply == Some(ApplyMode::Uci) => Some(None),
+        // An unknown apply mode was reported already.
+        None if apply.is_none() => None,
+        None => {
+            cx.err(
+                span.clone(),
+                "[lan] is missing `address` (the router's home address, e.g. \"192.168.1.1/24\"; only apply = \"uci\" may leave it out, to read it from UCI network.lan)",
+            );
+            None
+        }
+    };
+
+    let pools = cx
+        .prefixes(&l.pools, "pool", &DEFAULT_POOLS)
+        .and_then(|pools| {
+            if pools.is_empty() {
+                let span = l.pools.as_ref().map_or(0..0, |p| p.span());
+                cx.err(
+                    span,
+                    "`pools` must list at least one prefix, e.g. [\"10.0.0.0/8\"]",
+                );
+                return None;
+            }
+            // Without an address here, checked against UCI's at start (check_home).
+            let Some(Some(addr)) = address else {
+                return Some(pools.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
+            };
+            let mut ok = true;
+            for (pool, pspan) in &pools {
+                if let Some(p) = pool_problem(*pool, addr) {
+                    cx.err(pspan.clone(), p);
+                    ok = false;
+                }
+            }
+            ok.then(|| pools.into_iter().map(|(n, _)| n).collect())
+        });
+    let avoid = cx
+        .prefixes(&l.avoid, "avoid entry", &DEFAULT_AVOID)
+        .map(|v| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
+
     let hook = cx.opt_path(&l.hook, "hook");
     let settle_ms = cx.int(
         &l.settle_ms,
@@ -1194,24 +1210,17 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
                     cx.err(v.span(), format!("host address {s_q} is not an IPv4 address; expected e.g. \"192.168.1.100\" (no prefix length)", s_q = Q(s)));
                     return None;
                 };
-                let net = address?;
-                let home = net.trunc();
-                let problem = if !home.contains(&a) {
-                    Some(format!("is outside the home prefix {home}"))
-                } else if a == home.network() {
-                    Some(format!("is the network address of {home}"))
-                } else if a == home.broadcast() {
-                    Some(format!("is the broadcast address of {home}"))
-                } else if a == net.addr() {
-                    Some("is the router's own address".to_string())
-                } else {
-                    None
-                };
-                if let Some(p) = problem {
-                    cx.err(v.span(), format!("host address {a} {p}; expected a host address inside {home} other than {}", net.addr()));
-                    return None;
+                match address? {
+                    // Checked against UCI's address at start (check_home).
+                    None => Some(a),
+                    Some(net) => match host_problem(a, net) {
+                        Some(p) => {
+                            cx.err(v.span(), p);
+                            None
+                        }
+                        None => Some(a),
+                    },
                 }
-                Some(a)
             });
         match (name, haddr) {
             (Some(name), Some(address)) => hosts.push(Host { name, address }),
@@ -1248,6 +1257,58 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         }),
         names,
     )
+}
+
+/// Why `pool` cannot take the LAN of `address`'s length, if it cannot.
+fn pool_problem(pool: Ipv4Net, address: Ipv4Net) -> Option<String> {
+    let len = address.prefix_len();
+    (pool.prefix_len() > len).then(|| {
+        format!("pool {pool} cannot hold a /{len} LAN prefix; use a pool of /{len} or shorter")
+    })
+}
+
+/// Why `a` cannot be a cluster host beside the router at `address`, if it cannot.
+fn host_problem(a: Ipv4Addr, address: Ipv4Net) -> Option<String> {
+    let home = address.trunc();
+    let problem = if !home.contains(&a) {
+        format!("is outside the home prefix {home}")
+    } else if a == home.network() {
+        format!("is the network address of {home}")
+    } else if a == home.broadcast() {
+        format!("is the broadcast address of {home}")
+    } else if a == address.addr() {
+        "is the router's own address".to_string()
+    } else {
+        return None;
+    };
+    Some(format!(
+        "host address {a} {problem}; expected a host address inside {home} other than {}",
+        address.addr()
+    ))
+}
+
+/// The checks [`parse`] makes against `[lan] address`, for a home address
+/// learnt at start (UCI, the state file) when the file has none: `pools`
+/// must hold its prefix, `[[lan.host]]` addresses must lie in it. `from`
+/// says where it came from, for the message.
+pub fn check_home(lan: &Lan, address: Ipv4Net, from: &str) -> Result<(), String> {
+    let mut problems: Vec<String> = lan
+        .pools
+        .iter()
+        .filter_map(|p| pool_problem(*p, address))
+        .collect();
+    for h in &lan.hosts {
+        if let Some(p) = host_problem(h.address, address) {
+            problems.push(format!("[[lan.host]] {}: {p}", Q(&h.name)));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "[lan] address is left out and the home address is {address} ({from}): {}",
+        problems.join("; ")
+    ))
 }
 
 fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server> {
@@ -1721,7 +1782,7 @@ address = \"192.168.1.100\"
             c.lan,
             Lan {
                 interface: "br-lan".into(),
-                address: net("192.168.1.1/24"),
+                address: Some(net("192.168.1.1/24")),
                 pools: vec![
                     net("10.0.0.0/8"),
                     net("172.16.0.0/12"),
@@ -1735,7 +1796,10 @@ address = \"192.168.1.100\"
                 hosts: vec![],
             }
         );
-        assert_eq!(c.lan.home(), net("192.168.1.0/24"));
+        assert_eq!(
+            c.lan.address.map(|a| a.trunc()),
+            Some(net("192.168.1.0/24"))
+        );
         assert!(c.servers.is_empty());
         assert!(c.tunnels.is_empty());
         assert_eq!(
@@ -1866,7 +1930,7 @@ target = \"master:80\"
         );
         assert_eq!(c.wan.interfaces, ["eth1", "wlan0"]);
         assert!(c.wan.probe_url.is_some() && c.wan.probe_expect.is_some());
-        assert_eq!(c.lan.address, net("192.168.1.1/24"));
+        assert_eq!(c.lan.address, Some(net("192.168.1.1/24")));
         assert_eq!(c.lan.apply, ApplyMode::Uci);
         assert_eq!(c.openwrt, OpenWrt::default());
         assert_eq!(c.lan.hook, Some(PathBuf::from("/etc/roadie/readdress.sh")));
@@ -1932,7 +1996,7 @@ target = \"master:80\"
         let c = parse(SHIPPED, path).unwrap_or_else(|e| panic!("shipped config:\n{e}"));
         assert_eq!(c.lan.apply, ApplyMode::Uci);
         assert_eq!(c.lan.interface, "br-lan");
-        assert_eq!(c.lan.address, net("192.168.1.1/24"));
+        assert_eq!(c.lan.address, Some(net("192.168.1.1/24")));
         assert!(c.tunnels.is_empty() && c.servers.is_empty());
         assert_eq!(c.openwrt, OpenWrt::default());
         // `# key = value` and `# [table]` lines are examples; prose is not.
@@ -2006,7 +2070,7 @@ failback_s = 7
 ");
         assert_eq!(c.daemon.log_level, log::LevelFilter::Debug);
         assert_eq!(c.daemon.socket, PathBuf::from("/tmp/r.sock"));
-        assert_eq!(c.lan.home(), net("10.1.0.0/16"));
+        assert_eq!(c.lan.address.map(|a| a.trunc()), Some(net("10.1.0.0/16")));
         assert!(c.lan.avoid.is_empty());
         assert_eq!(c.lan.settle_ms, 0);
         assert_eq!(

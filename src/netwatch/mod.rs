@@ -7,6 +7,7 @@ mod kernel;
 
 pub use kernel::{dump, run};
 
+use crate::netifd;
 use crate::plan::{Other, Uplink};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
@@ -16,6 +17,9 @@ use std::net::Ipv4Addr;
 pub struct NetState {
     pub links: Vec<LinkState>,
     pub routes: Vec<RouteState>,
+    /// Where the configured netifd names (`"@wan"`) are now, sorted by
+    /// name; written by crate::netifd's task, the rest by the kernel watcher.
+    pub netifd: Vec<netifd::Iface>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,42 +43,69 @@ impl NetState {
     pub fn link(&self, name: &str) -> Option<&LinkState> {
         self.links.iter().find(|l| l.name == name)
     }
+
+    /// The netifd interface `name` (no mark), once it has been resolved.
+    pub fn netifd_iface(&self, name: &str) -> Option<&netifd::Iface> {
+        self.netifd.iter().find(|i| i.name == name)
+    }
+
+    /// The kernel device a configured interface means now: a link name is
+    /// itself, `"@wan"` is wherever netifd has that interface (`None`: no
+    /// device, or not resolved yet).
+    pub fn device<'a>(&'a self, configured: &'a str) -> Option<&'a str> {
+        match netifd::name(configured) {
+            None => Some(configured),
+            Some(n) => self.netifd_iface(n).and_then(|i| i.device.as_deref()),
+        }
+    }
 }
 
-/// Planner inputs: one [`Uplink`] per configured WAN interface (missing ones are
-/// shown down), and the prefixes of every other interface except the LAN and loopback.
+/// Planner inputs: one [`Uplink`] per configured WAN interface (missing or
+/// unresolved ones are shown down), and the prefixes of every other
+/// interface except the LAN and loopback. `wan` and `lan` are as configured:
+/// link names or netifd names (`"@wan"`), which resolve through `state`.
 pub fn view(state: &NetState, wan: &[String], lan: &str) -> (Vec<Uplink>, Vec<Other>) {
     let uplinks = wan
         .iter()
-        .map(|name| match state.link(name) {
-            None => Uplink {
-                interface: name.clone(),
+        .map(|configured| {
+            let name = netifd::name(configured);
+            let device = state.device(configured);
+            let base = Uplink {
+                interface: device.unwrap_or_default().to_string(),
+                netifd: name.map(str::to_string),
+                netifd_problem: name
+                    .and_then(|n| state.netifd_iface(n))
+                    .and_then(|i| i.problem.clone()),
                 ..Uplink::default()
-            },
-            Some(link) => {
-                let mine = state.routes.iter().filter(|r| r.oif == Some(link.index));
-                let mut routes = Vec::new();
-                let mut gateway = None;
-                for r in mine {
-                    if r.dst.prefix_len() == 0 {
-                        gateway = gateway.or(r.gateway);
-                    } else if !routes.contains(&r.dst) {
-                        routes.push(r.dst);
-                    }
+            };
+            let Some(link) = device.and_then(|d| state.link(d)) else {
+                return base;
+            };
+            let mine = state.routes.iter().filter(|r| r.oif == Some(link.index));
+            let mut routes = Vec::new();
+            let mut gateway = None;
+            for r in mine {
+                if r.dst.prefix_len() == 0 {
+                    gateway = gateway.or(r.gateway);
+                } else if !routes.contains(&r.dst) {
+                    routes.push(r.dst);
                 }
-                Uplink {
-                    interface: name.clone(),
-                    up: link.up,
-                    addresses: link.addrs.clone(),
-                    gateway,
-                    routes,
-                }
+            }
+            Uplink {
+                up: link.up,
+                addresses: link.addrs.clone(),
+                gateway,
+                routes,
+                ..base
             }
         })
         .collect();
+    let lan = state.device(lan);
+    let wan: Vec<&str> = wan.iter().filter_map(|w| state.device(w)).collect();
     let mut others = Vec::new();
     for link in &state.links {
-        if link.name == lan || link.name == "lo" || wan.contains(&link.name) {
+        if Some(link.name.as_str()) == lan || link.name == "lo" || wan.contains(&link.name.as_str())
+        {
             continue;
         }
         for a in &link.addrs {
@@ -130,6 +161,7 @@ mod tests {
                 route("10.0.0.0/8", Some("10.66.0.1"), 2),
                 route("192.168.1.0/24", None, 3),
             ],
+            netifd: Vec::new(),
         };
         let wan = vec!["eth1".to_string(), "wwan0".to_string()];
         let (uplinks, others) = view(&state, &wan, "br-lan");
