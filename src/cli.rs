@@ -409,10 +409,10 @@ pub fn human_status(v: &Value) -> String {
             .as_str()
             .map(|g| format!(", gateway {g}"))
             .unwrap_or_default();
-        out.push_str(&format!(
-            "uplink {}: {state}, {addrs}{gw}\n",
-            s(&w["interface"])
-        ));
+        out.push_str(&format!("uplink {}: {state}, {addrs}{gw}\n", link_label(w)));
+        if let Some(p) = w["netifd_problem"].as_str() {
+            out.push_str(&format!("  PROBLEM: {p}\n"));
+        }
     }
     let lan = &v["lan"];
     let moved = if lan["prefix"] == lan["home"] {
@@ -422,7 +422,7 @@ pub fn human_status(v: &Value) -> String {
     };
     out.push_str(&format!(
         "LAN {}: {} ({moved})\n",
-        s(&lan["interface"]),
+        link_label(lan),
         s(&lan["address"])
     ));
     if lan["settling"].as_bool() == Some(true) {
@@ -460,6 +460,15 @@ pub fn human_status(v: &Value) -> String {
         v["tunnels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
     ));
     out
+}
+
+/// `eth1`, or for a netifd name `@wan (eth1)` / `@wwan (no device)`.
+fn link_label(v: &Value) -> String {
+    let device = v["interface"].as_str();
+    match v["netifd"].as_str() {
+        None => device.unwrap_or("?").to_string(),
+        Some(n) => format!("@{n} ({})", device.unwrap_or("no device")),
+    }
 }
 
 /// The captive portal, loud; otherwise a quiet word when the probe found
@@ -730,6 +739,25 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("hook FAILED"), "{h}");
+        let mut v = v;
+        v["wan"] = json!([
+            {"interface":"usb0","netifd":"wan","up":true,"addresses":["10.77.0.2/24"],"gateway":null},
+            {"interface":null,"netifd":"wwan","netifd_problem":null,"up":false,"addresses":[]},
+            {"interface":"eth1","netifd":"vpn","netifd_problem":"ubus timed out","up":false,"addresses":[]}
+        ]);
+        v["lan"]["interface"] = json!("br-lan");
+        v["lan"]["netifd"] = json!("lan");
+        let h = human_status(&v);
+        assert!(h.contains("uplink @wan (usb0): up, 10.77.0.2/24\n"), "{h}");
+        assert!(
+            h.contains("uplink @wwan (no device): down, no address\n"),
+            "{h}"
+        );
+        assert!(
+            h.contains("uplink @vpn (eth1): down, no address\n  PROBLEM: ubus timed out\n"),
+            "{h}"
+        );
+        assert!(h.contains("LAN @lan (br-lan): 10.77.1.1/24"), "{h}");
         assert!(h.contains("tunnels: none"), "{h}");
         assert!(
             !h.contains("CAPTIVE") && !h.contains("internet check"),

@@ -1857,6 +1857,115 @@ address = \"192.168.1.100\"
     }
 
     #[test]
+    fn netifd_interface_names() {
+        let c = ok(
+            "[wan]\ninterfaces = [\"@wan\", \"@wwan\", \"usb0\"]\n[lan]\ninterface = \"@lan\"\naddress = \"192.168.1.1/24\"\n",
+        );
+        assert_eq!(c.wan.interfaces, ["@wan", "@wwan", "usb0"]);
+        assert_eq!(c.lan.interface, "@lan");
+        // (name, interfaces, lan, "line:col", message)
+        let cases = [
+            (
+                "not a UCI section name",
+                "[\"@wan-2\"]",
+                "\"br-lan\"",
+                "2:15",
+                "interface \"@wan-2\" is not a netifd interface name (after '@': letters, digits and '_', as in /etc/config/network); expected a kernel link name such as \"eth1\" or a netifd interface name such as \"@wan\"",
+            ),
+            (
+                "only the mark",
+                "[\"@\"]",
+                "\"br-lan\"",
+                "2:15",
+                "is not a netifd interface name",
+            ),
+            (
+                "the LAN as a netifd name",
+                "[\"@wan\"]",
+                "\"@l an\"",
+                "5:13",
+                "is not a netifd interface name",
+            ),
+            (
+                "listed twice",
+                "[\"@wan\", \"@wan\"]",
+                "\"br-lan\"",
+                "2:23",
+                "interface \"@wan\" is listed twice",
+            ),
+            (
+                "the LAN is a WAN",
+                "[\"@lan\"]",
+                "\"@lan\"",
+                "5:13",
+                "LAN interface \"@lan\" is also listed in [wan]",
+            ),
+        ];
+        for (name, wan, lan, at, needle) in cases {
+            let text = format!(
+                "[wan]\ninterfaces = {wan}\n\n[lan]\ninterface = {lan}\naddress = \"192.168.1.1/24\"\n"
+            );
+            assert_one(name, &text, at, needle);
+        }
+    }
+
+    /// apply = "uci" may leave `[lan] address` out (read from UCI at
+    /// start); then hosts and pools are checked at start (check_home).
+    #[test]
+    fn lan_address_from_uci() {
+        let uci =
+            "[wan]\ninterfaces = [\"@wan\"]\n\n[lan]\ninterface = \"@lan\"\napply = \"uci\"\n";
+        let c = ok(uci);
+        assert_eq!(c.lan.address, None);
+        // Hosts and pools cannot be checked against an address that is not there.
+        let c = ok(&format!(
+            "{uci}pools = [\"10.0.0.0/25\"]\n[[lan.host]]\nname = \"master\"\naddress = \"192.168.8.100\"\n"
+        ));
+        assert_eq!(c.lan.hosts[0].address, Ipv4Addr::new(192, 168, 8, 100));
+        // netlink needs it: the error names the [lan] table.
+        assert_one(
+            "netlink without an address",
+            "[wan]\ninterfaces = [\"eth1\"]\n\n[lan]\ninterface = \"br-lan\"\napply = \"netlink\"\n",
+            "4:1",
+            "[lan] is missing `address` (the router's home address, e.g. \"192.168.1.1/24\"; only apply = \"uci\" may leave it out, to read it from UCI network.lan)",
+        );
+        // An unknown apply mode is the one error.
+        assert_one(
+            "unknown apply, no address",
+            "[wan]\ninterfaces = [\"eth1\"]\n\n[lan]\ninterface = \"br-lan\"\napply = \"ip\"\n",
+            "6:9",
+            "unknown apply mode",
+        );
+    }
+
+    #[test]
+    fn home_checks_at_start() {
+        let c = ok(&format!(
+            "[wan]\ninterfaces = [\"@wan\"]\n[lan]\ninterface = \"@lan\"\napply = \"uci\"\npools = [\"10.0.0.0/8\", \"172.16.0.0/20\"]\n{HOSTS}"
+        ));
+        let from = "from UCI network.lan";
+        assert_eq!(check_home(&c.lan, net("192.168.1.1/24"), from), Ok(()));
+        let cases = [
+            (
+                "192.168.8.1/24",
+                "[lan] address is left out and the home address is 192.168.8.1/24 (from UCI network.lan): [[lan.host]] \"master\": host address 192.168.1.100 is outside the home prefix 192.168.8.0/24; expected a host address inside 192.168.8.0/24 other than 192.168.8.1",
+            ),
+            (
+                "192.168.1.100/24",
+                "\"master\": host address 192.168.1.100 is the router's own address",
+            ),
+            (
+                "192.168.0.1/16",
+                "pool 172.16.0.0/20 cannot hold a /16 LAN prefix; use a pool of /16 or shorter",
+            ),
+        ];
+        for (home, needle) in cases {
+            let e = check_home(&c.lan, net(home), from).unwrap_err();
+            assert!(e.contains(needle), "{home}: {e}");
+        }
+    }
+
+    #[test]
     fn server_and_tunnel_defaults() {
         let c = ok(&format!(
             "{MIN}{HOSTS}{SERVERS}

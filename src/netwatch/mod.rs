@@ -187,6 +187,93 @@ mod tests {
     }
 
     #[test]
+    fn view_resolves_netifd_names() {
+        let iface = |name: &str, device: Option<&str>, problem: Option<&str>| netifd::Iface {
+            name: name.into(),
+            device: device.map(str::to_string),
+            up: device.is_some(),
+            problem: problem.map(str::to_string),
+        };
+        let state = NetState {
+            links: vec![
+                link(1, "lo", true, &["127.0.0.1/8"]),
+                link(2, "eth1", true, &["10.66.0.123/24"]),
+                link(3, "br-lan", true, &["192.168.1.1/24"]),
+                link(4, "usb0", true, &["10.77.0.2/24"]),
+                link(5, "wan", false, &["10.1.1.1/24"]),
+            ],
+            routes: vec![route("0.0.0.0/0", Some("10.77.0.1"), 4)],
+            netifd: vec![
+                iface("lan", Some("br-lan"), None),
+                // A tether: netifd's wan runs on usb0 now.
+                iface("wan", Some("usb0"), None),
+                iface("wwan", None, None),
+                iface("vpn", Some("tun9"), Some("ubus: timed out")),
+            ],
+        };
+        let wan: Vec<String> = ["@wan", "@wwan", "@vpn", "@nowhere", "eth1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(state.device("@wan"), Some("usb0"));
+        assert_eq!(
+            state.device("wan"),
+            Some("wan"),
+            "a plain name is a link name"
+        );
+        assert_eq!(state.device("@wwan"), None);
+        assert_eq!(state.device("@nowhere"), None, "not resolved (yet)");
+        let (uplinks, others) = view(&state, &wan, "@lan");
+        let got: Vec<(&str, Option<&str>, bool, Vec<Ipv4Net>, Option<Ipv4Addr>)> = uplinks
+            .iter()
+            .map(|u| {
+                (
+                    u.interface.as_str(),
+                    u.netifd.as_deref(),
+                    u.up,
+                    u.addresses.clone(),
+                    u.gateway,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "usb0",
+                    Some("wan"),
+                    true,
+                    vec![net("10.77.0.2/24")],
+                    Some("10.77.0.1".parse().unwrap())
+                ),
+                ("", Some("wwan"), false, vec![], None),
+                // On a device the kernel does not have: down, empty.
+                ("tun9", Some("vpn"), false, vec![], None),
+                ("", Some("nowhere"), false, vec![], None),
+                ("eth1", None, true, vec![net("10.66.0.123/24")], None),
+            ]
+        );
+        assert_eq!(
+            uplinks[2].netifd_problem.as_deref(),
+            Some("ubus: timed out")
+        );
+        // The LAN's device (br-lan) and the uplinks' (usb0, eth1) are not
+        // others; the link called "wan" is, as no uplink runs on it.
+        assert_eq!(
+            others,
+            [Other {
+                interface: "wan".into(),
+                prefix: net("10.1.1.0/24")
+            }]
+        );
+        let status = serde_json::to_value(&uplinks).unwrap();
+        assert_eq!(status[0]["interface"], "usb0");
+        assert_eq!(status[0]["netifd"], "wan");
+        assert!(status[1]["interface"].is_null(), "{status}");
+        assert!(status[4]["netifd"].is_null(), "{status}");
+    }
+
+    #[test]
     fn view_of_empty_state() {
         let (uplinks, others) = view(&NetState::default(), &["wan0".to_string()], "lan0");
         assert_eq!(uplinks.len(), 1);
