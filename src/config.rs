@@ -2104,8 +2104,11 @@ target = \"master:80\"
         let path = Path::new("/etc/roadie/roadie.toml");
         let c = parse(SHIPPED, path).unwrap_or_else(|e| panic!("shipped config:\n{e}"));
         assert_eq!(c.lan.apply, ApplyMode::Uci);
-        assert_eq!(c.lan.interface, "br-lan");
-        assert_eq!(c.lan.address, Some(net("192.168.1.1/24")));
+        // Right on a stock OpenWrt without edits: netifd's names, the home
+        // address from UCI.
+        assert_eq!(c.wan.interfaces, ["@wan", "@wwan"]);
+        assert_eq!(c.lan.interface, "@lan");
+        assert_eq!(c.lan.address, None);
         assert!(c.tunnels.is_empty() && c.servers.is_empty());
         assert_eq!(c.openwrt, OpenWrt::default());
         // `# key = value` and `# [table]` lines are examples; prose is not.
@@ -2126,6 +2129,7 @@ target = \"master:80\"
         let c = parse(&uncommented, path)
             .unwrap_or_else(|e| panic!("shipped config with its examples on:\n{e}\n{uncommented}"));
         assert_eq!(c.lan.hosts.len(), 1);
+        assert_eq!(c.lan.address, Some(net("192.168.1.1/24")));
         assert_eq!(c.lan.hook, Some(PathBuf::from("/etc/roadie/readdress.sh")));
         assert_eq!(c.servers.len(), 1);
         assert_eq!(c.tunnels.len(), 1);
