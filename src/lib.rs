@@ -220,7 +220,7 @@ async fn reload(
     let new_home = match new.lan.address {
         Some(a) => a,
         None => {
-            config::check_home(&new.lan, *home, "the home address in use")?;
+            config::check_home(&new.lan, *home, "the one in use")?;
             *home
         }
     };

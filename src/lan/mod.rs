@@ -259,6 +259,18 @@ impl Task {
             .map(str::to_string)
     }
 
+    /// For messages: `br-lan`, or `@lan (br-lan)` for a netifd name.
+    fn label(&self) -> String {
+        let configured = &self.settings.lan.interface;
+        match crate::netifd::name(configured) {
+            None => configured.clone(),
+            Some(_) => format!(
+                "{configured} ({})",
+                self.device().unwrap_or_else(|| "no device".to_string())
+            ),
+        }
+    }
+
     /// The device, or why there is none (for netlink writes).
     fn device_or_problem(&self) -> Result<String, String> {
         self.device().ok_or_else(|| {
@@ -396,7 +408,7 @@ impl Task {
         let lan = self.settings.lan.clone();
         let home = self.settings.home();
         let address = router_address(self.settings.address, to);
-        log::info!("moving LAN {} from {from} to {to}: {reason}", lan.interface);
+        log::info!("moving LAN {} from {from} to {to}: {reason}", self.label());
         match lan.apply {
             ApplyMode::Netlink => {
                 let device = self.device_or_problem()?;
@@ -518,7 +530,8 @@ impl Task {
             Ok(()) => match self.wait_address(&interface, address, timeout).await {
                 Wait::Appeared => {
                     let message = format!(
-                        "UCI: {what}; {address} up on {interface} after {} ms",
+                        "UCI: {what}; {address} up on {} after {} ms",
+                        self.label(),
                         started.elapsed().as_millis()
                     );
                     log::info!("{message}");
@@ -531,7 +544,8 @@ impl Task {
                     return Ok(());
                 }
                 Wait::TimedOut => format!(
-                    "{address} did not appear on {interface} within {} ms of the network reload",
+                    "{address} did not appear on {} within {} ms of the network reload",
+                    self.label(),
                     cfg.apply_timeout_ms
                 ),
                 Wait::Stopped => "roadie is stopping".to_string(),

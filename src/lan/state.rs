@@ -19,7 +19,7 @@ pub struct State {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     /// The router's home address, e.g. "192.168.1.1/24", recorded at start
-    /// (written by roadie 0.1 after this key was added; absent before).
+    /// (see lan::home); absent in files written before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home: Option<String>,
     #[serde(default)]
@@ -220,6 +220,9 @@ mod tests {
         let l = load(&p, || 0);
         assert!(l.warning.is_none());
         assert_eq!(l.state, s);
+        assert_eq!(l.state.home(), Some("192.168.8.1/24".parse().unwrap()));
+        assert_eq!(l.state.prefix(), Some("10.23.4.0/24".parse().unwrap()));
+        assert_eq!(State::fresh(1).home(), None);
         assert!(!d.join("state.toml.tmp").exists());
     }
 

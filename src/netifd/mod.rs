@@ -420,7 +420,9 @@ mod tests {
             iface("lan", Some("br-lan"), true, None),
             iface("wan", Some("eth1"), true, None),
         ];
-        let cases: Vec<(&str, &[Iface], Vec<Iface>, Vec<&str>)> = vec![
+        // (case, before, after, log lines)
+        type Case<'a> = (&'a str, &'a [Iface], Vec<Iface>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             (
                 "first resolution names every device",
                 &[],

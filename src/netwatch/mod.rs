@@ -69,13 +69,12 @@ pub fn view(state: &NetState, wan: &[String], lan: &str) -> (Vec<Uplink>, Vec<Ot
         .iter()
         .map(|configured| {
             let name = netifd::name(configured);
+            let iface = name.and_then(|n| state.netifd_iface(n));
             let device = state.device(configured);
             let base = Uplink {
                 interface: device.unwrap_or_default().to_string(),
                 netifd: name.map(str::to_string),
-                netifd_problem: name
-                    .and_then(|n| state.netifd_iface(n))
-                    .and_then(|i| i.problem.clone()),
+                netifd_problem: iface.and_then(|i| i.problem.clone()),
                 ..Uplink::default()
             };
             let Some(link) = device.and_then(|d| state.link(d)) else {
@@ -92,7 +91,10 @@ pub fn view(state: &NetState, wan: &[String], lan: &str) -> (Vec<Uplink>, Vec<Ot
                 }
             }
             Uplink {
-                up: link.up,
+                // A netifd interface is up when netifd says so too (its
+                // device may be up while it waits for a DHCP lease, or
+                // after `ifdown`).
+                up: link.up && iface.is_none_or(|i| i.up),
                 addresses: link.addrs.clone(),
                 gateway,
                 routes,
@@ -209,9 +211,14 @@ mod tests {
                 iface("wan", Some("usb0"), None),
                 iface("wwan", None, None),
                 iface("vpn", Some("tun9"), Some("ubus: timed out")),
+                // Waiting for a DHCP lease: the device is there and up.
+                netifd::Iface {
+                    up: false,
+                    ..iface("wan2", Some("eth1"), None)
+                },
             ],
         };
-        let wan: Vec<String> = ["@wan", "@wwan", "@vpn", "@nowhere", "eth1"]
+        let wan: Vec<String> = ["@wan", "@wwan", "@vpn", "@nowhere", "eth1", "@wan2"]
             .iter()
             .map(|s| s.to_string())
             .collect();
@@ -224,7 +231,15 @@ mod tests {
         assert_eq!(state.device("@wwan"), None);
         assert_eq!(state.device("@nowhere"), None, "not resolved (yet)");
         let (uplinks, others) = view(&state, &wan, "@lan");
-        let got: Vec<(&str, Option<&str>, bool, Vec<Ipv4Net>, Option<Ipv4Addr>)> = uplinks
+        // (interface, netifd, up, addresses, gateway)
+        type Seen<'a> = (
+            &'a str,
+            Option<&'a str>,
+            bool,
+            Vec<Ipv4Net>,
+            Option<Ipv4Addr>,
+        );
+        let got: Vec<Seen> = uplinks
             .iter()
             .map(|u| {
                 (
@@ -251,6 +266,14 @@ mod tests {
                 ("tun9", Some("vpn"), false, vec![], None),
                 ("", Some("nowhere"), false, vec![], None),
                 ("eth1", None, true, vec![net("10.66.0.123/24")], None),
+                // The kernel's link is up, netifd's interface is not.
+                (
+                    "eth1",
+                    Some("wan2"),
+                    false,
+                    vec![net("10.66.0.123/24")],
+                    None
+                ),
             ]
         );
         assert_eq!(
