@@ -45,9 +45,7 @@ pub async fn run(
     // snapshot, so that the first one already has their devices.
     let resolving = netifd_settings(&config);
     let first = netifd::resolve_all(&resolving.ubus, &resolving.names, &[]).await;
-    for line in netifd::changes(&[], &first) {
-        log::info!("{line}");
-    }
+    netifd::task::log_changes(&[], &first);
     let (net_tx, net_rx) = watch::channel(netwatch::NetState {
         netifd: first,
         ..Default::default()

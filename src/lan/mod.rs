@@ -273,11 +273,19 @@ impl Task {
 
     /// The device, or why there is none (for netlink writes).
     fn device_or_problem(&self) -> Result<String, String> {
-        self.device().ok_or_else(|| {
-            format!(
-                "LAN {} has no device now (netifd has the interface down or does not know it)",
-                self.settings.lan.interface
-            )
+        if let Some(d) = self.device() {
+            return Ok(d);
+        }
+        let configured = &self.settings.lan.interface;
+        let net = self.net.borrow();
+        let problem = crate::netifd::name(configured)
+            .and_then(|n| net.netifd_iface(n))
+            .and_then(|i| i.problem.clone());
+        Err(match problem {
+            Some(p) => format!("LAN {configured} has no device: {p}"),
+            None => format!(
+                "LAN {configured} has no device now (netifd has the interface down or does not know it)"
+            ),
         })
     }
 

@@ -160,25 +160,37 @@ pub fn next(name: &str, prev: Option<&Iface>, answer: Answer) -> Iface {
     }
 }
 
-/// What changed between two resolutions, one line each, for the log.
-pub fn changes(old: &[Iface], new: &[Iface]) -> Vec<String> {
+/// One line for the log; `warn`: ubus could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub warn: bool,
+    pub text: String,
+}
+
+/// What changed between two resolutions, one line each, for the log: every
+/// device the first time, then device changes, and a ubus problem once when
+/// it starts (and when it ends).
+pub fn changes(old: &[Iface], new: &[Iface]) -> Vec<Note> {
     let dev = |d: &Option<String>| d.clone().unwrap_or_else(|| "no device".to_string());
     let mut out = Vec::new();
+    let mut say = |warn: bool, text: String| out.push(Note { warn, text });
     for n in new {
         let o = old.iter().find(|o| o.name == n.name);
         let what = format!("netifd interface {}", n.name);
-        match o {
-            None => out.push(format!("{what}: {}", dev(&n.device))),
-            Some(o) if o.device != n.device => {
-                out.push(format!("{what}: {} -> {}", dev(&o.device), dev(&n.device)))
-            }
-            Some(_) => {}
+        match (o, &n.problem) {
+            (None, None) => say(false, format!("{what}: {}", dev(&n.device))),
+            (None, Some(p)) => say(true, format!("{what}: {p}")),
+            (Some(o), _) if o.device != n.device => say(
+                false,
+                format!("{what}: {} -> {}", dev(&o.device), dev(&n.device)),
+            ),
+            _ => {}
         }
         match (o.and_then(|o| o.problem.as_ref()), &n.problem) {
-            (old, Some(p)) if old != Some(p) => {
-                out.push(format!("{what}: {p}; keeping {}", dev(&n.device)))
+            (old, Some(p)) if o.is_some() && old != Some(p) => {
+                say(true, format!("{what}: {p}; keeping {}", dev(&n.device)))
             }
-            (Some(_), None) => out.push(format!("{what}: ubus answers again")),
+            (Some(_), None) => say(false, format!("{what}: ubus answers again")),
             _ => {}
         }
     }
@@ -458,14 +470,42 @@ mod tests {
                 vec!["netifd interface wan: ubus down; keeping eth1"],
             ),
         ];
+        let text = |old: &[Iface], new: &[Iface]| -> Vec<(bool, String)> {
+            changes(old, new)
+                .into_iter()
+                .map(|n| (n.warn, n.text))
+                .collect()
+        };
         for (name, old, new, want) in cases {
-            assert_eq!(changes(old, &new), want, "{name}");
+            let got: Vec<String> = text(old, &new).into_iter().map(|(_, t)| t).collect();
+            assert_eq!(got, want, "{name}");
         }
         let failing = [iface("wan", Some("eth1"), true, Some("ubus down"))];
         assert!(changes(&failing, &failing).is_empty(), "said once");
         assert_eq!(
-            changes(&failing, &[iface("wan", Some("eth1"), true, None)]),
-            ["netifd interface wan: ubus answers again"]
+            text(&failing, &[iface("wan", Some("eth1"), true, None)]),
+            [(
+                false,
+                "netifd interface wan: ubus answers again".to_string()
+            )]
+        );
+        assert_eq!(
+            text(&a, &failing),
+            [(
+                true,
+                "netifd interface wan: ubus down; keeping eth1".to_string()
+            )]
+        );
+        // ubus failing from the start: one warning, no "no device" line.
+        assert_eq!(
+            text(
+                &[],
+                &[iface("wan", None, false, Some("cannot run /bin/ubus"))]
+            ),
+            [(
+                true,
+                "netifd interface wan: cannot run /bin/ubus".to_string()
+            )]
         );
     }
 

@@ -81,11 +81,21 @@ impl Resolver {
     }
 }
 
+/// Logs what changed from `old` to `new` (see [`super::changes`]).
+pub fn log_changes(old: &[Iface], new: &[Iface]) {
+    for n in super::changes(old, new) {
+        if n.warn {
+            log::warn!("{}", n.text);
+        } else {
+            log::info!("{}", n.text);
+        }
+    }
+}
+
 /// Publishes `new` as the snapshot's netifd part, logging what changed.
 pub fn publish(net: &watch::Sender<NetState>, new: Vec<Iface>) {
-    for line in super::changes(&net.borrow().netifd, &new) {
-        log::info!("{line}");
-    }
+    let old = net.borrow().netifd.clone();
+    log_changes(&old, &new);
     net.send_if_modified(|s| {
         let changed = s.netifd != new;
         if changed {
