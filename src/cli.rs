@@ -19,6 +19,8 @@ commands:
   ingress [--namespace NS] [--class NAME]
                          print a Kubernetes Ingress (YAML) routing each tunnel's public
                          host to its `service`; hosts from the daemon, else `public_host`
+  suggest-prefix         a rarely used home prefix for the cluster (from the pools,
+                         away from the prefixes hotels and hotspots use)
   rpcd list | rpcd call METHOD
                          the rpcd exec plugin (/usr/libexec/rpcd/roadie): the methods
                          as rpcd lists them; a call with its JSON parameters on stdin
@@ -45,6 +47,7 @@ pub enum Command {
     },
     CheckConfig,
     Ingress(ingress::Options),
+    SuggestPrefix,
     /// `rpcd list` (None) or `rpcd call METHOD`.
     Rpcd {
         call: Option<String>,
@@ -130,6 +133,7 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
         },
         "list" => no_more(Command::List)?,
         "check-config" => no_more(Command::CheckConfig)?,
+        "suggest-prefix" => no_more(Command::SuggestPrefix)?,
         "--version" | "version" | "-V" => no_more(Command::Version)?,
         "-h" | "--help" | "help" => Command::Help,
         "status" => match args {
@@ -221,6 +225,58 @@ fn socket_path(cli: &Cli) -> PathBuf {
     }
 }
 
+/// `roadie suggest-prefix`: a rarely used home prefix of the home's length
+/// from the pools (outside `avoid` and every prefix networks on the road use
+/// by default), drawn with this router's seed from the state file, and the
+/// router's address in it at the home's offset.
+pub fn suggest_prefix(cli: &Cli) -> i32 {
+    let config = match config::load(&cli.config_path()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let state = crate::lan::state::load(&config.daemon.state, crate::lan::state::random_seed).state;
+    let lan = &config.lan;
+    // Left out of the file (apply = "uci"): the home the daemon recorded
+    // from UCI.
+    let Some(address) = lan.address.or(state.home()) else {
+        eprintln!(
+            "{}: [lan] address is left out and {} records no home yet: set it, or start the daemon once (it reads network.{} from UCI)",
+            config.path.display(),
+            config.daemon.state.display(),
+            config.openwrt.network_section
+        );
+        return 1;
+    };
+    let home = address.trunc();
+    match crate::road::suggest(state.seed, home.prefix_len(), &lan.pools, &lan.avoid) {
+        Some(p) => {
+            let router = crate::plan::map_host(address.addr(), home, p)
+                .map(|a| format!("{a}/{}", p.prefix_len()))
+                .unwrap_or_default();
+            println!("{p}");
+            eprintln!(
+                "router address {router}; set [lan] address = \"{router}\" (and network.lan in UCI) before the cluster gets its addresses"
+            );
+            0
+        }
+        None => {
+            eprintln!(
+                "no /{} in the pools ({}) is free of `avoid` and of the prefixes networks on the road use",
+                home.prefix_len(),
+                lan.pools
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            1
+        }
+    }
+}
+
 /// `roadie rpcd ...`: rpcd's exec plugin protocol. Always exit 0 with a JSON
 /// object on stdout: rpcd reads only that.
 pub fn rpcd(cli: &Cli) -> i32 {
@@ -242,6 +298,14 @@ pub fn rpcd(cli: &Cli) -> i32 {
                 Ok(_) => serde_json::from_str::<Value>(&input)
                     .map_err(|e| format!("parameters are not valid JSON: {e}")),
             };
+            // uhttpd's /ubus adds the caller's session to every call's
+            // parameters; roadie's methods take none of it.
+            let params = params.map(|mut p| {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("ubus_rpc_session");
+                }
+                p
+            });
             rpcd_reply(params.and_then(|p| {
                 client::call(&socket_path(cli), method, &p).map_err(|e| match e {
                     CallError::NotRunning(m) | CallError::Unreachable(m) => m,
@@ -284,7 +348,14 @@ pub fn run_client(cli: &Cli) -> i32 {
 
 pub fn check_config(cli: &Cli) -> i32 {
     match config::load(&cli.config_path()) {
-        Ok(_) => {
+        Ok(c) => {
+            // A warning, not an error: the file is valid. (A home from UCI
+            // is known at start: status says it.)
+            if let Some(a) = c.lan.address
+                && let Some(w) = crate::road::warning(a)
+            {
+                eprintln!("warning: {}: [lan] address {a}: {w}", c.path.display());
+            }
             println!("ok");
             0
         }
@@ -382,7 +453,10 @@ pub fn human_status(v: &Value) -> String {
         s(&v["version"]),
         v["uptime_s"].as_u64().unwrap_or(0)
     );
-    if let Some(e) = v["config"]["reload_error"].as_str() {
+    // `problem` covers a refused reload and a start with the last good copy.
+    if let Some(p) = v["config"]["problem"].as_str() {
+        out.push_str(&format!("CONFIG: {}\n", p.replace('\n', "\n  ")));
+    } else if let Some(e) = v["config"]["reload_error"].as_str() {
         out.push_str(&format!(
             "last reload REFUSED (the running config stays):\n  {}\n",
             e.replace('\n', "\n  ")
@@ -437,6 +511,9 @@ pub fn human_status(v: &Value) -> String {
     }
     if let Some(p) = lan["problem"].as_str() {
         out.push_str(&format!("  PROBLEM: {p}\n"));
+    }
+    if let Some(w) = lan["home_warning"].as_str() {
+        out.push_str(&format!("  note: {w}\n"));
     }
     if let Some(h) = lan["history"].as_array().and_then(|h| h.last()) {
         out.push_str(&format!(
@@ -611,6 +688,24 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn human_status_notes_a_crowded_home() {
+        let v = json!({"version":"0.1.0","uptime_s":5,"wan":[],
+            "lan":{"interface":"br-lan","address":"192.168.1.1/24","prefix":"192.168.1.0/24",
+                   "home":"192.168.1.0/24","history":[],
+                   "home_warning":"the home prefix 192.168.1.0/24 overlaps 192.168.1.0/24 (OpenWrt)"},
+            "tunnels":[]});
+        let text = human_status(&v);
+        assert!(
+            text.contains("  note: the home prefix 192.168.1.0/24"),
+            "{text}"
+        );
+        assert_eq!(
+            parse(&args("suggest-prefix")).unwrap().command,
+            Command::SuggestPrefix
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const DEFAULT_SOCKET: &str = "/var/run/roadie.sock";
 pub const DEFAULT_STATE: &str = "/etc/roadie/state.toml";
 pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/roadie/known_hosts";
 pub const DEFAULT_UCI: &str = "/sbin/uci";
+/// uci's compiled-in savedir.
+pub const DEFAULT_UCI_SAVEDIR: &str = "/tmp/.uci";
 pub const DEFAULT_UBUS: &str = "/bin/ubus";
 pub const DEFAULT_INIT_D: &str = "/etc/init.d";
 pub const DEFAULT_NETWORK_SECTION: &str = "lan";
@@ -94,6 +96,10 @@ pub struct OpenWrt {
     /// How long to wait for the new address to show on the LAN interface
     /// after `network reload` before the UCI changes are reverted.
     pub apply_timeout_ms: u64,
+    /// uci's default savedir, where a user's (a shell's) uncommitted changes
+    /// are staged. roadie stages its own elsewhere and sets these aside while
+    /// it commits and reloads, so it never commits or loses them.
+    pub uci_savedir: PathBuf,
 }
 
 impl Default for OpenWrt {
@@ -104,6 +110,7 @@ impl Default for OpenWrt {
             init_d: PathBuf::from(DEFAULT_INIT_D),
             network_section: DEFAULT_NETWORK_SECTION.to_string(),
             apply_timeout_ms: DEFAULT_APPLY_TIMEOUT_MS,
+            uci_savedir: PathBuf::from(DEFAULT_UCI_SAVEDIR),
         }
     }
 }
@@ -338,6 +345,7 @@ mod raw {
         pub init_d: Option<Str>,
         pub network_section: Option<Str>,
         pub apply_timeout_ms: Option<Int>,
+        pub uci_savedir: Option<Str>,
     }
 
     #[derive(Deserialize)]
@@ -840,6 +848,7 @@ fn validate_openwrt(cx: &mut Ctx<'_>, o: Option<&Spanned<raw::OpenWrt>>) -> Opti
     let uci = command(&o.uci, "uci", DEFAULT_UCI);
     let ubus = command(&o.ubus, "ubus", DEFAULT_UBUS);
     let init_d = command(&o.init_d, "init_d", DEFAULT_INIT_D);
+    let uci_savedir = command(&o.uci_savedir, "uci_savedir", DEFAULT_UCI_SAVEDIR);
     let network_section = match &o.network_section {
         None => Some(DEFAULT_NETWORK_SECTION.to_string()),
         Some(v) => {
@@ -871,6 +880,7 @@ fn validate_openwrt(cx: &mut Ctx<'_>, o: Option<&Spanned<raw::OpenWrt>>) -> Opti
         init_d: init_d?,
         network_section: network_section?,
         apply_timeout_ms: timeout? as u64,
+        uci_savedir: uci_savedir?,
     })
 }
 
@@ -1810,6 +1820,7 @@ address = \"192.168.1.100\"
                 init_d: PathBuf::from("/etc/init.d"),
                 network_section: "lan".into(),
                 apply_timeout_ms: 15_000,
+                uci_savedir: PathBuf::from("/tmp/.uci"),
             }
         );
     }
@@ -1817,8 +1828,9 @@ address = \"192.168.1.100\"
     #[test]
     fn openwrt_table() {
         let c = ok(&format!(
-            "{MIN}\n[openwrt]\nuci = \"/t/uci-double\"\nubus = \"/t/ubus-double\"\ninit_d = \"/t/init.d\"\nnetwork_section = \"lan_2\"\napply_timeout_ms = 500\n"
+            "{MIN}\n[openwrt]\nuci = \"/t/uci-double\"\nubus = \"/t/ubus-double\"\ninit_d = \"/t/init.d\"\nnetwork_section = \"lan_2\"\napply_timeout_ms = 500\nuci_savedir = \"/t/save\"\n"
         ));
+        assert_eq!(c.openwrt.uci_savedir, PathBuf::from("/t/save"));
         assert_eq!(c.openwrt.uci, PathBuf::from("/t/uci-double"));
         assert_eq!(c.openwrt.ubus, PathBuf::from("/t/ubus-double"));
         assert_eq!(c.openwrt.init_d, PathBuf::from("/t/init.d"));

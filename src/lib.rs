@@ -16,6 +16,7 @@ pub mod netlink;
 pub mod netwatch;
 pub mod plan;
 pub mod quote;
+pub mod road;
 pub mod tunnel;
 
 use config::Config;

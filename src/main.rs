@@ -25,6 +25,7 @@ fn main() {
         Command::CheckConfig => cli::check_config(&cli),
         Command::Ingress(_) => cli::ingress(&cli),
         Command::Rpcd { .. } => cli::rpcd(&cli),
+        Command::SuggestPrefix => cli::suggest_prefix(&cli),
         Command::Daemon { syslog } => daemon(&cli, syslog.clone()),
         _ => cli::run_client(&cli),
     };

@@ -304,7 +304,7 @@ fn walk(seed: u64, n: u64) -> (u64, u64) {
 /// every candidate is blocked. Exhaustive: walks a full-cycle permutation of the candidate
 /// indices (start and step from the seed, step coprime with their count), checking each index
 /// against the merged blocked index ranges, so a free candidate is always found if one exists.
-fn pick(seed: u64, len: u8, pools: &[Ipv4Net], blocked: &[Ipv4Net]) -> Option<Ipv4Net> {
+pub fn pick(seed: u64, len: u8, pools: &[Ipv4Net], blocked: &[Ipv4Net]) -> Option<Ipv4Net> {
     let space = Space::new(len, pools);
     if space.total == 0 {
         return None;

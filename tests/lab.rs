@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -940,4 +941,274 @@ fn sigterm_while_a_name_lookup_hangs() {
     });
     let took = stops_within_2s(&mut lab, libc::SIGTERM);
     eprintln!("stopped {took:?} after SIGTERM with a name lookup hanging");
+}
+
+/// Defect 3 of the real-OpenWrt issue: under procd every stderr line lands
+/// at daemon.err, so `roadie daemon --syslog` sends each line to the syslog
+/// socket (logd's /dev/log) with its own priority: facility daemon, info 30,
+/// warning 28, err 27, debug 31; nothing goes to stderr.
+#[test]
+fn syslog_lines_carry_their_priority() {
+    let Some(mut lab) = Lab::new(LabOpts {
+        start_daemon: false,
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    let path = lab.dir.join("dev-log");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind the syslog socket");
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    lab.daemon.daemon_args = vec![format!("--syslog={}", path.display())];
+    lab.start_daemon();
+    let mut lines: Vec<String> = Vec::new();
+    let mut take = |want: &dyn Fn(&str) -> bool, what: &str| -> String {
+        wait_for(what, LONG, || {
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = sock.recv(&mut buf) {
+                lines.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            lines.iter().find(|l| want(l)).cloned()
+        })
+    };
+    let pid = lab.daemon_pid();
+    let started = take(
+        &|l| l.contains(": roadie ") && l.contains(" started: "),
+        "the start line at info",
+    );
+    assert!(
+        started.starts_with(&format!("<30>roadie[{pid}]: ")),
+        "{started}"
+    );
+    let debug = take(&|l| l.starts_with("<31>"), "a debug line");
+    assert!(
+        debug.contains(": [roadie"),
+        "debug lines name their module: {debug}"
+    );
+
+    let good = lab.config_text();
+    lab.write_config(&good.replace("[wan]", "bogus = 1\n[wan]"));
+    signal(pid, libc::SIGHUP);
+    let refused = take(&|l| l.contains("reload refused"), "the refusal at err");
+    assert!(refused.starts_with("<27>"), "{refused}");
+    let moved_socket = good.replace("roadie.sock", "other.sock");
+    lab.write_config(&moved_socket);
+    signal(pid, libc::SIGHUP);
+    let warn = take(
+        &|l| l.contains("take effect at the next start"),
+        "a warning",
+    );
+    assert!(warn.starts_with("<28>"), "{warn}");
+    lab.stop_daemon(libc::SIGTERM);
+    let log = lab.daemon.log();
+    assert!(
+        !log.contains("INFO") && !log.contains("ERROR"),
+        "with --syslog nothing is logged to stderr:\n{log}"
+    );
+}
+
+/// Defect 7: a typo in the config must not keep roadie down at the next
+/// start. The last configuration that loaded is kept beside the file; a start
+/// with an invalid file runs with it and says why (status `config.problem`,
+/// the log); a good reload clears the problem. Without a copy, a start with
+/// an invalid file exits 2 naming file:line.
+#[test]
+fn start_with_an_invalid_config_runs_the_last_good_one() {
+    let Some(mut lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    lab.wait_ready();
+    let copy = lab.daemon.dir.join("roadie.toml.last-good");
+    let good = lab.config_text();
+    assert_eq!(
+        fs::read_to_string(&copy).ok().as_deref(),
+        Some(good.as_str())
+    );
+    let s = lab.status();
+    assert!(s["config"]["problem"].is_null(), "{s}");
+    lab.stop_daemon(libc::SIGTERM);
+
+    let bad = good.replace("settle_ms", "settle_msec");
+    lab.write_config(&bad);
+    lab.start_daemon();
+    let s = lab.wait_ready();
+    let problem = s["config"]["problem"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        problem.contains("roadie.toml:")
+            && problem.contains("settle_msec")
+            && problem.contains("last-good"),
+        "{s}"
+    );
+    assert_eq!(s["lan"]["home"], "192.168.1.0/24");
+    assert!(lab.daemon.log().contains("last configuration that loaded"));
+    let human = lab.daemon.cli(&["status"]);
+    let human = String::from_utf8_lossy(&human.stdout).into_owned();
+    assert!(
+        human.contains("settle_msec"),
+        "roadie status must say so:\n{human}"
+    );
+    // The copy is still the good one; a fixed file clears the problem.
+    assert_eq!(fs::read_to_string(&copy).unwrap(), good);
+    lab.write_config(&good);
+    lab.daemon
+        .call("reload", serde_json::json!({}))
+        .expect("reload");
+    assert!(lab.status()["config"]["problem"].is_null());
+    lab.stop_daemon(libc::SIGTERM);
+
+    // No copy and an invalid file: exit 2 with the errors.
+    fs::remove_file(&copy).unwrap();
+    lab.write_config(&bad);
+    let out = run_with(
+        std::process::Command::new(ROADIE).args(["-c", lab.daemon.cfg.to_str().unwrap(), "daemon"]),
+        None,
+        SHORT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("roadie.toml:") && err.contains("settle_msec"),
+        "{err}"
+    );
+}
+
+/// The rpcd exec plugin protocol (`roadie rpcd list|call METHOD`, what
+/// /usr/libexec/rpcd/roadie runs): the signatures rpcd registers, a call's
+/// reply as the same JSON as `roadie call`, and errors as {"error": ...}
+/// (rpcd ignores exit codes and passes on only JSON objects).
+#[test]
+fn rpcd_plugin_protocol() {
+    let Some(lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    lab.wait_ready();
+    let sock = lab.daemon.sock.to_str().unwrap().to_string();
+    let rpcd = |args: &[&str], stdin: &str| -> serde_json::Value {
+        let out = run_with(
+            std::process::Command::new(ROADIE)
+                .args(["-s", &sock, "rpcd"])
+                .args(args),
+            Some(stdin.as_bytes()),
+            SHORT,
+        );
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let list = rpcd(&["list"], "");
+    assert_eq!(list["readdress"], serde_json::json!({"prefix": "str"}));
+    assert_eq!(list["tunnel.restart"], serde_json::json!({"name": "str"}));
+    let status = rpcd(&["call", "status"], "{ }");
+    let direct = lab.status();
+    assert_eq!(status["lan"]["prefix"], direct["lan"]["prefix"]);
+    assert_eq!(status["version"], direct["version"]);
+    // uhttpd's /ubus adds the session to every call: not a parameter.
+    let through_uhttpd = rpcd(&["call", "status"], r#"{"ubus_rpc_session":"0123abcd"}"#);
+    assert_eq!(
+        through_uhttpd["version"], direct["version"],
+        "{through_uhttpd}"
+    );
+    let r = rpcd(
+        &["call", "tunnel.restart"],
+        r#"{"ubus_rpc_session":"0123abcd","name":"nosuch"}"#,
+    );
+    let e = r["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("nosuch") && !e.contains("ubus_rpc_session"),
+        "{r}"
+    );
+    let bad = rpcd(&["call", "readdress"], r#"{"prefix":"nonsense"}"#);
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not an IPv4 prefix")),
+        "{bad}"
+    );
+    let bad = rpcd(&["call", "status"], "{not json");
+    assert!(
+        bad["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not valid JSON")),
+        "{bad}"
+    );
+    let out = run_with(
+        std::process::Command::new(ROADIE).args([
+            "-s",
+            "/nonexistent.sock",
+            "rpcd",
+            "call",
+            "status",
+        ]),
+        Some(b"{}"),
+        SHORT,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not running")),
+        "{v}"
+    );
+}
+
+/// Fewer moves: check-config warns (and still says ok) when the home prefix
+/// is one that networks on the road hand out by default; suggest-prefix
+/// proposes one that is not, the same for the same router (its seed).
+#[test]
+fn crowded_home_warning_and_suggest_prefix() {
+    let dir = std::env::temp_dir().join(format!("roadie-suggest-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("roadie.toml");
+    let write = |address: &str| {
+        fs::write(
+            &cfg,
+            format!(
+                "[daemon]\nstate = {:?}\n[wan]\ninterfaces = [\"eth1\"]\n[lan]\ninterface = \"br-lan\"\naddress = \"{address}\"\n",
+                dir.join("state.toml").display().to_string()
+            ),
+        )
+        .unwrap();
+    };
+    fs::write(dir.join("state.toml"), "seed = 12345\n").unwrap();
+    let roadie = |args: &[&str]| {
+        run_with(
+            std::process::Command::new(ROADIE)
+                .arg("-c")
+                .arg(&cfg)
+                .args(args),
+            None,
+            SHORT,
+        )
+    };
+    write("192.168.8.1/24");
+    let out = roadie(&["check-config"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning:") && err.contains("GL.iNet") && err.contains("suggest-prefix"),
+        "{err}"
+    );
+
+    let out = roadie(&["suggest-prefix"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let suggested = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let again = roadie(&["suggest-prefix"]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        suggested,
+        "same seed, same answer"
+    );
+    let router = suggested.replace(".0/24", ".1/24");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&router),
+        "{out:?}"
+    );
+    write(&router);
+    let out = roadie(&["check-config"]);
+    assert!(out.stderr.is_empty(), "no warning for {router}: {out:?}");
+    let _ = fs::remove_dir_all(&dir);
 }

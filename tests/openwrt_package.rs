@@ -69,6 +69,7 @@ const SHELL_SCRIPTS: &[&str] = &[
     "tests/doubles/ubus-double",
     "tests/doubles/dnsmasq-init-double",
     "tests/doubles/rc.common-double",
+    "tests/openwrt-router",
 ];
 
 #[test]
@@ -301,6 +302,23 @@ fn init_status_like_procd_services() {
             "{state}: {err}"
         );
     }
+    // procd still lists an instance that is stopping, and roadie no longer
+    // answers: a dead instance's answer.
+    let silent = dir.join("silent");
+    fs::write(
+        &silent,
+        "#!/bin/sh\necho 'roadie: not running' >&2\nexit 1\n",
+    )
+    .unwrap();
+    fs::set_permissions(&silent, fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, out, _) = procd_with(
+        "status",
+        &[
+            ("RC_DOUBLE_PROG", silent.to_str().unwrap()),
+            ("PROCD_DOUBLE_STATUS", "running"),
+        ],
+    );
+    assert_eq!((code, out.trim()), (5, "not running"));
     let _ = fs::remove_dir_all(&dir);
 }
 
@@ -581,6 +599,7 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
         ("./conffiles", 0o644),
         ("./postinst", 0o755),
         ("./postinst-pkg", 0o755),
+        ("./postrm", 0o755),
         ("./prerm", 0o755),
     ] {
         let (m, uid, gid, _) = listing[name];
@@ -617,11 +636,14 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
     }
     // The Makefile's own postinst, which default_postinst sources: rpcd must
     // learn of the plugin and ACL, on a running router only.
-    let pkg = fs::read_to_string(control.join("postinst-pkg")).unwrap();
-    assert!(
-        pkg.contains("[ -n \"${IPKG_INSTROOT}\" ] || /etc/init.d/rpcd reload"),
-        "{pkg}"
-    );
+    // ...and forget them after removal (the SDK packs postrm as it is).
+    for script in ["postinst-pkg", "postrm"] {
+        let pkg = fs::read_to_string(control.join(script)).unwrap();
+        assert!(
+            pkg.contains("[ -n \"${IPKG_INSTROOT}\" ] || /etc/init.d/rpcd reload"),
+            "{script}: {pkg}"
+        );
+    }
 
     // data.tar.gz: files, modes, owners.
     let listing = tar_listing(&outer.join("data.tar.gz"));
@@ -669,4 +691,93 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
     assert_ne!(code, 0);
     assert!(err.contains("ELF machine"), "{err}");
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// Defect 2: what roadie writes at run time (the state file, learned host
+/// keys, the last good config) is no conffile (the package does not ship
+/// it), so sysupgrade keeps it through /lib/upgrade/keep.d/roadie. Read the
+/// file the way sysupgrade does (`sed -ne '/^[[:space:]]*$/d; /^#/d; p'`,
+/// then `find` on each entry) over a copy of /etc/roadie in a temporary root.
+#[test]
+fn keep_d_keeps_what_roadie_writes() {
+    use roadie::config::{DEFAULT_CONFIG, DEFAULT_KNOWN_HOSTS, DEFAULT_STATE};
+    let last_good = roadie::lastgood::path_for(Path::new(DEFAULT_CONFIG));
+    let written = [
+        DEFAULT_CONFIG,
+        DEFAULT_STATE,
+        DEFAULT_KNOWN_HOSTS,
+        last_good.to_str().unwrap(),
+        "/etc/roadie/id_ed25519",
+    ];
+    let root = tmpdir("keep");
+    for f in written {
+        let p = root.join(f.trim_start_matches('/'));
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, "x").unwrap();
+    }
+    let keep = repo("openwrt-package/files/roadie.keep");
+    let (code, entries, err) = run(Command::new("sed")
+        .args(["-ne", "/^[[:space:]]*$/d; /^#/d; p"])
+        .arg(&keep));
+    assert_eq!(code, 0, "{err}");
+    let mut found = Vec::new();
+    for entry in entries.lines() {
+        let (code, out, _) = run(Command::new("find")
+            .arg(root.join(entry.trim_start_matches('/')))
+            .args(["(", "-type", "f", "-o", "-type", "l", ")"]));
+        assert_eq!(code, 0, "find {entry}");
+        found.extend(
+            out.lines()
+                .map(|l| format!("/{}", Path::new(l).strip_prefix(&root).unwrap().display())),
+        );
+    }
+    for f in written {
+        assert!(
+            found.iter().any(|x| x == f),
+            "sysupgrade would not keep {f}: {found:?}"
+        );
+    }
+    let _ = fs::remove_dir_all(&root);
+}
+
+/// The rpcd ACL grants exactly the ubus methods roadie has: reading
+/// (status, list) to the read side, the rest only to write.
+#[test]
+fn rpcd_acl_grants_exactly_roadies_methods() {
+    let acl: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(repo("openwrt-package/files/roadie.acl.json")).unwrap(),
+    )
+    .expect("the ACL is JSON");
+    let group = &acl["roadie"];
+    let names = |side: &str| -> Vec<String> {
+        let mut v: Vec<String> = group[side]["ubus"]["roadie"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{side}.ubus.roadie: {acl}"))
+            .iter()
+            .map(|m| m.as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("read"), ["list", "status"]);
+    assert_eq!(names("write"), ["readdress", "reload", "tunnel.restart"]);
+    let mut all: Vec<String> = names("read").into_iter().chain(names("write")).collect();
+    all.sort();
+    let mut methods: Vec<String> = roadie::control::protocol::METHODS
+        .iter()
+        .map(|(m, _)| m.to_string())
+        .collect();
+    methods.sort();
+    assert_eq!(all, methods, "the ACL and roadie's methods differ");
+    assert_eq!(
+        group.as_object().map(|o| o.len()),
+        Some(3),
+        "only description, read, write"
+    );
+    // The plugin is roadie itself.
+    let plugin = fs::read_to_string(repo("openwrt-package/files/roadie.rpcd")).unwrap();
+    assert!(
+        plugin.contains("exec /usr/sbin/roadie rpcd \"$@\""),
+        "{plugin}"
+    );
 }

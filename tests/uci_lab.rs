@@ -156,8 +156,8 @@ fn uci_lab_with(o: UciOpts) -> Option<UciLab> {
     let ifaces = d.join("ifaces");
     for sub in [
         "uci/config",
-        "uci/save",
-        "uci/committed-only",
+        "uci/user",
+        "uci/empty",
         "bin",
         "init.d",
         "ifaces",
@@ -170,24 +170,28 @@ fn uci_lab_with(o: UciOpts) -> Option<UciLab> {
         fs::write(ifaces.join(name), content).unwrap();
     }
     let calls = d.join("calls.log");
-    let uci = |save: &str| {
+    // uci-double with uci/user as its compiled-in default savedir (what
+    // /tmp/.uci is on a router): where a user's `uci set` stages.
+    let uci = |savedir: &str| {
         format!(
-            "{} -c {} -P {}",
+            "env UCI_DOUBLE_SAVEDIR={} {} -c {}",
+            d.join(savedir).display(),
             uci_double(),
-            conf.display(),
-            d.join(save).display()
+            conf.display()
         )
     };
     script(
         &d.join("bin/uci"),
-        &format!("exec {} \"$@\"", uci("uci/save")),
+        &format!("exec {} \"$@\"", uci("uci/user")),
     );
+    // Like netifd, the ubus double reads the config with the default
+    // savedir's staged changes applied.
     script(
         &d.join("bin/ubus"),
         &format!(
             "export UBUS_DOUBLE_LOG='{}' UBUS_DOUBLE_UCI='{}' UBUS_DOUBLE_RELOAD={} UBUS_DOUBLE_IFACES='{}'\nexec {} \"$@\"",
             calls.display(),
-            uci("uci/committed-only"),
+            uci("uci/user"),
             o.reload,
             ifaces.display(),
             double("ubus-double"),
@@ -205,11 +209,12 @@ fn uci_lab_with(o: UciOpts) -> Option<UciLab> {
         .config_text()
         .replace("[lan]\n", "[lan]\napply = \"uci\"\n")
         + &format!(
-            "\n[openwrt]\nuci = {:?}\nubus = {:?}\ninit_d = {:?}\napply_timeout_ms = {}\n",
+            "\n[openwrt]\nuci = {:?}\nubus = {:?}\ninit_d = {:?}\napply_timeout_ms = {}\nuci_savedir = {:?}\n",
             d.join("bin/uci").display().to_string(),
             d.join("bin/ubus").display().to_string(),
             d.join("init.d").display().to_string(),
             o.timeout_ms,
+            d.join("uci/user").display().to_string(),
         );
     lab.write_config(&(o.edit)(text));
     if let Some(state) = o.state {
@@ -234,14 +239,22 @@ fn script(path: &Path, body: &str) {
 impl UciLab {
     /// `uci-double show CONFIG` over the committed files only.
     fn committed(&self, config: &str) -> String {
-        run_ok(Command::new(double("uci-double")).args([
-            "-c",
-            self.conf.to_str().unwrap(),
-            "-P",
-            self.lab.dir.join("uci/committed-only").to_str().unwrap(),
-            "show",
-            config,
-        ]))
+        self.uci_as("uci/empty", &["show", config])
+    }
+
+    /// uci-double as a user in a shell on the router: staging in the
+    /// default savedir (uci/user).
+    fn user(&self, args: &[&str]) -> String {
+        self.uci_as("uci/user", args)
+    }
+
+    fn uci_as(&self, savedir: &str, args: &[&str]) -> String {
+        run_ok(
+            Command::new(double("uci-double"))
+                .env("UCI_DOUBLE_SAVEDIR", self.lab.dir.join(savedir))
+                .args(["-c", self.conf.to_str().unwrap()])
+                .args(args),
+        )
     }
 
     fn file(&self, config: &str) -> String {
@@ -256,11 +269,21 @@ impl UciLab {
             .collect()
     }
 
+    /// What roadie left staged in its own savedir, or set aside and did not
+    /// put back: both must be empty after every move.
     fn staged(&self) -> Vec<String> {
-        fs::read_dir(self.lab.dir.join("uci/save"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect()
+        let mut left = Vec::new();
+        for dir in ["uci/user.roadie", "uci/user.roadie-aside"] {
+            let Ok(entries) = fs::read_dir(self.lab.dir.join(dir)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.metadata().is_ok_and(|m| m.len() > 0) {
+                    left.push(format!("{dir}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        left
     }
 }
 
@@ -797,8 +820,9 @@ fn uci_double_implements_the_commands() {
     let uci = |args: &[&str]| -> (bool, String, String) {
         let out = run_with(
             Command::new(double("uci-double"))
+                .env("UCI_DOUBLE_SAVEDIR", d.join("default"))
                 .args(["-c", d.join("c").to_str().unwrap()])
-                .args(["-P", d.join("s").to_str().unwrap()])
+                .args(["-t", d.join("s").to_str().unwrap()])
                 .args(args),
             None,
             SHORT,
@@ -873,4 +897,161 @@ fn uci_double_implements_the_commands() {
     let (bad, _, err) = uci(&["set", "network"]);
     assert!(!bad && err.contains("Invalid argument"), "{err}");
     let _ = fs::remove_dir_all(&d);
+}
+
+/// Defect 4 of the real-OpenWrt issue: changes a user staged in a shell
+/// (`uci set`, not committed) are neither committed by roadie's move nor
+/// lost: after the move they are still staged, and only roadie's own changes
+/// are in the files.
+#[test]
+fn uci_lab_move_keeps_users_uncommitted_changes() {
+    let Some(u) = uci_lab(NETWORK_NETMASK, "apply", 10_000, None) else {
+        return;
+    };
+    u.user(&["set", "network.wan.metric=20"]);
+    u.user(&["set", "dhcp.worker.name=worker2"]);
+    let r = u
+        .lab
+        .daemon
+        .call("readdress", json!({"prefix": "10.9.8.0/24"}))
+        .expect("readdress");
+    assert_eq!(r["changed"], true, "{r}");
+    let network = u.file("network");
+    assert!(
+        network.contains("\toption ipaddr '10.9.8.1'\n"),
+        "{network}"
+    );
+    assert!(
+        !network.contains("metric"),
+        "a user's change was committed:\n{network}"
+    );
+    let dhcp = u.file("dhcp");
+    assert!(dhcp.contains("\toption ip '10.9.8.101'\n"), "{dhcp}");
+    assert!(
+        !dhcp.contains("worker2"),
+        "a user's change was committed:\n{dhcp}"
+    );
+    assert_eq!(
+        u.user(&["changes"]),
+        "dhcp.worker.name='worker2'\nnetwork.wan.metric='20'\n",
+        "the user's staged changes must stay staged"
+    );
+    assert!(u.staged().is_empty(), "left: {:?}", u.staged());
+}
+
+/// The same on the revert path: netifd never shows the address, roadie
+/// undoes its own commit, and the user's staged change is still staged and
+/// still not committed.
+#[test]
+fn uci_lab_revert_keeps_users_uncommitted_changes() {
+    let Some(u) = uci_lab(NETWORK_NETMASK, "ignore", 500, None) else {
+        return;
+    };
+    u.user(&["set", "network.wan.metric=20"]);
+    let before = u.committed("network");
+    let out = u
+        .lab
+        .daemon
+        .call("readdress", json!({"prefix": "10.9.8.0/24"}));
+    assert!(out.is_err(), "the move must fail: {out:?}");
+    assert_eq!(u.committed("network"), before, "the file must be as it was");
+    assert!(!u.file("network").contains("metric"));
+    assert_eq!(u.user(&["changes"]), "network.wan.metric='20'\n");
+    assert!(u.staged().is_empty(), "left: {:?}", u.staged());
+}
+
+/// The double's savedirs behave like uci 24.10's (the same assertions run
+/// against the real uci with OPENWRT_ROOT, below): the default savedir stays
+/// on the delta path under -t; commit writes its changes too but empties only
+/// -t's; revert touches only -t's; -P never commits. That is what made roadie
+/// set users' changes aside.
+#[test]
+fn uci_double_savedirs_are_ucis() {
+    let d = std::env::temp_dir().join(format!("roadie-uci-savedirs-{}", std::process::id()));
+    let default = d.join("default");
+    savedir_facts(&d, &|savedir, args| {
+        let mut cmd = Command::new(double("uci-double"));
+        cmd.env("UCI_DOUBLE_SAVEDIR", &default)
+            .args(["-c", d.join("c").to_str().unwrap()]);
+        if let Some(s) = savedir {
+            cmd.args([s, d.join("own").to_str().unwrap()]);
+        }
+        run_ok(cmd.args(args))
+    });
+}
+
+/// The same facts, measured on OpenWrt's own uci from OPENWRT_ROOT: each
+/// call runs in a mount namespace of its own whose /tmp is a tmpfs with the
+/// test's directory as /tmp/.uci (uci's compiled-in default savedir), so the
+/// host's /tmp is never touched.
+#[test]
+fn real_uci_savedirs_are_what_the_double_does() {
+    let Some(root) = common::openwrt::openwrt_root() else {
+        return;
+    };
+    let uci_bin = root.join("usr/bin/uci");
+    assert!(uci_bin.exists(), "{} not found", uci_bin.display());
+    // Outside /tmp: /tmp is replaced inside each call's namespace.
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("uci-real-{}", std::process::id()));
+    let default = d.join("default");
+    savedir_facts(&d, &|savedir, args| {
+        fs::create_dir_all(&default).unwrap();
+        let mut inner = format!(
+            "mount -t tmpfs none /tmp && mkdir /tmp/.uci && mount --bind '{}' /tmp/.uci && exec '{}' -c '{}'",
+            default.display(),
+            uci_bin.display(),
+            d.join("c").display()
+        );
+        if let Some(s) = savedir {
+            inner += &format!(" {s} '{}'", d.join("own").display());
+        }
+        inner += " \"$@\"";
+        run_ok(
+            Command::new("unshare")
+                .args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    &inner,
+                    "uci",
+                ])
+                .args(args),
+        )
+    });
+}
+
+fn savedir_facts(d: &Path, uci: &dyn Fn(Option<&str>, &[&str]) -> String) {
+    let _ = fs::remove_dir_all(d);
+    fs::create_dir_all(d.join("c")).unwrap();
+    fs::write(d.join("c/network"), NETWORK_NETMASK).unwrap();
+    uci(None, &["set", "network.wan.metric=20"]);
+    uci(Some("-t"), &["set", "network.lan.ipaddr=10.9.8.1"]);
+    assert_eq!(
+        fs::read_to_string(d.join("default/network")).unwrap(),
+        "network.wan.metric='20'\n"
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("own/network")).unwrap(),
+        "network.lan.ipaddr='10.9.8.1'\n"
+    );
+    // -P: staged, never committed.
+    uci(Some("-P"), &["commit", "network"]);
+    assert!(
+        !fs::read_to_string(d.join("c/network"))
+            .unwrap()
+            .contains("10.9.8.1")
+    );
+    // -t's revert drops only its own delta.
+    uci(Some("-t"), &["revert", "network"]);
+    assert_eq!(uci(None, &["changes"]), "network.wan.metric='20'\n");
+    uci(Some("-t"), &["set", "network.lan.ipaddr=10.9.8.1"]);
+    uci(Some("-t"), &["commit", "network"]);
+    let file = fs::read_to_string(d.join("c/network")).unwrap();
+    assert!(file.contains("\toption ipaddr '10.9.8.1'\n"), "{file}");
+    assert!(file.contains("\toption metric '20'\n"), "{file}");
+    assert_eq!(uci(None, &["changes"]), "network.wan.metric='20'\n");
+    assert_eq!(fs::read_to_string(d.join("own/network")).unwrap(), "");
+    let _ = fs::remove_dir_all(d);
 }

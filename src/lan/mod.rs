@@ -65,6 +65,9 @@ pub struct Status {
     pub hook: Option<HookStatus>,
     /// The last UCI apply (apply = "uci"): what changed, or why it was reverted.
     pub apply: Option<ApplyStatus>,
+    /// When home is a prefix networks on the road use by default (moves
+    /// will be frequent), why and what to do.
+    pub home_warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +156,12 @@ pub async fn run(
         .unwrap_or(home);
     if current != home {
         log::info!("LAN prefix from state file: {current} (home {home})");
+    }
+    if settings.lan.apply == ApplyMode::Uci {
+        // A roadie that died mid-move may have left users' changes aside.
+        if let Err(e) = uci::restore_all(&settings.openwrt) {
+            log::error!("{e}");
+        }
     }
     net.mark_unchanged();
     let mut task = Task {
@@ -247,6 +256,7 @@ impl Task {
             settling: self.settling,
             hook: self.hook.clone(),
             apply: self.apply.clone(),
+            home_warning: crate::road::warning(self.settings.address),
         };
         self.status.send_replace(status);
     }
@@ -508,6 +518,10 @@ impl Task {
         let interface = self.settings.lan.interface.clone();
         let uci = uci::Uci { cfg: &cfg };
         let started = Instant::now();
+        // Users' uncommitted network/dhcp changes stay out of roadie's reads,
+        // commits and reloads (put back when `aside` is dropped).
+        let aside = uci::Aside::take(&cfg, &["network", "dhcp"])
+            .map_err(|e| self.apply_failed(format!("UCI: {e}; nothing changed"), false))?;
         let network = uci.network().await?;
         let dhcp = uci.dhcp().await?;
         let changes = uci::plan(&network, &cfg.network_section, &dhcp, from, home, address)?;
@@ -533,7 +547,9 @@ impl Task {
             log::info!("UCI: {what}");
         }
         let timeout = std::time::Duration::from_millis(cfg.apply_timeout_ms);
-        let why = match uci.reload().await {
+        let reloaded = uci.reload().await;
+        drop(aside);
+        let why = match reloaded {
             Err(e) => e,
             Ok(()) => match self.wait_address(&interface, address, timeout).await {
                 Wait::Appeared => {
@@ -562,9 +578,12 @@ impl Task {
         let undo = if changes.is_empty() {
             Ok(())
         } else {
-            match uci.write(&changes, true).await {
-                Ok(()) => uci.reload().await,
+            match uci::Aside::take(&cfg, &["network", "dhcp"]) {
                 Err(e) => Err(e),
+                Ok(_aside) => match uci.write(&changes, true).await {
+                    Ok(()) => uci.reload().await,
+                    Err(e) => Err(e),
+                },
             }
         };
         let message = match (&undo, changes.is_empty()) {

@@ -9,6 +9,17 @@
 //! the old values, so the same edits can be undone ([`Uci::write`] with
 //! `undo`).
 //!
+//! Other people's uncommitted changes are never committed nor lost. uci's
+//! default savedir (/tmp/.uci, where `uci set` in a shell stages) stays on
+//! the delta path whatever `-t` says, and `commit` writes every delta path's
+//! changes into the file (checked against uci 24.10). So roadie stages its own
+//! changes in a savedir of its own ([`own_savedir`]) and, for as long as it
+//! reads, commits and reloads, moves the users' delta files aside
+//! ([`Aside`]), putting them back afterwards (merged with anything staged in
+//! the meantime), and at the next start if it died in between. netifd and
+//! dnsmasq's init script read staged changes too: set aside, they do not
+//! apply a user's half-finished edit either.
+//!
 //! Only the LAN section's `ipaddr` (and `netmask`) and the `ip` of `dhcp` host
 //! (and domain) sections are touched. Style is kept: `ipaddr` + `netmask`
 //! stays that way; a CIDR `ipaddr` is written as a `list ipaddr` (netifd takes
@@ -19,7 +30,7 @@ use crate::plan::map_host;
 use crate::quote::Q;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A command that hangs (a wedged ubus) must not hold the LAN task forever.
@@ -416,15 +427,141 @@ pub fn plan(
     Ok(changes)
 }
 
+/// Where roadie stages its own changes: beside uci's savedir, so that a
+/// rename between them stays on one filesystem.
+pub fn own_savedir(cfg: &OpenWrt) -> PathBuf {
+    suffixed(&cfg.uci_savedir, ".roadie")
+}
+
+/// Where users' delta files wait while roadie works.
+fn aside_dir(cfg: &OpenWrt) -> PathBuf {
+    suffixed(&cfg.uci_savedir, ".roadie-aside")
+}
+
+fn suffixed(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Pure: the delta file to put back, given what was set aside and what was
+/// staged in uci's savedir meanwhile (None: nothing): the older lines first,
+/// as uci would have appended the newer ones.
+pub fn merged_delta(aside: &str, meanwhile: Option<&str>) -> String {
+    let mut out = aside.to_string();
+    if let Some(m) = meanwhile.filter(|m| !m.is_empty()) {
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(m);
+    }
+    out
+}
+
+/// Users' staged changes of some configs, set aside until dropped.
+pub struct Aside {
+    savedir: PathBuf,
+    dir: PathBuf,
+    configs: Vec<String>,
+}
+
+impl Aside {
+    /// Move `configs`' delta files out of uci's savedir (after putting back
+    /// any left from a roadie that died while they were aside).
+    pub fn take(cfg: &OpenWrt, configs: &[&str]) -> Result<Aside, String> {
+        restore_all(cfg)?;
+        let dir = aside_dir(cfg);
+        let mut aside = Aside {
+            savedir: cfg.uci_savedir.clone(),
+            dir: dir.clone(),
+            configs: Vec::new(),
+        };
+        for config in configs {
+            let staged = cfg.uci_savedir.join(config);
+            match std::fs::metadata(&staged) {
+                Ok(m) if m.len() > 0 => {}
+                _ => continue,
+            }
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::rename(&staged, dir.join(config)).map_err(|e| {
+                format!(
+                    "cannot set aside the uncommitted changes in {}: {e}",
+                    staged.display()
+                )
+            })?;
+            log::info!(
+                "uncommitted UCI changes in {} set aside while roadie commits its own",
+                staged.display()
+            );
+            aside.configs.push(config.to_string());
+        }
+        Ok(aside)
+    }
+}
+
+impl Drop for Aside {
+    fn drop(&mut self) {
+        for config in std::mem::take(&mut self.configs) {
+            if let Err(e) = restore(&self.dir, &self.savedir, &config) {
+                log::error!("{e}");
+            }
+        }
+    }
+}
+
+/// Put `config`'s set-aside delta back into `savedir`.
+fn restore(dir: &Path, savedir: &Path, config: &str) -> Result<(), String> {
+    let from = dir.join(config);
+    let to = savedir.join(config);
+    let aside = std::fs::read_to_string(&from)
+        .map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    let meanwhile = std::fs::read_to_string(&to).ok();
+    let text = merged_delta(&aside, meanwhile.as_deref());
+    let lost = || format!("the uncommitted UCI changes are kept in {}", from.display());
+    std::fs::create_dir_all(savedir)
+        .map_err(|e| format!("cannot create {}: {e}; {}", savedir.display(), lost()))?;
+    let tmp = suffixed(&to, ".roadie-tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, &to))
+        .map_err(|e| format!("cannot put back {}: {e}; {}", to.display(), lost()))?;
+    std::fs::remove_file(&from).map_err(|e| format!("cannot remove {}: {e}", from.display()))
+}
+
+/// Put back every delta file left aside (a roadie that died mid-move).
+pub fn restore_all(cfg: &OpenWrt) -> Result<(), String> {
+    let dir = aside_dir(cfg);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        restore(&dir, &cfg.uci_savedir, &name)?;
+        log::warn!(
+            "put back uncommitted UCI changes of {name} that a previous roadie had set aside"
+        );
+    }
+    Ok(())
+}
+
 /// The OpenWrt commands, at the configured paths.
 pub struct Uci<'a> {
     pub cfg: &'a OpenWrt,
 }
 
 impl Uci<'_> {
+    /// `uci -t OWN ARGS...`: roadie's changes go to its own savedir.
+    async fn uci(&self, args: &[&str]) -> Result<String, String> {
+        let own = own_savedir(self.cfg);
+        let own = own.to_string_lossy();
+        let mut all = vec!["-t", own.as_ref()];
+        all.extend_from_slice(args);
+        run(&self.cfg.uci, &all).await
+    }
+
     /// `uci -X show WHAT`, parsed.
     pub async fn show(&self, what: &str) -> Result<Vec<Section>, String> {
-        let out = run(&self.cfg.uci, &["-X", "show", what]).await?;
+        let out = self.uci(&["-X", "show", what]).await?;
         parse_show(&out)
     }
 
@@ -436,7 +573,7 @@ impl Uci<'_> {
     pub async fn dhcp(&self) -> Result<Vec<Section>, String> {
         // No dhcp config at all (dnsmasq not installed): nothing to move.
         let path = self.cfg.uci.display().to_string();
-        match run(&self.cfg.uci, &["-X", "show", "dhcp"]).await {
+        match self.uci(&["-X", "show", "dhcp"]).await {
             Ok(out) => parse_show(&out),
             Err(e) if e.contains("Entry not found") => {
                 log::info!("{path}: no dhcp config; only the LAN address moves");
@@ -446,23 +583,24 @@ impl Uci<'_> {
         }
     }
 
-    /// Stage `changes` (or, with `undo`, their reverse) and commit them. A
-    /// failure before the commit drops what was staged.
+    /// Stage `changes` (or, with `undo`, their reverse) in roadie's own
+    /// savedir and commit them. A failure before the commit drops what roadie
+    /// staged (and only that). The caller holds an [`Aside`].
     pub async fn write(&self, changes: &Changes, undo: bool) -> Result<(), String> {
         let configs = changes.configs();
         for c in &changes.list {
             for args in commands(c, undo) {
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                if let Err(e) = run(&self.cfg.uci, &args).await {
+                if let Err(e) = self.uci(&args).await {
                     for config in &configs {
-                        let _ = run(&self.cfg.uci, &["revert", config]).await;
+                        let _ = self.uci(&["revert", config]).await;
                     }
                     return Err(e);
                 }
             }
         }
         for config in &configs {
-            run(&self.cfg.uci, &["commit", config]).await?;
+            self.uci(&["commit", config]).await?;
         }
         Ok(())
     }
@@ -489,6 +627,65 @@ async fn run(program: &Path, args: &[&str]) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_delta_keeps_the_set_aside_lines_first() {
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            ("a='1'\n", None, "a='1'\n"),
+            ("a='1'\n", Some(""), "a='1'\n"),
+            ("a='1'\n", Some("b='2'\n"), "a='1'\nb='2'\n"),
+            ("a='1'", Some("b='2'\n"), "a='1'\nb='2'\n"),
+            ("", Some("b='2'\n"), "b='2'\n"),
+        ];
+        for (aside, meanwhile, want) in cases {
+            assert_eq!(
+                merged_delta(aside, *meanwhile),
+                *want,
+                "{aside:?} {meanwhile:?}"
+            );
+        }
+    }
+
+    /// Set aside, staged meanwhile, put back merged; left over by a dead
+    /// roadie, put back by the next one.
+    #[test]
+    fn aside_moves_users_deltas_out_and_back() {
+        let dir = std::env::temp_dir().join(format!("roadie-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = OpenWrt {
+            uci_savedir: dir.join(".uci"),
+            ..OpenWrt::default()
+        };
+        std::fs::create_dir_all(&cfg.uci_savedir).unwrap();
+        let network = cfg.uci_savedir.join("network");
+        std::fs::write(&network, "network.wan.metric='20'\n").unwrap();
+        std::fs::write(cfg.uci_savedir.join("dhcp"), "").unwrap();
+        {
+            let _aside = Aside::take(&cfg, &["network", "dhcp"]).unwrap();
+            assert!(!network.exists(), "still staged while roadie commits");
+            // Someone runs `uci set` meanwhile.
+            std::fs::write(&network, "network.wan.mtu='1400'\n").unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&network).unwrap(),
+            "network.wan.metric='20'\nnetwork.wan.mtu='1400'\n"
+        );
+        // An empty delta file is not moved.
+        assert!(cfg.uci_savedir.join("dhcp").exists());
+
+        // A roadie killed while the changes were aside: the next one puts
+        // them back before anything else.
+        let leftover = Aside::take(&cfg, &["network"]).unwrap();
+        std::mem::forget(leftover);
+        assert!(!network.exists());
+        restore_all(&cfg).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&network).unwrap(),
+            "network.wan.metric='20'\nnetwork.wan.mtu='1400'\n"
+        );
+        assert_eq!(own_savedir(&cfg), dir.join(".uci.roadie"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn net(s: &str) -> Ipv4Net {
         s.parse().unwrap()

@@ -23,6 +23,8 @@ pub struct Roadie {
     pub dir: PathBuf,
     pub cfg: PathBuf,
     pub sock: PathBuf,
+    /// Arguments after `daemon` (e.g. `--syslog=PATH`).
+    pub daemon_args: Vec<String>,
     child: Option<Child>,
     starts: u32,
     pids: Vec<u32>,
@@ -36,6 +38,7 @@ impl Roadie {
             dir: dir.into(),
             cfg: dir.join("roadie.toml"),
             sock: dir.join("roadie.sock"),
+            daemon_args: Vec::new(),
             child: None,
             starts: 0,
             pids: Vec::new(),
@@ -67,7 +70,9 @@ impl Roadie {
         )
         .unwrap();
         let cfg = self.cfg.to_str().unwrap();
-        let child = spawn_in(&self.ns, &[ROADIE, "-c", cfg, "daemon"], &log);
+        let mut args = vec![ROADIE, "-c", cfg, "daemon"];
+        args.extend(self.daemon_args.iter().map(String::as_str));
+        let child = spawn_in(&self.ns, &args, &log);
         self.pids.push(child.id());
         self.child = Some(child);
     }

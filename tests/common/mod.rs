@@ -6,7 +6,9 @@
 //! - [`ns`]: network namespaces, veth links, sockets inside a namespace;
 //! - [`sshd`]: OpenSSH's sshd in a namespace, keys, the test account;
 //! - [`daemon`]: `roadie daemon` in a namespace, its control socket, status;
-//! - [`dhcp`]: the DHCP lab (dnsmasq upstream, udhcpc, a node), [`Lab`].
+//! - [`dhcp`]: the DHCP lab (dnsmasq upstream, udhcpc, a node), [`Lab`];
+//! - [`openwrt`]: a router made of OpenWrt's own userland (`OPENWRT_ROOT`),
+//!   [`openwrt::Router`].
 //!
 //! The tunnel tests build their labs from the same parts in
 //! tests/tunnel_lab. Everything a lab starts dies with the test process;
@@ -17,6 +19,7 @@
 pub mod daemon;
 pub mod dhcp;
 pub mod ns;
+pub mod openwrt;
 pub mod proc;
 pub mod sshd;
 pub mod wait;
