@@ -257,9 +257,16 @@ pub fn suggest_prefix(cli: &Cli) -> i32 {
                 .map(|a| format!("{a}/{}", p.prefix_len()))
                 .unwrap_or_default();
             println!("{p}");
-            eprintln!(
-                "router address {router}; set [lan] address = \"{router}\" (and network.lan in UCI) before the cluster gets its addresses"
-            );
+            if lan.address.is_some() {
+                eprintln!(
+                    "router address {router}; set [lan] address = \"{router}\" (and network.lan in UCI) before the cluster gets its addresses"
+                );
+            } else {
+                eprintln!(
+                    "router address {router}; set network.{} in UCI to it before the cluster gets its addresses (roadie takes it as home at its next start)",
+                    config.openwrt.network_section
+                );
+            }
             0
         }
         None => {
