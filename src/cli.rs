@@ -237,20 +237,36 @@ pub fn suggest_prefix(cli: &Cli) -> i32 {
             return 2;
         }
     };
-    let seed = crate::lan::state::load(&config.daemon.state, crate::lan::state::random_seed)
-        .state
-        .seed;
+    let state = crate::lan::state::load(&config.daemon.state, crate::lan::state::random_seed).state;
     let lan = &config.lan;
-    let home = lan.home();
-    match crate::road::suggest(seed, home.prefix_len(), &lan.pools, &lan.avoid) {
+    // Left out of the file (apply = "uci"): the home the daemon recorded
+    // from UCI.
+    let Some(address) = lan.address.or(state.home()) else {
+        eprintln!(
+            "{}: [lan] address is left out and {} records no home yet: set it, or start the daemon once (it reads network.{} from UCI)",
+            config.path.display(),
+            config.daemon.state.display(),
+            config.openwrt.network_section
+        );
+        return 1;
+    };
+    let home = address.trunc();
+    match crate::road::suggest(state.seed, home.prefix_len(), &lan.pools, &lan.avoid) {
         Some(p) => {
-            let router = crate::plan::map_host(lan.address.addr(), home, p)
+            let router = crate::plan::map_host(address.addr(), home, p)
                 .map(|a| format!("{a}/{}", p.prefix_len()))
                 .unwrap_or_default();
             println!("{p}");
-            eprintln!(
-                "router address {router}; set [lan] address = \"{router}\" (and network.lan in UCI) before the cluster gets its addresses"
-            );
+            if lan.address.is_some() {
+                eprintln!(
+                    "router address {router}; set [lan] address = \"{router}\" (and network.lan in UCI) before the cluster gets its addresses"
+                );
+            } else {
+                eprintln!(
+                    "router address {router}; set network.{} in UCI to it before the cluster gets its addresses (roadie takes it as home at its next start)",
+                    config.openwrt.network_section
+                );
+            }
             0
         }
         None => {
@@ -340,13 +356,12 @@ pub fn run_client(cli: &Cli) -> i32 {
 pub fn check_config(cli: &Cli) -> i32 {
     match config::load(&cli.config_path()) {
         Ok(c) => {
-            // A warning, not an error: the file is valid.
-            if let Some(w) = crate::road::warning(c.lan.home()) {
-                eprintln!(
-                    "warning: {}: [lan] address {}: {w}",
-                    c.path.display(),
-                    c.lan.address
-                );
+            // A warning, not an error: the file is valid. (A home from UCI
+            // is known at start: status says it.)
+            if let Some(a) = c.lan.address
+                && let Some(w) = crate::road::warning(a)
+            {
+                eprintln!("warning: {}: [lan] address {a}: {w}", c.path.display());
             }
             println!("ok");
             0
@@ -475,10 +490,10 @@ pub fn human_status(v: &Value) -> String {
             .as_str()
             .map(|g| format!(", gateway {g}"))
             .unwrap_or_default();
-        out.push_str(&format!(
-            "uplink {}: {state}, {addrs}{gw}\n",
-            s(&w["interface"])
-        ));
+        out.push_str(&format!("uplink {}: {state}, {addrs}{gw}\n", link_label(w)));
+        if let Some(p) = w["netifd_problem"].as_str() {
+            out.push_str(&format!("  PROBLEM: {p}\n"));
+        }
     }
     let lan = &v["lan"];
     let moved = if lan["prefix"] == lan["home"] {
@@ -488,7 +503,7 @@ pub fn human_status(v: &Value) -> String {
     };
     out.push_str(&format!(
         "LAN {}: {} ({moved})\n",
-        s(&lan["interface"]),
+        link_label(lan),
         s(&lan["address"])
     ));
     if lan["settling"].as_bool() == Some(true) {
@@ -529,6 +544,15 @@ pub fn human_status(v: &Value) -> String {
         v["tunnels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
     ));
     out
+}
+
+/// `eth1`, or for a netifd name `@wan (eth1)` / `@wwan (no device)`.
+fn link_label(v: &Value) -> String {
+    let device = v["interface"].as_str();
+    match v["netifd"].as_str() {
+        None => device.unwrap_or("?").to_string(),
+        Some(n) => format!("@{n} ({})", device.unwrap_or("no device")),
+    }
 }
 
 /// The captive portal, loud; otherwise a quiet word when the probe found
@@ -817,6 +841,25 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("hook FAILED"), "{h}");
+        let mut v = v;
+        v["wan"] = json!([
+            {"interface":"usb0","netifd":"wan","up":true,"addresses":["10.77.0.2/24"],"gateway":null},
+            {"interface":null,"netifd":"wwan","netifd_problem":null,"up":false,"addresses":[]},
+            {"interface":"eth1","netifd":"vpn","netifd_problem":"ubus timed out","up":false,"addresses":[]}
+        ]);
+        v["lan"]["interface"] = json!("br-lan");
+        v["lan"]["netifd"] = json!("lan");
+        let h = human_status(&v);
+        assert!(h.contains("uplink @wan (usb0): up, 10.77.0.2/24\n"), "{h}");
+        assert!(
+            h.contains("uplink @wwan (no device): down, no address\n"),
+            "{h}"
+        );
+        assert!(
+            h.contains("uplink @vpn (eth1): down, no address\n  PROBLEM: ubus timed out\n"),
+            "{h}"
+        );
+        assert!(h.contains("LAN @lan (br-lan): 10.77.1.1/24"), "{h}");
         assert!(h.contains("tunnels: none"), "{h}");
         assert!(
             !h.contains("CAPTIVE") && !h.contains("internet check"),

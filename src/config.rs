@@ -48,6 +48,8 @@ pub struct Daemon {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wan {
+    /// Kernel link names (`eth1`) or netifd interface names (`@wan`, see
+    /// crate::netifd), as written.
     pub interfaces: Vec<String>,
     /// Plain `http://` (a portal cannot answer for HTTPS); `None`: the default URL.
     pub probe_url: Option<String>,
@@ -66,9 +68,12 @@ pub enum ApplyMode {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lan {
+    /// A kernel link name (`br-lan`) or a netifd interface name (`@lan`).
     pub interface: String,
     /// The router's home address with its prefix length, e.g. 192.168.1.1/24.
-    pub address: Ipv4Net,
+    /// `None` (only with apply = "uci"): read from UCI at start, see
+    /// crate::lan::home.
+    pub address: Option<Ipv4Net>,
     pub pools: Vec<Ipv4Net>,
     pub avoid: Vec<Ipv4Net>,
     pub apply: ApplyMode,
@@ -76,13 +81,6 @@ pub struct Lan {
     pub settle_ms: u64,
     pub return_home: bool,
     pub hosts: Vec<Host>,
-}
-
-impl Lan {
-    /// The home prefix (network part of `address`).
-    pub fn home(&self) -> Ipv4Net {
-        self.address.trunc()
-    }
 }
 
 /// `[openwrt]`: the OpenWrt commands `apply = "uci"` runs, and where the LAN
@@ -546,9 +544,24 @@ impl Ctx<'_> {
         Some(n)
     }
 
-    /// A kernel link name as `ip link` would accept it.
+    /// A kernel link name as `ip link` would accept it, or a netifd
+    /// interface name after an `@`.
     fn ifname(&mut self, v: &Str, key: &str) -> Option<String> {
         let s = v.get_ref();
+        const EXPECTED: &str = "expected a kernel link name such as \"eth1\" or a netifd interface name such as \"@wan\"";
+        if let Some(name) = crate::netifd::name(s) {
+            if crate::netifd::valid_name(name) {
+                return Some(s.clone());
+            }
+            self.err(
+                v.span(),
+                format!(
+                    "{key} {s_q} is not a netifd interface name (after '@': letters, digits and '_', as in /etc/config/network); {EXPECTED}",
+                    s_q = Q(s)
+                ),
+            );
+            return None;
+        }
         let problem = if s.is_empty() {
             Some("must not be empty".to_string())
         } else if s.len() > MAX_IFNAME {
@@ -566,13 +579,7 @@ impl Ctx<'_> {
             None
         };
         if let Some(p) = problem {
-            self.err(
-                v.span(),
-                format!(
-                    "{key} {s_q} {p}; expected a kernel link name such as \"eth1\"",
-                    s_q = Q(s)
-                ),
-            );
+            self.err(v.span(), format!("{key} {s_q} {p}; {EXPECTED}", s_q = Q(s)));
             return None;
         }
         Some(s.clone())
@@ -949,7 +956,7 @@ fn validate_wan(cx: &mut Ctx<'_>, w: &Spanned<raw::Wan>) -> Option<Wan> {
             &span,
             "[wan]",
             "interfaces",
-            "the uplinks' kernel link names, e.g. [\"eth1\"]",
+            "the uplinks' kernel link names or netifd interfaces, e.g. [\"eth1\"] or [\"@wan\"]",
         )
         .and_then(|list| {
             if list.get_ref().is_empty() {
@@ -1102,44 +1109,9 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             &span,
             "[lan]",
             "interface",
-            "the LAN's kernel link name, e.g. \"br-lan\"",
+            "the LAN's kernel link name or netifd interface, e.g. \"br-lan\" or \"@lan\"",
         )
         .and_then(|v| cx.ifname(v, "interface"));
-    let address = cx
-        .required(
-            &l.address,
-            &span,
-            "[lan]",
-            "address",
-            "the router's home address, e.g. \"192.168.1.1/24\"",
-        )
-        .and_then(|v| lan_address(cx, v));
-
-    let pools = cx.prefixes(&l.pools, "pool", &DEFAULT_POOLS).and_then(|pools| {
-        if pools.is_empty() {
-            let span = l.pools.as_ref().map_or(0..0, |p| p.span());
-            cx.err(span, "`pools` must list at least one prefix, e.g. [\"10.0.0.0/8\"]");
-            return None;
-        }
-        let Some(addr) = address else {
-            return Some(pools.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
-        };
-        let mut ok = true;
-        for (pool, pspan) in &pools {
-            if pool.prefix_len() > addr.prefix_len() {
-                cx.err(
-                    pspan.clone(),
-                    format!("pool {pool} cannot hold a /{} LAN prefix; use a pool of /{} or shorter", addr.prefix_len(), addr.prefix_len()),
-                );
-                ok = false;
-            }
-        }
-        ok.then(|| pools.into_iter().map(|(n, _)| n).collect())
-    });
-    let avoid = cx
-        .prefixes(&l.avoid, "avoid entry", &DEFAULT_AVOID)
-        .map(|v| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
-
     let apply = match &l.apply {
         None => Some(ApplyMode::Netlink),
         Some(v) => match v.get_ref().as_str() {
@@ -1157,6 +1129,50 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             }
         },
     };
+    // Some(None): left out, which apply = "uci" allows (the home address is
+    // read from UCI at start); None: a problem was reported.
+    let address: Option<Option<Ipv4Net>> = match &l.address {
+        Some(v) => lan_address(cx, v).map(Some),
+        None if apply == Some(ApplyMode::Uci) => Some(None),
+        // An unknown apply mode was reported already.
+        None if apply.is_none() => None,
+        None => {
+            cx.err(
+                span.clone(),
+                "[lan] is missing `address` (the router's home address, e.g. \"192.168.1.1/24\"; only apply = \"uci\" may leave it out, to read it from UCI network.lan)",
+            );
+            None
+        }
+    };
+
+    let pools = cx
+        .prefixes(&l.pools, "pool", &DEFAULT_POOLS)
+        .and_then(|pools| {
+            if pools.is_empty() {
+                let span = l.pools.as_ref().map_or(0..0, |p| p.span());
+                cx.err(
+                    span,
+                    "`pools` must list at least one prefix, e.g. [\"10.0.0.0/8\"]",
+                );
+                return None;
+            }
+            // Without an address here, checked against UCI's at start (check_home).
+            let Some(Some(addr)) = address else {
+                return Some(pools.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
+            };
+            let mut ok = true;
+            for (pool, pspan) in &pools {
+                if let Some(p) = pool_problem(*pool, addr) {
+                    cx.err(pspan.clone(), p);
+                    ok = false;
+                }
+            }
+            ok.then(|| pools.into_iter().map(|(n, _)| n).collect())
+        });
+    let avoid = cx
+        .prefixes(&l.avoid, "avoid entry", &DEFAULT_AVOID)
+        .map(|v| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
+
     let hook = cx.opt_path(&l.hook, "hook");
     let settle_ms = cx.int(
         &l.settle_ms,
@@ -1204,24 +1220,17 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
                     cx.err(v.span(), format!("host address {s_q} is not an IPv4 address; expected e.g. \"192.168.1.100\" (no prefix length)", s_q = Q(s)));
                     return None;
                 };
-                let net = address?;
-                let home = net.trunc();
-                let problem = if !home.contains(&a) {
-                    Some(format!("is outside the home prefix {home}"))
-                } else if a == home.network() {
-                    Some(format!("is the network address of {home}"))
-                } else if a == home.broadcast() {
-                    Some(format!("is the broadcast address of {home}"))
-                } else if a == net.addr() {
-                    Some("is the router's own address".to_string())
-                } else {
-                    None
-                };
-                if let Some(p) = problem {
-                    cx.err(v.span(), format!("host address {a} {p}; expected a host address inside {home} other than {}", net.addr()));
-                    return None;
+                match address? {
+                    // Checked against UCI's address at start (check_home).
+                    None => Some(a),
+                    Some(net) => match host_problem(a, net) {
+                        Some(p) => {
+                            cx.err(v.span(), p);
+                            None
+                        }
+                        None => Some(a),
+                    },
                 }
-                Some(a)
             });
         match (name, haddr) {
             (Some(name), Some(address)) => hosts.push(Host { name, address }),
@@ -1258,6 +1267,58 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         }),
         names,
     )
+}
+
+/// Why `pool` cannot take the LAN of `address`'s length, if it cannot.
+fn pool_problem(pool: Ipv4Net, address: Ipv4Net) -> Option<String> {
+    let len = address.prefix_len();
+    (pool.prefix_len() > len).then(|| {
+        format!("pool {pool} cannot hold a /{len} LAN prefix; use a pool of /{len} or shorter")
+    })
+}
+
+/// Why `a` cannot be a cluster host beside the router at `address`, if it cannot.
+fn host_problem(a: Ipv4Addr, address: Ipv4Net) -> Option<String> {
+    let home = address.trunc();
+    let problem = if !home.contains(&a) {
+        format!("is outside the home prefix {home}")
+    } else if a == home.network() {
+        format!("is the network address of {home}")
+    } else if a == home.broadcast() {
+        format!("is the broadcast address of {home}")
+    } else if a == address.addr() {
+        "is the router's own address".to_string()
+    } else {
+        return None;
+    };
+    Some(format!(
+        "host address {a} {problem}; expected a host address inside {home} other than {}",
+        address.addr()
+    ))
+}
+
+/// The checks [`parse`] makes against `[lan] address`, for a home address
+/// learnt at start (UCI, the state file) when the file has none: `pools`
+/// must hold its prefix, `[[lan.host]]` addresses must lie in it. `from`
+/// says where it came from, for the message.
+pub fn check_home(lan: &Lan, address: Ipv4Net, from: &str) -> Result<(), String> {
+    let mut problems: Vec<String> = lan
+        .pools
+        .iter()
+        .filter_map(|p| pool_problem(*p, address))
+        .collect();
+    for h in &lan.hosts {
+        if let Some(p) = host_problem(h.address, address) {
+            problems.push(format!("[[lan.host]] {}: {p}", Q(&h.name)));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "[lan] address is left out and the home address is {address} ({from}): {}",
+        problems.join("; ")
+    ))
 }
 
 fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server> {
@@ -1731,7 +1792,7 @@ address = \"192.168.1.100\"
             c.lan,
             Lan {
                 interface: "br-lan".into(),
-                address: net("192.168.1.1/24"),
+                address: Some(net("192.168.1.1/24")),
                 pools: vec![
                     net("10.0.0.0/8"),
                     net("172.16.0.0/12"),
@@ -1745,7 +1806,10 @@ address = \"192.168.1.100\"
                 hosts: vec![],
             }
         );
-        assert_eq!(c.lan.home(), net("192.168.1.0/24"));
+        assert_eq!(
+            c.lan.address.map(|a| a.trunc()),
+            Some(net("192.168.1.0/24"))
+        );
         assert!(c.servers.is_empty());
         assert!(c.tunnels.is_empty());
         assert_eq!(
@@ -1801,6 +1865,115 @@ address = \"192.168.1.100\"
         ];
         for (extra, at, needle) in cases {
             assert_one(extra, &format!("{MIN}\n[openwrt]\n{extra}\n"), at, needle);
+        }
+    }
+
+    #[test]
+    fn netifd_interface_names() {
+        let c = ok(
+            "[wan]\ninterfaces = [\"@wan\", \"@wwan\", \"usb0\"]\n[lan]\ninterface = \"@lan\"\naddress = \"192.168.1.1/24\"\n",
+        );
+        assert_eq!(c.wan.interfaces, ["@wan", "@wwan", "usb0"]);
+        assert_eq!(c.lan.interface, "@lan");
+        // (name, interfaces, lan, "line:col", message)
+        let cases = [
+            (
+                "not a UCI section name",
+                "[\"@wan-2\"]",
+                "\"br-lan\"",
+                "2:15",
+                "interface \"@wan-2\" is not a netifd interface name (after '@': letters, digits and '_', as in /etc/config/network); expected a kernel link name such as \"eth1\" or a netifd interface name such as \"@wan\"",
+            ),
+            (
+                "only the mark",
+                "[\"@\"]",
+                "\"br-lan\"",
+                "2:15",
+                "is not a netifd interface name",
+            ),
+            (
+                "the LAN as a netifd name",
+                "[\"@wan\"]",
+                "\"@l an\"",
+                "5:13",
+                "is not a netifd interface name",
+            ),
+            (
+                "listed twice",
+                "[\"@wan\", \"@wan\"]",
+                "\"br-lan\"",
+                "2:23",
+                "interface \"@wan\" is listed twice",
+            ),
+            (
+                "the LAN is a WAN",
+                "[\"@lan\"]",
+                "\"@lan\"",
+                "5:13",
+                "LAN interface \"@lan\" is also listed in [wan]",
+            ),
+        ];
+        for (name, wan, lan, at, needle) in cases {
+            let text = format!(
+                "[wan]\ninterfaces = {wan}\n\n[lan]\ninterface = {lan}\naddress = \"192.168.1.1/24\"\n"
+            );
+            assert_one(name, &text, at, needle);
+        }
+    }
+
+    /// apply = "uci" may leave `[lan] address` out (read from UCI at
+    /// start); then hosts and pools are checked at start (check_home).
+    #[test]
+    fn lan_address_from_uci() {
+        let uci =
+            "[wan]\ninterfaces = [\"@wan\"]\n\n[lan]\ninterface = \"@lan\"\napply = \"uci\"\n";
+        let c = ok(uci);
+        assert_eq!(c.lan.address, None);
+        // Hosts and pools cannot be checked against an address that is not there.
+        let c = ok(&format!(
+            "{uci}pools = [\"10.0.0.0/25\"]\n[[lan.host]]\nname = \"master\"\naddress = \"192.168.8.100\"\n"
+        ));
+        assert_eq!(c.lan.hosts[0].address, Ipv4Addr::new(192, 168, 8, 100));
+        // netlink needs it: the error names the [lan] table.
+        assert_one(
+            "netlink without an address",
+            "[wan]\ninterfaces = [\"eth1\"]\n\n[lan]\ninterface = \"br-lan\"\napply = \"netlink\"\n",
+            "4:1",
+            "[lan] is missing `address` (the router's home address, e.g. \"192.168.1.1/24\"; only apply = \"uci\" may leave it out, to read it from UCI network.lan)",
+        );
+        // An unknown apply mode is the one error.
+        assert_one(
+            "unknown apply, no address",
+            "[wan]\ninterfaces = [\"eth1\"]\n\n[lan]\ninterface = \"br-lan\"\napply = \"ip\"\n",
+            "6:9",
+            "unknown apply mode",
+        );
+    }
+
+    #[test]
+    fn home_checks_at_start() {
+        let c = ok(&format!(
+            "[wan]\ninterfaces = [\"@wan\"]\n[lan]\ninterface = \"@lan\"\napply = \"uci\"\npools = [\"10.0.0.0/8\", \"172.16.0.0/20\"]\n{HOSTS}"
+        ));
+        let from = "from UCI network.lan";
+        assert_eq!(check_home(&c.lan, net("192.168.1.1/24"), from), Ok(()));
+        let cases = [
+            (
+                "192.168.8.1/24",
+                "[lan] address is left out and the home address is 192.168.8.1/24 (from UCI network.lan): [[lan.host]] \"master\": host address 192.168.1.100 is outside the home prefix 192.168.8.0/24; expected a host address inside 192.168.8.0/24 other than 192.168.8.1",
+            ),
+            (
+                "192.168.1.100/24",
+                "\"master\": host address 192.168.1.100 is the router's own address",
+            ),
+            (
+                "192.168.0.1/16",
+                "pool 172.16.0.0/20 cannot hold a /16 LAN prefix; use a pool of /16 or shorter",
+            ),
+        ];
+        for (home, needle) in cases {
+            let e = check_home(&c.lan, net(home), from).unwrap_err();
+            assert!(e.contains(needle), "{home}: {e}");
         }
     }
 
@@ -1878,7 +2051,7 @@ target = \"master:80\"
         );
         assert_eq!(c.wan.interfaces, ["eth1", "wlan0"]);
         assert!(c.wan.probe_url.is_some() && c.wan.probe_expect.is_some());
-        assert_eq!(c.lan.address, net("192.168.1.1/24"));
+        assert_eq!(c.lan.address, Some(net("192.168.1.1/24")));
         assert_eq!(c.lan.apply, ApplyMode::Uci);
         assert_eq!(c.openwrt, OpenWrt::default());
         assert_eq!(c.lan.hook, Some(PathBuf::from("/etc/roadie/readdress.sh")));
@@ -1943,8 +2116,11 @@ target = \"master:80\"
         let path = Path::new("/etc/roadie/roadie.toml");
         let c = parse(SHIPPED, path).unwrap_or_else(|e| panic!("shipped config:\n{e}"));
         assert_eq!(c.lan.apply, ApplyMode::Uci);
-        assert_eq!(c.lan.interface, "br-lan");
-        assert_eq!(c.lan.address, net("192.168.1.1/24"));
+        // Right on a stock OpenWrt without edits: netifd's names, the home
+        // address from UCI.
+        assert_eq!(c.wan.interfaces, ["@wan", "@wwan"]);
+        assert_eq!(c.lan.interface, "@lan");
+        assert_eq!(c.lan.address, None);
         assert!(c.tunnels.is_empty() && c.servers.is_empty());
         assert_eq!(c.openwrt, OpenWrt::default());
         // `# key = value` and `# [table]` lines are examples; prose is not.
@@ -1965,6 +2141,7 @@ target = \"master:80\"
         let c = parse(&uncommented, path)
             .unwrap_or_else(|e| panic!("shipped config with its examples on:\n{e}\n{uncommented}"));
         assert_eq!(c.lan.hosts.len(), 1);
+        assert_eq!(c.lan.address, Some(net("192.168.1.1/24")));
         assert_eq!(c.lan.hook, Some(PathBuf::from("/etc/roadie/readdress.sh")));
         assert_eq!(c.servers.len(), 1);
         assert_eq!(c.tunnels.len(), 1);
@@ -2018,7 +2195,7 @@ failback_s = 7
 ");
         assert_eq!(c.daemon.log_level, log::LevelFilter::Debug);
         assert_eq!(c.daemon.socket, PathBuf::from("/tmp/r.sock"));
-        assert_eq!(c.lan.home(), net("10.1.0.0/16"));
+        assert_eq!(c.lan.address.map(|a| a.trunc()), Some(net("10.1.0.0/16")));
         assert!(c.lan.avoid.is_empty());
         assert_eq!(c.lan.settle_ms, 0);
         assert_eq!(

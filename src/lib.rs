@@ -3,6 +3,7 @@
 
 pub mod captive;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod control;
 pub mod hook;
@@ -10,6 +11,7 @@ pub mod ingress;
 pub mod lan;
 pub mod lastgood;
 pub mod logging;
+pub mod netifd;
 pub mod netlink;
 pub mod netwatch;
 pub mod plan;
@@ -39,21 +41,39 @@ pub async fn run(
 ) -> Result<(), String> {
     let started = Instant::now();
     let listener = control::server::bind(&config.daemon.socket)?;
-    let (net_tx, net_rx) = watch::channel(netwatch::NetState::default());
+    let (home, loaded) = start_home(&config).await?;
+    // The netifd names are resolved once before anything reads the
+    // snapshot, so that the first one already has their devices.
+    let resolving = netifd_settings(&config);
+    let first = netifd::resolve_all(&resolving.ubus, &resolving.names, &[]).await;
+    netifd::task::log_changes(&[], &first);
+    let (net_tx, net_rx) = watch::channel(netwatch::NetState {
+        netifd: first,
+        ..Default::default()
+    });
     let (lan_status_tx, lan_status_rx) = watch::channel(lan::Status::default());
     let (lan_cmd_tx, lan_cmd_rx) = mpsc::channel(8);
     let (req_tx, mut req_rx) = mpsc::channel::<Request>(32);
 
     let mut tasks = tokio::task::JoinSet::new();
+    let (resolver, resolver_task) =
+        netifd::Resolver::start(resolving, net_tx.clone(), cancel.clone());
+    tasks.spawn(resolver_task);
     tasks.spawn(netwatch::run(net_tx, cancel.clone()));
-    let settings = lan_settings(&config);
+    let settings = lan_settings(&config, home);
     {
         let cancel = cancel.clone();
         let net_rx = net_rx.clone();
         tasks.spawn(async move {
-            if let Err(e) =
-                lan::run(settings, net_rx, lan_cmd_rx, lan_status_tx, cancel.clone()).await
-            {
+            let run = lan::run(
+                settings,
+                loaded,
+                net_rx,
+                lan_cmd_rx,
+                lan_status_tx,
+                cancel.clone(),
+            );
+            if let Err(e) = run.await {
                 log::error!("LAN task stopped: {e}");
                 cancel.cancel();
             }
@@ -63,6 +83,7 @@ pub async fn run(
     tasks.spawn(probe_task);
     let mut tunnels = tunnel::Manager::start(
         &config,
+        home.trunc(),
         net_rx.clone(),
         lan_status_rx.clone(),
         prober.view.clone(),
@@ -78,13 +99,14 @@ pub async fn run(
         "roadie {VERSION} started: wan {}, lan {} home {}, control socket {}",
         config.wan.interfaces.join(","),
         config.lan.interface,
-        config.lan.home(),
+        home.trunc(),
         config.daemon.socket.display()
     );
 
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let mut config = config;
+    let mut home = home;
     let mut reloads = Reloads {
         problem,
         ..Default::default()
@@ -98,7 +120,7 @@ pub async fn run(
             _ = failover.tick(), if tunnels.has_failover() => tunnels.tick(),
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
-                let r = reload(&mut config, &lan_cmd_tx, &mut tunnels, &prober).await;
+                let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver).await;
                 reloads.record(&r);
             }
             req = req_rx.recv() => {
@@ -106,7 +128,7 @@ pub async fn run(
                 let result = match call {
                     Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &tunnels, &prober)),
                     Call::Reload => {
-                        let r = reload(&mut config, &lan_cmd_tx, &mut tunnels, &prober).await;
+                        let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver).await;
                         reloads.record(&r);
                         r.map(|d| json!({
                             "reloaded": config.path.display().to_string(),
@@ -142,37 +164,81 @@ pub async fn run(
     Ok(())
 }
 
-fn lan_settings(config: &Config) -> lan::Settings {
+/// The home address for this start and the state file it is recorded in
+/// (see lan::home); the hosts and pools are checked against a home that
+/// did not come from the config file.
+async fn start_home(config: &Config) -> Result<(ipnet::Ipv4Net, lan::state::Loaded), String> {
+    let mut loaded = lan::state::load(&config.daemon.state, lan::state::random_seed);
+    if let Some(w) = &loaded.warning {
+        log::warn!("{w}");
+    }
+    let (home, changed) = lan::home::learn(&config.lan, &config.openwrt, &mut loaded.state).await?;
+    if config.lan.address.is_none() {
+        let from = format!("from UCI network.{}", config.openwrt.network_section);
+        config::check_home(&config.lan, home, &from)?;
+        log::info!("home address {home} ({from})");
+    }
+    if changed && let Err(e) = lan::state::save(&config.daemon.state, &loaded.state) {
+        log::error!("{e}");
+    }
+    Ok((home, loaded))
+}
+
+/// The netifd names the config uses, and the ubus to ask.
+fn netifd_settings(config: &Config) -> netifd::task::Settings {
+    let configured = config.wan.interfaces.iter().map(String::as_str);
+    netifd::task::Settings {
+        ubus: config.openwrt.ubus.clone(),
+        names: netifd::names(configured.chain([config.lan.interface.as_str()])),
+    }
+}
+
+/// `home`: the router's home address in effect.
+fn lan_settings(config: &Config, home: ipnet::Ipv4Net) -> lan::Settings {
     lan::Settings {
         lan: config.lan.clone(),
+        address: home,
         wan: config.wan.interfaces.clone(),
         state_path: config.daemon.state.clone(),
         openwrt: config.openwrt.clone(),
     }
 }
 
-/// Re-read the config file; an invalid one changes nothing.
+/// Re-read the config file; an invalid one changes nothing. `home`: the
+/// home address in effect, which a file without `[lan] address` keeps (the
+/// LAN task records a new one in the state file).
 async fn reload(
     config: &mut Config,
+    home: &mut ipnet::Ipv4Net,
     lan_cmd: &mpsc::Sender<lan::Command>,
     tunnels: &mut tunnel::Manager,
     prober: &captive::Prober,
+    resolver: &netifd::Resolver,
 ) -> Result<tunnel::diff::Diff, String> {
     let new = lastgood::load(&config.path).map_err(|e| e.to_string())?;
+    let new_home = match new.lan.address {
+        Some(a) => a,
+        None => {
+            config::check_home(&new.lan, *home, "the one in use")?;
+            *home
+        }
+    };
     if new.daemon.socket != config.daemon.socket || new.daemon.state != config.daemon.state {
         log::warn!("[daemon] socket and state paths take effect at the next start");
     }
     log::set_max_level(new.daemon.log_level);
-    let mut settings = lan_settings(&new);
+    let mut settings = lan_settings(&new, new_home);
     settings.state_path = config.daemon.state.clone();
-    if settings != lan_settings(config) {
+    if settings != lan_settings(config, *home) {
         lan_cmd
             .send(lan::Command::Reconfigure(Box::new(settings)))
             .await
             .map_err(|_| "LAN task stopped".to_string())?;
     }
+    resolver.reconfigure(netifd_settings(&new));
     prober.reconfigure(&new);
-    let diff = tunnels.apply(&new);
+    let diff = tunnels.apply(&new, new_home.trunc());
+    *home = new_home;
     let (socket, state) = (config.daemon.socket.clone(), config.daemon.state.clone());
     *config = new;
     config.daemon.socket = socket;

@@ -8,7 +8,13 @@ use std::net::Ipv4Addr;
 /// What the planner needs to know about one uplink (also shown in status).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Uplink {
+    /// The kernel device; empty (null in status) when a netifd name has none.
+    #[serde(serialize_with = "empty_as_null")]
     pub interface: String,
+    /// The netifd interface it was configured as (`"@wan"` -> `wan`).
+    pub netifd: Option<String>,
+    /// Why ubus could not say where that interface is now.
+    pub netifd_problem: Option<String>,
     pub up: bool,
     /// Addresses with their prefix length, e.g. 10.66.0.123/24.
     pub addresses: Vec<Ipv4Net>,
@@ -16,6 +22,14 @@ pub struct Uplink {
     /// Non-default routes whose output interface is this uplink (connected ones included).
     #[serde(skip)]
     pub routes: Vec<Ipv4Net>,
+}
+
+fn empty_as_null<S: serde::Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
+    if s.is_empty() {
+        ser.serialize_none()
+    } else {
+        ser.serialize_str(s)
+    }
 }
 
 /// A prefix used by another local interface (VPN, second LAN...).
@@ -448,6 +462,7 @@ mod tests {
             addresses: addresses.iter().map(|a| n(a)).collect(),
             gateway: None,
             routes: routes.iter().map(|r| n(r)).collect(),
+            ..Uplink::default()
         }
     }
 

@@ -325,11 +325,15 @@ fn opkg_install_enables_and_starts_roadie_under_procd() {
         "{}",
         out.both()
     );
+    // The packaged config names netifd's interfaces: shown with their devices.
     assert!(
-        out.stdout.contains("LAN br-lan: 192.168.1.1/24"),
+        out.stdout.contains("LAN @lan (br-lan): 192.168.1.1/24"),
         "{}",
         out.both()
     );
+    assert_eq!(direct["lan"]["netifd"], "lan", "{direct}");
+    assert_eq!(direct["lan"]["interface"], "br-lan", "{direct}");
+    assert_eq!(direct["lan"]["home"], "192.168.1.0/24", "{direct}");
 
     // stop: procd forgets the service, status answers like every procd
     // service. procd's stop returns before the process has exited.
@@ -717,9 +721,10 @@ fn a_move_leaves_a_users_staged_change_staged() {
     c.done();
 }
 
-/// The packaged config names `br-lan`; on a router whose network.lan is on
-/// another device (here lan0, no bridge), the LAN's own address there is
-/// no collision: installing roadie must not renumber the LAN.
+/// The packaged config names `@lan`; on a router whose network.lan is on
+/// another device (here lan0, no bridge), roadie follows netifd there, and
+/// the LAN's own address is no collision: installing roadie must not
+/// renumber the LAN.
 #[test]
 fn the_packaged_config_leaves_a_lan_without_br_lan_alone() {
     let Some(root) = openwrt_root() else { return };
@@ -743,6 +748,10 @@ fn the_packaged_config_leaves_a_lan_without_br_lan_alone() {
     c.check(
         s["lan"]["apply"].is_null() && s["lan"]["history"] == json!([]),
         || format!("roadie tried to move the LAN: {}", s["lan"]),
+    );
+    c.check(
+        s["lan"]["interface"] == "lan0" && s["lan"]["netifd"] == "lan",
+        || format!("@lan is not lan0: {}", s["lan"]),
     );
     let moves: Vec<String> = o
         .log()

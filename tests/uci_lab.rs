@@ -98,24 +98,77 @@ struct UciLab {
     lab: Lab,
     conf: PathBuf,
     calls: PathBuf,
+    /// The ubus double's netifd interfaces (see tests/doubles/ubus-double).
+    ifaces: PathBuf,
 }
 
-/// The lab with roadie on apply = "uci" and the doubles. `reload`: "apply"
-/// or "ignore" (a network reload that never brings the address up).
-/// `state`: a state file to start from (roadie's saved prefix).
+/// How [`uci_lab_with`] sets up the lab.
+struct UciOpts<'a> {
+    network: &'a str,
+    dhcp: &'a str,
+    /// "apply" or "ignore" (a network reload that never brings the address up).
+    reload: &'a str,
+    timeout_ms: u64,
+    /// A state file to start from (roadie's saved prefix).
+    state: Option<&'a str>,
+    lab: LabOpts,
+    /// Turns the lab's config into this test's (after apply = "uci" and
+    /// [openwrt] are in).
+    edit: fn(String) -> String,
+    /// netifd interfaces for the ubus double: (name, file content).
+    ifaces: &'a [(&'a str, &'a str)],
+}
+
+impl Default for UciOpts<'_> {
+    fn default() -> Self {
+        UciOpts {
+            network: NETWORK_NETMASK,
+            dhcp: DHCP,
+            reload: "apply",
+            timeout_ms: 10_000,
+            state: None,
+            lab: LabOpts::default(),
+            edit: |c| c,
+            ifaces: &[],
+        }
+    }
+}
+
+/// The lab with roadie on apply = "uci" and the doubles.
 fn uci_lab(network: &str, reload: &str, timeout_ms: u64, state: Option<&str>) -> Option<UciLab> {
+    uci_lab_with(UciOpts {
+        network,
+        reload,
+        timeout_ms,
+        state,
+        ..UciOpts::default()
+    })
+}
+
+fn uci_lab_with(o: UciOpts) -> Option<UciLab> {
     let mut lab = Lab::new(LabOpts {
         start_daemon: false,
         settle_ms: 100,
-        ..LabOpts::default()
+        ..o.lab.clone()
     })?;
     let d = lab.dir.clone();
     let conf = d.join("uci/config");
-    for sub in ["uci/config", "uci/user", "uci/empty", "bin", "init.d"] {
+    let ifaces = d.join("ifaces");
+    for sub in [
+        "uci/config",
+        "uci/user",
+        "uci/empty",
+        "bin",
+        "init.d",
+        "ifaces",
+    ] {
         fs::create_dir_all(d.join(sub)).unwrap();
     }
-    fs::write(conf.join("network"), network).unwrap();
-    fs::write(conf.join("dhcp"), DHCP).unwrap();
+    fs::write(conf.join("network"), o.network).unwrap();
+    fs::write(conf.join("dhcp"), o.dhcp).unwrap();
+    for (name, content) in o.ifaces {
+        fs::write(ifaces.join(name), content).unwrap();
+    }
     let calls = d.join("calls.log");
     // uci-double with uci/user as its compiled-in default savedir (what
     // /tmp/.uci is on a router): where a user's `uci set` stages.
@@ -136,9 +189,11 @@ fn uci_lab(network: &str, reload: &str, timeout_ms: u64, state: Option<&str>) ->
     script(
         &d.join("bin/ubus"),
         &format!(
-            "export UBUS_DOUBLE_LOG='{}' UBUS_DOUBLE_UCI='{}' UBUS_DOUBLE_RELOAD={reload}\nexec {} \"$@\"",
+            "export UBUS_DOUBLE_LOG='{}' UBUS_DOUBLE_UCI='{}' UBUS_DOUBLE_RELOAD={} UBUS_DOUBLE_IFACES='{}'\nexec {} \"$@\"",
             calls.display(),
             uci("uci/user"),
+            o.reload,
+            ifaces.display(),
             double("ubus-double"),
         ),
     );
@@ -154,19 +209,25 @@ fn uci_lab(network: &str, reload: &str, timeout_ms: u64, state: Option<&str>) ->
         .config_text()
         .replace("[lan]\n", "[lan]\napply = \"uci\"\n")
         + &format!(
-            "\n[openwrt]\nuci = {:?}\nubus = {:?}\ninit_d = {:?}\napply_timeout_ms = {timeout_ms}\nuci_savedir = {:?}\n",
+            "\n[openwrt]\nuci = {:?}\nubus = {:?}\ninit_d = {:?}\napply_timeout_ms = {}\nuci_savedir = {:?}\n",
             d.join("bin/uci").display().to_string(),
             d.join("bin/ubus").display().to_string(),
             d.join("init.d").display().to_string(),
+            o.timeout_ms,
             d.join("uci/user").display().to_string(),
         );
-    lab.write_config(&text);
-    if let Some(state) = state {
+    lab.write_config(&(o.edit)(text));
+    if let Some(state) = o.state {
         fs::write(&lab.state, state).unwrap();
     }
     lab.start_daemon();
     lab.wait_ready();
-    Some(UciLab { lab, conf, calls })
+    Some(UciLab {
+        lab,
+        conf,
+        calls,
+        ifaces,
+    })
 }
 
 fn script(path: &Path, body: &str) {
@@ -223,6 +284,16 @@ impl UciLab {
             }
         }
         left
+    }
+}
+
+impl UciLab {
+    /// What the ubus double says netifd interface `name` runs on: the file
+    /// is replaced in one rename, so a status call never reads half of it.
+    fn set_iface(&self, name: &str, content: &str) {
+        let tmp = self.ifaces.join(format!(".{name}.tmp"));
+        fs::write(&tmp, content).unwrap();
+        fs::rename(&tmp, self.ifaces.join(name)).unwrap();
     }
 }
 
@@ -472,6 +543,270 @@ fn uci_lab_failed_start_sync_is_not_retried() {
     let calls = u.calls();
     assert_eq!(count(&calls, "ubus call network reload"), 2, "{calls:?}");
     assert!(evaluations(&lab.status()) >= 2);
+}
+
+/// `[lan] address` left out: the home comes from UCI network.lan (here
+/// GL.iNet's 192.168.8.1/24, not OpenWrt's default) and is recorded in the
+/// state file. After a move UCI holds the moved address; a restart still
+/// knows home from the state file and stays where the LAN is.
+#[test]
+fn uci_lab_home_from_uci_survives_a_move_and_a_restart() {
+    let network = NETWORK_NETMASK.replace("'192.168.1.1'", "'192.168.8.1'");
+    let dhcp = DHCP.replace("192.168.1.", "192.168.8.");
+    let Some(mut u) = uci_lab_with(UciOpts {
+        network: &network,
+        dhcp: &dhcp,
+        lab: LabOpts {
+            lan_address: "192.168.8.1/24".into(),
+            node: "192.168.8.100".into(),
+            ..LabOpts::default()
+        },
+        edit: |c| {
+            let without = c.replace("address = \"192.168.8.1/24\"\n", "");
+            assert_ne!(c, without, "the lab config has no [lan] address line");
+            without
+        },
+        ..UciOpts::default()
+    }) else {
+        return;
+    };
+    let config = fs::read_to_string(&u.lab.cfg).unwrap();
+    assert!(!config.contains("192.168.8.1/24"), "{config}");
+    let s = u.lab.status();
+    assert_eq!(s["lan"]["home"], "192.168.8.0/24", "{s}");
+    assert_eq!(lan_prefix(&s), "192.168.8.0/24");
+    assert_eq!(s["lan"]["address"], "192.168.8.1/24");
+    assert!(s["lan"]["problem"].is_null(), "{s}");
+    assert_eq!(
+        u.lab.state_file().get("home").and_then(|v| v.as_str()),
+        Some("192.168.8.1/24"),
+        "home recorded at the first start"
+    );
+    assert!(u.calls().is_empty(), "no reload at start: {:?}", u.calls());
+
+    u.lab
+        .renumber("192.168.8.254/24", "192.168.8.50", "192.168.8.150");
+    let s = u.lab.daemon.wait_status("the LAN to move", LONG, |s| {
+        lan_prefix(s) != "192.168.8.0/24" && !s["lan"]["apply"].is_null()
+    });
+    assert_eq!(s["lan"]["apply"]["ok"], true, "{s}");
+    let prefix = lan_prefix(&s);
+    let router = host_in(&prefix, 1);
+    assert!(
+        u.committed("network")
+            .contains(&format!("network.lan.ipaddr='{router}'\n"))
+    );
+    assert!(
+        u.file("dhcp")
+            .contains(&format!("\toption ip '{}'\n", host_in(&prefix, 100)))
+    );
+
+    // Restart: UCI says `router` now; home must come from the state file.
+    u.lab.stop_daemon(libc::SIGTERM);
+    u.lab.start_daemon();
+    u.lab.wait_ready();
+    let s = u.lab.status();
+    assert_eq!(s["lan"]["home"], "192.168.8.0/24", "{s}");
+    assert_eq!(lan_prefix(&s), prefix, "{s}");
+    assert_eq!(s["lan"]["address"], format!("{router}/24"));
+    assert_eq!(history_len(&s), 1, "{s}");
+    // UCI already agrees: nothing applied, nothing reloaded again.
+    assert!(s["lan"]["apply"].is_null(), "{s}");
+    assert!(s["lan"]["problem"].is_null(), "{s}");
+    assert_eq!(count(&u.calls(), "ubus call network reload"), 1);
+    assert_eq!(u.lab.addrs(&u.lab.rtr, "lan0"), [format!("{router}/24")]);
+    let st = u.lab.state_file();
+    assert_eq!(
+        st.get("home").and_then(|v| v.as_str()),
+        Some("192.168.8.1/24")
+    );
+    assert_eq!(
+        st.get("prefix").and_then(|v| v.as_str()),
+        Some(prefix.as_str())
+    );
+}
+
+/// `[wan] interfaces = ["@wan", "@wwan"]`, `[lan] interface = "@lan"`,
+/// resolved through the ubus double (netifd's status objects) and followed:
+/// a tether plugged in (a new link, wan's device becomes usb0) is seen at
+/// once, its address reaches the planner; wan moving back with no link
+/// change at all is found by the slow timer; a LAN without a device stops
+/// the planner instead of making the LAN collide with itself.
+#[test]
+fn netifd_lab_follows_a_tether() {
+    let Some(u) = uci_lab_with(UciOpts {
+        ifaces: &[("wan", "wan0\n"), ("lan", "lan0\n")],
+        edit: |c| {
+            c.replace(
+                "interfaces = [\"wan0\"]",
+                "interfaces = [\"@wan\", \"@wwan\"]",
+            )
+            .replace("interface = \"lan0\"", "interface = \"@lan\"")
+            .replace("apply = \"uci\"\n", "")
+        },
+        ..UciOpts::default()
+    }) else {
+        return;
+    };
+    let lab = &u.lab;
+    let s = lab.status();
+    let w = &s["wan"];
+    assert_eq!(w[0]["netifd"], "wan", "{s}");
+    assert_eq!(w[0]["interface"], "wan0");
+    assert_eq!(w[0]["up"], true);
+    let lease = w[0]["addresses"][0].as_str().unwrap_or_default();
+    assert!(lease.starts_with("10.66.0."), "{s}");
+    // netifd has no wwan: shown, down, no device, not an error.
+    assert_eq!(w[1]["netifd"], "wwan");
+    assert!(w[1]["interface"].is_null(), "{s}");
+    assert_eq!(w[1]["up"], false);
+    assert!(w[1]["netifd_problem"].is_null(), "{s}");
+    assert_eq!(s["lan"]["netifd"], "lan");
+    assert_eq!(s["lan"]["interface"], "lan0");
+    assert!(s["lan"]["problem"].is_null(), "{s}");
+    let calls = u.calls();
+    assert!(
+        calls.contains(&"ubus call network.interface.wan status".to_string())
+            && calls.contains(&"ubus call network.interface.wwan status".to_string())
+            && calls.contains(&"ubus call network.interface.lan status".to_string()),
+        "{calls:?}"
+    );
+    let human = lab.daemon.cli(&["status"]);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        human.contains(&format!("uplink @wan (wan0): up, {lease}")),
+        "{human}"
+    );
+    assert!(human.contains("uplink @wwan (no device): down"), "{human}");
+    assert!(human.contains("LAN @lan (lan0): 192.168.1.1/24"), "{human}");
+
+    // Plug in a tether: netifd's wan runs on usb0 now, which appears.
+    u.set_iface("wan", "usb0\n");
+    let t0 = std::time::Instant::now();
+    common::ns::veth("tup0", &lab.up, "usb0", &lab.rtr);
+    common::ns::ip_batch(
+        &lab.up,
+        "addr add 10.88.0.1/24 dev tup0\nlink set tup0 up\n",
+    );
+    common::ns::ip_batch(
+        &lab.rtr,
+        "addr add 10.88.0.2/24 dev usb0\nlink set usb0 up\n",
+    );
+    let s = lab
+        .daemon
+        .wait_status("@wan to follow the tether to usb0", SHORT, |s| {
+            let w = &s["wan"][0];
+            w["interface"] == "usb0" && w["up"] == true && w["addresses"] == json!(["10.88.0.2/24"])
+        });
+    let followed = t0.elapsed();
+    eprintln!("netifd_lab: @wan followed the tether to usb0 in {followed:?}");
+    assert_eq!(s["wan"][0]["netifd"], "wan");
+    // A new link is a netlink hint: well before the slow timer.
+    assert!(followed < std::time::Duration::from_secs(3), "{followed:?}");
+
+    // The planner sees the new device: its network collides with the LAN.
+    common::ns::ip(&lab.rtr, &["addr", "add", "192.168.1.77/24", "dev", "usb0"]);
+    let s = lab
+        .daemon
+        .wait_status("the LAN to move off usb0's network", LONG, |s| {
+            lan_prefix(s) != "192.168.1.0/24" && !settling(s)
+        });
+    let reason = s["lan"]["history"][0]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("usb0"), "{s}");
+    let moved = lan_prefix(&s);
+    assert_eq!(
+        lab.addrs(&lab.rtr, "lan0"),
+        [format!("{}/24", host_in(&moved, 1))]
+    );
+
+    // netifd moves wan back to wan0 and nothing happens on any link: only
+    // the slow timer can notice.
+    let evals = evaluations(&s);
+    u.set_iface("wan", "wan0\n");
+    let t1 = std::time::Instant::now();
+    lab.daemon.wait_status("@wan back on wan0", LONG, |s| {
+        s["wan"][0]["interface"] == "wan0"
+    });
+    let back = t1.elapsed();
+    eprintln!("netifd_lab: @wan back on wan0 (timer only) in {back:?}");
+    assert!(back < std::time::Duration::from_secs(8), "{back:?}");
+    lab.wait_idle(evals + 1);
+
+    // netifd takes the LAN down without a device: nothing is decided (the
+    // LAN's own prefix on lan0 would look like another interface's).
+    let before = lab.status();
+    u.set_iface("lan", "");
+    let s = lab
+        .daemon
+        .wait_status("the LAN without a device", LONG, |s| {
+            s["lan"]["interface"].is_null()
+                && s["lan"]["problem"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("has no device"))
+        });
+    assert_eq!(lan_prefix(&s), moved, "{s}");
+    assert_eq!(history_len(&s), history_len(&before), "{s}");
+    u.set_iface("lan", "lan0\n");
+    let s = lab.daemon.wait_status("the LAN back on lan0", LONG, |s| {
+        s["lan"]["interface"] == "lan0" && s["lan"]["problem"].is_null() && !settling(s)
+    });
+    assert_eq!(lan_prefix(&s), moved, "{s}");
+    assert_eq!(history_len(&s), history_len(&before), "{s}");
+}
+
+/// The ubus double answers `status` like netifd (no root needed): roadie's
+/// own parser reads it.
+#[test]
+fn ubus_double_answers_status_like_netifd() {
+    let d = std::env::temp_dir().join(format!("roadie-ubus-double-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(d.join("if")).unwrap();
+    fs::write(d.join("if/lan"), "lo\n").unwrap();
+    fs::write(d.join("if/wan"), "eth9 down\n").unwrap();
+    fs::write(d.join("if/wwan"), "").unwrap();
+    let ubus = |name: &str| {
+        run_with(
+            Command::new(double("ubus-double"))
+                .env("UBUS_DOUBLE_LOG", d.join("log"))
+                .env("UBUS_DOUBLE_IFACES", d.join("if"))
+                .args(["call", &format!("network.interface.{name}"), "status"]),
+            None,
+            SHORT,
+        )
+    };
+    let status = |name: &str| {
+        let out = ubus(name);
+        assert!(out.status.success(), "{name}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}: {text}"));
+        (roadie::netifd::parse_status(&text).unwrap(), v)
+    };
+    let (lan, v) = status("lan");
+    assert_eq!((lan.up, lan.device.as_deref()), (true, Some("lo")));
+    assert_eq!(v["l3_device"], "lo");
+    // The kernel's addresses, as netifd lists them.
+    assert!(
+        v["ipv4-address"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"address": "127.0.0.1", "mask": 8})),
+        "{v}"
+    );
+    let (wan, v) = status("wan");
+    assert_eq!((wan.up, wan.device.as_deref()), (false, Some("eth9")));
+    assert!(v.get("l3_device").is_none(), "{v}");
+    let (wwan, _) = status("wwan");
+    assert_eq!((wwan.up, wwan.device), (false, None));
+    let out = ubus("nothere");
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Command failed: Not found\n"
+    );
+    let _ = fs::remove_dir_all(&d);
 }
 
 /// The uci double itself, over a temporary directory (no root needed).

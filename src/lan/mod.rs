@@ -3,6 +3,7 @@
 //! publishes status.
 
 pub mod apply;
+pub mod home;
 pub mod state;
 pub mod uci;
 
@@ -22,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub lan: Lan,
+    /// The router's home address: `lan.address`, or what [`home::learn`]
+    /// found when the file leaves it out.
+    pub address: Ipv4Net,
     pub wan: Vec<String>,
     pub state_path: PathBuf,
     pub openwrt: OpenWrt,
@@ -36,10 +40,20 @@ pub enum Command {
     Reconfigure(Box<Settings>),
 }
 
+impl Settings {
+    /// The home prefix (network part of the home address).
+    pub fn home(&self) -> Ipv4Net {
+        self.address.trunc()
+    }
+}
+
 /// The `lan` object of the status reply.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
-    pub interface: String,
+    /// The kernel device (null while a netifd name has none).
+    pub interface: Option<String>,
+    /// The netifd interface it was configured as (`"@lan"` -> `lan`).
+    pub netifd: Option<String>,
     pub address: String,
     pub prefix: String,
     pub home: String,
@@ -85,17 +99,20 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// The router's address in `prefix`: same offset as its home address.
-fn router_address(lan: &Lan, prefix: Ipv4Net) -> Ipv4Net {
-    let addr = plan::map_host(lan.address.addr(), lan.home(), prefix).unwrap_or(lan.address.addr());
-    Ipv4Net::new(addr, prefix.prefix_len()).unwrap_or(lan.address)
+/// The router's address in `prefix`: same offset as in its home address `home`.
+pub fn router_address(home: Ipv4Net, prefix: Ipv4Net) -> Ipv4Net {
+    let addr = plan::map_host(home.addr(), home.trunc(), prefix).unwrap_or(home.addr());
+    Ipv4Net::new(addr, prefix.prefix_len()).unwrap_or(home)
 }
 
 /// The inputs that matter to the planner; a change in anything else (our own
-/// LAN address, for one) does not wake the planner.
-fn relevant(net: &NetState, s: &Settings) -> (Vec<Uplink>, Vec<Other>, bool) {
+/// LAN address, for one) does not wake the planner. The LAN's device counts:
+/// `"@lan"` may move, or have none yet.
+fn relevant(net: &NetState, s: &Settings) -> (Vec<Uplink>, Vec<Other>, Option<String>, bool) {
     let (uplinks, others) = netwatch::view(net, &s.wan, &s.lan.interface);
-    (uplinks, others, net.link(&s.lan.interface).is_some())
+    let device = net.device(&s.lan.interface).map(str::to_string);
+    let exists = device.as_deref().is_some_and(|d| net.link(d).is_some());
+    (uplinks, others, device, exists)
 }
 
 struct Task {
@@ -117,8 +134,11 @@ struct Task {
 }
 
 /// Run the LAN task until cancelled.
+/// `loaded`: the state file as read at start ([`home::learn`] may have
+/// recorded the home in it already).
 pub async fn run(
     settings: Settings,
+    loaded: state::Loaded,
     mut net: watch::Receiver<NetState>,
     mut commands: mpsc::Receiver<Command>,
     status: watch::Sender<Status>,
@@ -126,11 +146,7 @@ pub async fn run(
 ) -> Result<(), String> {
     let nl =
         crate::netlink::Socket::open().map_err(|e| format!("cannot open netlink socket: {e}"))?;
-    let loaded = state::load(&settings.state_path, state::random_seed);
-    if let Some(w) = &loaded.warning {
-        log::warn!("{w}");
-    }
-    let home = settings.lan.home();
+    let home = settings.home();
     let current = loaded
         .state
         .prefix
@@ -228,10 +244,11 @@ impl Task {
     fn publish(&self) {
         let lan = &self.settings.lan;
         let status = Status {
-            interface: lan.interface.clone(),
-            address: router_address(lan, self.current).to_string(),
+            interface: self.device(),
+            netifd: crate::netifd::name(&lan.interface).map(str::to_string),
+            address: router_address(self.settings.address, self.current).to_string(),
             prefix: self.current.to_string(),
-            home: lan.home().to_string(),
+            home: self.settings.home().to_string(),
             collision: self.collision.clone(),
             problem: self.problem.clone(),
             history: self.state.history.clone(),
@@ -239,23 +256,67 @@ impl Task {
             settling: self.settling,
             hook: self.hook.clone(),
             apply: self.apply.clone(),
-            home_warning: crate::road::warning(lan.home()),
+            home_warning: crate::road::warning(self.settings.address),
         };
         self.status.send_replace(status);
     }
 
+    /// The LAN's kernel device now (`None`: a netifd name without one).
+    fn device(&self) -> Option<String> {
+        self.net
+            .borrow()
+            .device(&self.settings.lan.interface)
+            .map(str::to_string)
+    }
+
+    /// For messages: `br-lan`, or `@lan (br-lan)` for a netifd name.
+    fn label(&self) -> String {
+        let configured = &self.settings.lan.interface;
+        match crate::netifd::name(configured) {
+            None => configured.clone(),
+            Some(_) => format!(
+                "{configured} ({})",
+                self.device().unwrap_or_else(|| "no device".to_string())
+            ),
+        }
+    }
+
+    /// The device, or why there is none (for netlink writes).
+    fn device_or_problem(&self) -> Result<String, String> {
+        if let Some(d) = self.device() {
+            return Ok(d);
+        }
+        let configured = &self.settings.lan.interface;
+        let net = self.net.borrow();
+        let problem = crate::netifd::name(configured)
+            .and_then(|n| net.netifd_iface(n))
+            .and_then(|i| i.problem.clone());
+        Err(match problem {
+            Some(p) => format!("LAN {configured} has no device: {p}"),
+            None => format!(
+                "LAN {configured} has no device now (netifd has the interface down or does not know it)"
+            ),
+        })
+    }
+
     fn reconfigure(&mut self, new: Settings) {
-        if new.lan.home() != self.settings.lan.home() {
+        if new.address != self.settings.address {
             log::info!(
-                "home prefix changed from {} to {}",
-                self.settings.lan.home(),
-                new.lan.home()
+                "home address changed from {} to {}",
+                self.settings.address,
+                new.address
             );
             // A new home resets the current prefix: offsets are relative to home.
-            if self.current.prefix_len() != new.lan.home().prefix_len()
-                || self.current == self.settings.lan.home()
+            if self.current.prefix_len() != new.home().prefix_len()
+                || self.current == self.settings.home()
             {
-                self.current = new.lan.home();
+                self.current = new.home();
+            }
+            self.state.home = Some(new.address.to_string());
+            self.state.prefix = (self.current != new.home()).then(|| self.current.to_string());
+            if let Err(e) = state::save(&new.state_path, &self.state) {
+                log::error!("{e}");
+                self.problem = Some(e);
             }
         }
         self.settings = new;
@@ -273,7 +334,7 @@ impl Task {
     fn inputs<'a>(&'a self, uplinks: &'a [Uplink], others: &'a [Other]) -> Inputs<'a> {
         let lan = &self.settings.lan;
         Inputs {
-            home: lan.home(),
+            home: self.settings.home(),
             current: self.current,
             uplinks,
             others,
@@ -287,6 +348,15 @@ impl Task {
     /// Ask the planner and act on its answer.
     async fn evaluate(&mut self) {
         self.evaluations += 1;
+        // Without its device, the LAN's own prefix would count as another
+        // interface's: nothing can be decided.
+        if let Err(e) = self.device_or_problem() {
+            log::warn!("{e}; not deciding until it has one");
+            self.problem = Some(e);
+            self.collision = None;
+            self.publish();
+            return;
+        }
         let (uplinks, others) = self.view();
         let decision = plan::decide(&self.inputs(&uplinks, &others));
         let said = match &decision {
@@ -325,18 +395,23 @@ impl Task {
 
     /// Put the router's address for the current prefix on the LAN interface.
     async fn ensure(&mut self) {
-        let lan = &self.settings.lan;
         if self.settings.lan.apply == ApplyMode::Uci {
             return self.ensure_uci().await;
         }
-        let want = router_address(lan, self.current);
-        let old: Vec<Ipv4Net> = [lan.home()]
+        let want = router_address(self.settings.address, self.current);
+        let old: Vec<Ipv4Net> = [self.settings.home()]
             .into_iter()
             .filter(|h| *h != self.current)
             .collect();
-        match apply::apply(&mut self.nl, &lan.interface, want, &old).await {
-            Ok(a) if a.added || !a.removed.is_empty() => {
-                log::info!("LAN address {want} restored on {}", lan.interface)
+        let result = match self.device_or_problem() {
+            Ok(device) => apply::apply(&mut self.nl, &device, want, &old)
+                .await
+                .map(|a| (device, a)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((device, a)) if a.added || !a.removed.is_empty() => {
+                log::info!("LAN address {want} restored on {device}")
             }
             Ok(_) => {}
             Err(e) => {
@@ -349,20 +424,19 @@ impl Task {
     async fn move_to(&mut self, to: Ipv4Net, reason: &str) -> Result<(), String> {
         let from = self.current;
         let lan = self.settings.lan.clone();
-        let address = router_address(&lan, to);
-        log::info!("moving LAN {} from {from} to {to}: {reason}", lan.interface);
+        let home = self.settings.home();
+        let address = router_address(self.settings.address, to);
+        log::info!("moving LAN {} from {from} to {to}: {reason}", self.label());
         match lan.apply {
             ApplyMode::Netlink => {
-                let old: Vec<Ipv4Net> = [from, lan.home()]
-                    .into_iter()
-                    .filter(|p| *p != to)
-                    .collect();
-                apply::apply(&mut self.nl, &lan.interface, address, &old).await?;
+                let device = self.device_or_problem()?;
+                let old: Vec<Ipv4Net> = [from, home].into_iter().filter(|p| *p != to).collect();
+                apply::apply(&mut self.nl, &device, address, &old).await?;
             }
             ApplyMode::Uci => self.apply_uci(from, address).await?,
         }
         self.current = to;
-        self.state.prefix = (to != lan.home()).then(|| to.to_string());
+        self.state.prefix = (to != home).then(|| to.to_string());
         self.state.push_history(HistoryEntry {
             at: now_unix(),
             from: from.to_string(),
@@ -403,7 +477,7 @@ impl Task {
     /// When that fails for an address, it is not retried for the same
     /// address (each try reloads the network) until the settings change.
     async fn ensure_uci(&mut self) {
-        let want = router_address(&self.settings.lan, self.current);
+        let want = router_address(self.settings.address, self.current);
         if self.uci_ensure_failed == Some(want) {
             return;
         }
@@ -440,7 +514,7 @@ impl Task {
     /// again), and say so.
     async fn apply_uci(&mut self, from: Ipv4Net, address: Ipv4Net) -> Result<(), String> {
         let cfg = self.settings.openwrt.clone();
-        let home = self.settings.lan.home();
+        let home = self.settings.home();
         let interface = self.settings.lan.interface.clone();
         let uci = uci::Uci { cfg: &cfg };
         let started = Instant::now();
@@ -480,7 +554,8 @@ impl Task {
             Ok(()) => match self.wait_address(&interface, address, timeout).await {
                 Wait::Appeared => {
                     let message = format!(
-                        "UCI: {what}; {address} up on {interface} after {} ms",
+                        "UCI: {what}; {address} up on {} after {} ms",
+                        self.label(),
                         started.elapsed().as_millis()
                     );
                     log::info!("{message}");
@@ -493,7 +568,8 @@ impl Task {
                     return Ok(());
                 }
                 Wait::TimedOut => format!(
-                    "{address} did not appear on {interface} within {} ms of the network reload",
+                    "{address} did not appear on {} within {} ms of the network reload",
+                    self.label(),
                     cfg.apply_timeout_ms
                 ),
                 Wait::Stopped => "roadie is stopping".to_string(),
@@ -537,7 +613,8 @@ impl Task {
     }
 
     /// Waits for the kernel (as netwatch sees it) to show `address` on
-    /// `interface`. Uses its own receiver, so the main loop still sees every
+    /// `interface` (as configured: a netifd name is resolved in each
+    /// snapshot). Uses its own receiver, so the main loop still sees every
     /// change.
     async fn wait_address(
         &self,
@@ -547,7 +624,8 @@ impl Task {
     ) -> Wait {
         let mut rx = self.net.clone();
         let has = |s: &NetState| {
-            s.link(interface)
+            s.device(interface)
+                .and_then(|d| s.link(d))
                 .is_some_and(|l| l.addrs.contains(&address))
         };
         tokio::select! {
@@ -581,7 +659,7 @@ impl Task {
             "changed": self.current != from,
             "from": from.to_string(),
             "to": self.current.to_string(),
-            "address": router_address(&self.settings.lan, self.current).to_string(),
+            "address": router_address(self.settings.address, self.current).to_string(),
             "problem": self.problem,
         }))
     }

@@ -1,4 +1,6 @@
-//! The persisted choice: current prefix, history, and the per-router seed.
+//! The persisted choice: current prefix, history, the per-router seed, and
+//! the home address (so that a start after a move knows home even when it
+//! comes from UCI, which by then holds the moved address).
 //! Written atomically (temp file, fsync, rename) and only when it changes.
 
 use crate::quote::Q;
@@ -16,6 +18,10 @@ pub struct State {
     /// The LAN prefix in use, e.g. "10.23.4.0/24"; absent means home.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// The router's home address, e.g. "192.168.1.1/24", recorded at start
+    /// (see lan::home); absent in files written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
 }
@@ -34,8 +40,19 @@ impl State {
         State {
             seed,
             prefix: None,
+            home: None,
             history: Vec::new(),
         }
+    }
+
+    /// The recorded home address (`parse` checked it).
+    pub fn home(&self) -> Option<ipnet::Ipv4Net> {
+        self.home.as_deref().and_then(|h| h.parse().ok())
+    }
+
+    /// The saved prefix (`parse` checked it); `None`: at home.
+    pub fn prefix(&self) -> Option<ipnet::Ipv4Net> {
+        self.prefix.as_deref().and_then(|p| p.parse().ok())
     }
 
     pub fn push_history(&mut self, entry: HistoryEntry) {
@@ -103,6 +120,14 @@ pub fn parse(text: &str) -> Result<State, String> {
     if let Some(p) = &state.prefix {
         p.parse::<ipnet::Ipv4Net>()
             .map_err(|_| format!("prefix {p_q} is not an IPv4 prefix", p_q = Q(p)))?;
+    }
+    if let Some(h) = &state.home {
+        h.parse::<ipnet::Ipv4Net>().map_err(|_| {
+            format!(
+                "home {h_q} is not an IPv4 address with its length",
+                h_q = Q(h)
+            )
+        })?;
     }
     Ok(state)
 }
@@ -184,6 +209,7 @@ mod tests {
         let p = d.join("state.toml");
         let mut s = State::fresh(42);
         s.prefix = Some("10.23.4.0/24".into());
+        s.home = Some("192.168.8.1/24".into());
         s.push_history(HistoryEntry {
             at: 1,
             from: "192.168.1.0/24".into(),
@@ -194,6 +220,9 @@ mod tests {
         let l = load(&p, || 0);
         assert!(l.warning.is_none());
         assert_eq!(l.state, s);
+        assert_eq!(l.state.home(), Some("192.168.8.1/24".parse().unwrap()));
+        assert_eq!(l.state.prefix(), Some("10.23.4.0/24".parse().unwrap()));
+        assert_eq!(State::fresh(1).home(), None);
         assert!(!d.join("state.toml.tmp").exists());
     }
 
@@ -202,6 +231,7 @@ mod tests {
         for (name, text) in [
             ("garbage", "this is not toml ]["),
             ("badprefix", "seed = 1\nprefix = \"10.1.2.300/24\"\n"),
+            ("badhome", "seed = 1\nhome = \"192.168.1.1\"\n"),
             ("unknown", "seed = 1\ncolour = \"red\"\n"),
             ("noseed", "prefix = \"10.1.2.0/24\"\n"),
         ] {

@@ -31,7 +31,6 @@ use crate::quote::Q;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 /// A command that hangs (a wedged ubus) must not hold the LAN task forever.
@@ -620,36 +619,9 @@ impl Uci<'_> {
     }
 }
 
-/// Run a command; Ok(stdout) on exit 0, else an error naming the command,
-/// its exit status and its first line of stderr.
+/// Runs a command with [`COMMAND_TIMEOUT`]; see [`crate::command::run`].
 async fn run(program: &Path, args: &[&str]) -> Result<String, String> {
-    let what = format!("{} {}", program.display(), args.join(" "));
-    log::debug!("running {what}");
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {what}: {e}"))?;
-    let out = match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => return Err(format!("{what}: {e}")),
-        Err(_) => {
-            return Err(format!(
-                "{what} did not finish within {} s",
-                COMMAND_TIMEOUT.as_secs()
-            ));
-        }
-    };
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let err = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        Err(format!("{what} failed ({}): {}", out.status, err.trim()))
-    }
+    crate::command::run(program, args, COMMAND_TIMEOUT).await
 }
 
 #[cfg(test)]

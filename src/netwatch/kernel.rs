@@ -39,7 +39,11 @@ pub async fn dump(nl: &mut Socket) -> Result<NetState, netlink::Error> {
             oif: r.oif,
         })
         .collect();
-    Ok(NetState { links, routes })
+    Ok(NetState {
+        links,
+        routes,
+        netifd: Vec::new(),
+    })
 }
 
 /// Watch the kernel until cancelled, publishing every change of [`NetState`].
@@ -76,11 +80,13 @@ async fn session(tx: &watch::Sender<NetState>, cancel: &CancellationToken) -> Re
         let state = dump(&mut nl)
             .await
             .map_err(|e| format!("dump failed: {e}"))?;
+        // Only the kernel's part: crate::netifd writes `netifd`.
         tx.send_if_modified(|old| {
-            let changed = *old != state;
+            let changed = old.links != state.links || old.routes != state.routes;
             if changed {
                 log::debug!("netlink: state changed");
-                *old = state;
+                old.links = state.links;
+                old.routes = state.routes;
             }
             changed
         });

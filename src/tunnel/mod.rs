@@ -46,10 +46,11 @@ pub struct LanView {
 }
 
 impl LanView {
-    pub fn from_config(c: &Config) -> LanView {
+    /// `home`: the home prefix (the config's, or the one learnt at start).
+    pub fn from_config(c: &Config, home: Ipv4Net) -> LanView {
         LanView {
             hosts: c.lan.hosts.clone(),
-            home: c.lan.home(),
+            home,
             wan: c.wan.interfaces.clone(),
             lan: c.lan.interface.clone(),
             url_hook: c.daemon.url_hook.clone(),
@@ -212,15 +213,17 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// Start a session for every server that a tunnel uses.
+    /// Start a session for every server that a tunnel uses. `home`: the
+    /// LAN's home prefix.
     pub fn start(
         config: &Config,
+        home: Ipv4Net,
         net: watch::Receiver<NetState>,
         lan_status: watch::Receiver<lan::Status>,
         captive: crate::captive::View,
         cancel: CancellationToken,
     ) -> Manager {
-        let (lan_view, view_rx) = watch::channel(Arc::new(LanView::from_config(config)));
+        let (lan_view, view_rx) = watch::channel(Arc::new(LanView::from_config(config, home)));
         let mut m = Manager {
             servers: Vec::new(),
             plans: Vec::new(),
@@ -238,15 +241,15 @@ impl Manager {
             tasks: tokio::task::JoinSet::new(),
             seed: lan::state::random_seed(),
         };
-        m.apply(config);
+        m.apply(config, home);
         m
     }
 
     /// Make the running set match `config` (start or reload).
-    pub fn apply(&mut self, config: &Config) -> diff::Diff {
+    pub fn apply(&mut self, config: &Config, home: Ipv4Net) -> diff::Diff {
         while self.tasks.try_join_next().is_some() {}
         self.lan_view.send_if_modified(|v| {
-            let new = LanView::from_config(config);
+            let new = LanView::from_config(config, home);
             if **v != new {
                 *v = Arc::new(new);
                 true
@@ -637,6 +640,7 @@ mod tests {
                     oif: Some(2),
                 })
                 .collect(),
+            netifd: Vec::new(),
         }
     }
 
@@ -706,6 +710,61 @@ mod tests {
                 "{name}"
             );
         }
+        // "@wan": where netifd has it is what counts.
+        let at = |device: &str, problem: Option<&str>| {
+            let mut s = base.clone();
+            s.links.push(LinkState {
+                index: 7,
+                name: "usb0".into(),
+                up: true,
+                addrs: vec!["10.99.0.2/24".parse().unwrap()],
+            });
+            s.netifd = vec![crate::netifd::Iface {
+                name: "wan".into(),
+                device: Some(device.into()),
+                up: true,
+                problem: problem.map(str::to_string),
+            }];
+            s
+        };
+        let mut without_usb0 = at("wan0", None);
+        without_usb0.links.pop();
+        let wan_at = ["@wan".to_string()];
+        let nkey = |s: &NetState| uplink_key(s, &wan_at, "lan0");
+        let cases = [
+            (
+                "a tether: wan moved to usb0",
+                at("wan0", None),
+                at("usb0", None),
+                true,
+            ),
+            (
+                "ubus failed, device kept: no change",
+                at("wan0", None),
+                at("wan0", Some("ubus down")),
+                false,
+            ),
+            (
+                "usb0 appeared, wan still on wan0: no change",
+                without_usb0,
+                at("wan0", None),
+                false,
+            ),
+            (
+                "resolved for the first time",
+                base.clone(),
+                at("wan0", None),
+                true,
+            ),
+        ];
+        for (name, old, new, want) in cases {
+            assert_eq!(
+                uplink_changed(false, &nkey(&old), &nkey(&new)),
+                want,
+                "{name}"
+            );
+        }
+        assert_eq!(show_key(&nkey(&at("usb0", None))), "usb0 up 10.99.0.2/24");
         // The watcher's first dump is not a change.
         let empty = NetState::default();
         assert!(!uplink_changed(true, &key(&empty), &key(&base)));
