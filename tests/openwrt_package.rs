@@ -518,6 +518,15 @@ fn tar_listing(file: &Path) -> BTreeMap<String, (u32, u32, u32, u64)> {
     entries
 }
 
+/// The files (not directories) of a tar listing, with their modes.
+fn files_and_modes(listing: &BTreeMap<String, (u32, u32, u32, u64)>) -> Vec<(&str, u32)> {
+    listing
+        .iter()
+        .filter(|(n, _)| !n.ends_with('/'))
+        .map(|(n, (m, _, _, _))| (n.as_str(), *m))
+        .collect()
+}
+
 fn untar(file: &Path, into: &Path) {
     fs::create_dir_all(into).unwrap();
     let (code, _, err) = run(Command::new("tar")
@@ -658,13 +667,8 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
 
     // data.tar.gz: files, modes, owners.
     let listing = tar_listing(&outer.join("data.tar.gz"));
-    let files: Vec<(&str, u32)> = listing
-        .iter()
-        .filter(|(n, _)| !n.ends_with('/'))
-        .map(|(n, (m, _, _, _))| (n.as_str(), *m))
-        .collect();
     let want: Vec<(&str, u32)> = DATA.iter().map(|(n, m, _)| (*n, *m)).collect();
-    assert_eq!(files, want);
+    assert_eq!(files_and_modes(&listing), want);
     assert!(
         listing
             .values()
@@ -916,13 +920,8 @@ fn luci_ipk_is_arch_all() {
     );
 
     let listing = tar_listing(&outer.join("data.tar.gz"));
-    let files: Vec<(&str, u32)> = listing
-        .iter()
-        .filter(|(n, _)| !n.ends_with('/'))
-        .map(|(n, (m, _, _, _))| (n.as_str(), *m))
-        .collect();
     let want: Vec<(&str, u32)> = LUCI_DATA.iter().map(|(n, _)| (*n, 0o644)).collect();
-    assert_eq!(files, want);
+    assert_eq!(files_and_modes(&listing), want);
     assert!(listing.iter().all(|(n, (m, uid, gid, _))| {
         (*uid, *gid) == (0, 0) && (!n.ends_with('/') || *m == 0o755)
     }));

@@ -28,7 +28,7 @@ use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::proc::{alive, die_with_parent, read_log, run_with, spawn_logged};
+use super::proc::{alive, child_of, die_with_parent, read_log, run_with, spawn_logged};
 use super::{SHORT, lab_possible, unique, wait_for};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -405,23 +405,4 @@ impl Drop for Background {
         }
         let _ = self.0.wait();
     }
-}
-
-/// The one child of `pid` (from the parent PIDs in /proc).
-fn child_of(pid: u32) -> Option<u32> {
-    for e in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        if rest.split_whitespace().nth(1) == Some(pid.to_string().as_str()) {
-            return Some(p);
-        }
-    }
-    None
 }

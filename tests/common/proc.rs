@@ -145,9 +145,8 @@ pub fn alive(pid: u32) -> bool {
     matches!(proc_state(pid), Some(s) if s != 'Z' && s != 'X')
 }
 
-/// Every living process below `pid` (children, grandchildren, …), from
-/// the parent PIDs in /proc.
-pub fn descendants(pid: u32) -> Vec<u32> {
+/// (pid, parent pid) of every process, from /proc.
+fn parents() -> Vec<(u32, u32)> {
     let mut parent: Vec<(u32, u32)> = Vec::new();
     for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
@@ -163,6 +162,20 @@ pub fn descendants(pid: u32) -> Vec<u32> {
             parent.push((p, pp));
         }
     }
+    parent
+}
+
+/// A child of `pid` (the first /proc lists), if it has one.
+pub fn child_of(pid: u32) -> Option<u32> {
+    parents()
+        .into_iter()
+        .find_map(|(p, pp)| (pp == pid).then_some(p))
+}
+
+/// Every living process below `pid` (children, grandchildren, …), from
+/// the parent PIDs in /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parent = parents();
     let mut out = Vec::new();
     let mut todo = vec![pid];
     while let Some(q) = todo.pop() {
