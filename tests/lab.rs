@@ -1212,3 +1212,41 @@ fn crowded_home_warning_and_suggest_prefix() {
     assert!(out.stderr.is_empty(), "no warning for {router}: {out:?}");
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// A `[lan] interface` that does not exist (the packaged default on a
+/// router whose LAN is not br-lan): the LAN's own address sits on another
+/// link and looks like a collision. roadie must not move the LAN off itself:
+/// it decides nothing and says which link has the LAN's address.
+#[test]
+fn a_missing_lan_interface_moves_nothing() {
+    let Some(mut lab) = Lab::new(LabOpts {
+        start_daemon: false,
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    let text = lab
+        .config_text()
+        .replace("interface = \"lan0\"", "interface = \"br-lan\"");
+    lab.write_config(&text);
+    lab.start_daemon();
+    let s = lab
+        .daemon
+        .wait_status("the missing LAN interface reported", LONG, |s| {
+            evaluations(s) >= 1
+                && s["lan"]["problem"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("br-lan does not exist"))
+        });
+    let problem = s["lan"]["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("lan0 has the LAN's address 192.168.1.1/24"),
+        "{problem}"
+    );
+    // A forced re-evaluation must not move it either.
+    let _ = lab.daemon.call("readdress", serde_json::json!({}));
+    let s = lab.status();
+    assert_eq!(lan_prefix(&s), "192.168.1.0/24", "{s}");
+    assert_eq!(history_len(&s), 0, "{s}");
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), ["192.168.1.1/24"]);
+}

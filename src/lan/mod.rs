@@ -283,10 +283,28 @@ impl Task {
 
     /// The device, or why there is none (for netlink writes).
     fn device_or_problem(&self) -> Result<String, String> {
+        let configured = &self.settings.lan.interface;
         if let Some(d) = self.device() {
+            let net = self.net.borrow();
+            // A link name that does not exist (after the first dump: lo is
+            // always there): the LAN's own address would sit on some other
+            // link and look like a collision, and roadie would move the LAN
+            // off itself.
+            if crate::netifd::name(configured).is_none()
+                && !net.links.is_empty()
+                && !net.links.iter().any(|l| l.name == d)
+            {
+                let router = router_address(self.settings.address, self.current);
+                let hint = net
+                    .links
+                    .iter()
+                    .find(|l| l.addrs.iter().any(|a| a.addr() == router.addr()))
+                    .map(|l| format!("; {} has the LAN's address {router}: set [lan] interface = \"{}\" (or \"@lan\" on OpenWrt)", l.name, l.name))
+                    .unwrap_or_default();
+                return Err(format!("LAN interface {d} does not exist{hint}"));
+            }
             return Ok(d);
         }
-        let configured = &self.settings.lan.interface;
         let net = self.net.borrow();
         let problem = crate::netifd::name(configured)
             .and_then(|n| net.netifd_iface(n))
