@@ -1265,6 +1265,14 @@ fn unix_socket_remote_serves_and_is_taken_over_from_a_dead_session() {
     let took = t0.elapsed();
     eprintln!("unix-socket takeover from a held dead session: serving again in {took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
+    // sshd still held the frozen session all along: two logins are open.
+    let out = crate::common::ns::exec(
+        &lab.ns.name,
+        &["ss", "-Htn", "state", "established", "( sport = :2224 )"],
+        SHORT,
+    );
+    let held = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(held, 2, "{}", String::from_utf8_lossy(&out.stdout));
     // SAFETY: as above; the frozen roadie ends here, not at drop.
     unsafe { libc::kill(frozen as i32, libc::SIGKILL) };
     drop(first);
