@@ -144,10 +144,35 @@ pub struct Server {
 }
 
 /// `remote = "ui_julio:80"` or `remote = "80"`: bind address (may be empty) and port.
+/// `remote = "unix:/run/roadie/ui.sock"`: a socket on the server
+/// (`streamlocal-forward@openssh.com`); `bind` is empty and `port` 0 then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
     pub bind: String,
     pub port: u16,
+    /// The server-side socket path of a `unix:` remote.
+    pub unix: Option<String>,
+}
+
+/// Longest `unix:` path: sun_path holds 108 bytes on Linux (104 on BSDs)
+/// with the terminating NUL; 100 leaves room on every server.
+pub const UNIX_PATH_MAX: usize = 100;
+
+/// Checks a `unix:` remote's path; the message says what is wrong.
+pub fn check_unix_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err("the socket path must be absolute (start with /)".into());
+    }
+    if p.contains('\0') || p.contains('\n') || p.contains('\r') {
+        return Err("the socket path must not contain NUL or line breaks".into());
+    }
+    if p.len() > UNIX_PATH_MAX {
+        return Err(format!(
+            "the socket path is {} bytes; at most {UNIX_PATH_MAX} fit in a unix socket address",
+            p.len()
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,7 +321,9 @@ impl Config {
 impl fmt::Display for Remote {
     /// As written in the config: `bind:port`, or just `port` when there is no bind address.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.bind.is_empty() {
+        if let Some(p) = &self.unix {
+            write!(f, "unix:{p}")
+        } else if self.bind.is_empty() {
             write!(f, "{}", self.port)
         } else {
             write!(f, "{}:{}", self.bind, self.port)
@@ -760,7 +787,8 @@ fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
 
     let mut tunnels = Vec::new();
     let mut seen: HashMap<&str, Range<usize>> = HashMap::new();
-    // (server, bind, port) -> tunnel name, for remotes requested twice.
+    // (server, bind, port) -> tunnel name, for remotes requested twice
+    // (a `unix:` remote is keyed by its path, port 0 never clashes).
     let mut remotes: HashMap<(String, String, u16), String> = HashMap::new();
     for t in &file.tunnel {
         if let Some(n) = &t.get_ref().name
@@ -782,10 +810,11 @@ fn validate(cx: &mut Ctx<'_>, file: &raw::File, path: &Path) -> Option<Config> {
         let tunnel = validate_tunnel(cx, t, &server_names, hosts);
         if let Some(tun) = &tunnel {
             for (v, span) in tun.via.iter().zip(via_spans(t.get_ref())) {
-                if v.remote.port == 0 {
-                    continue;
-                }
-                let key = (v.server.clone(), v.remote.bind.clone(), v.remote.port);
+                let key = match &v.remote.unix {
+                    Some(p) => (v.server.clone(), format!("unix:{p}"), 0),
+                    None if v.remote.port == 0 => continue,
+                    None => (v.server.clone(), v.remote.bind.clone(), v.remote.port),
+                };
                 if let Some(other) = remotes.get(&key) {
                     cx.err(
                         span,
@@ -1438,14 +1467,34 @@ fn validate_server(cx: &mut Ctx<'_>, s: &Spanned<raw::Server>) -> Option<Server>
     })
 }
 
-/// `bind:port` or `port`; port 0 lets the server choose.
+/// `bind:port` or `port`; port 0 lets the server choose; `unix:/path`.
 fn remote(cx: &mut Ctx<'_>, v: &Str) -> Option<Remote> {
     let s = v.get_ref();
+    if let Some(path) = s.strip_prefix("unix:") {
+        return match check_unix_path(path) {
+            Ok(()) => Some(Remote {
+                bind: String::new(),
+                port: 0,
+                unix: Some(path.to_string()),
+            }),
+            Err(e) => {
+                cx.err(
+                    v.span(),
+                    format!(
+                        "remote {s_q}: {e}; e.g. \"unix:/run/roadie/ui.sock\"",
+                        s_q = Q(s)
+                    ),
+                );
+                None
+            }
+        };
+    }
     let (bind, port) = s.rsplit_once(':').unwrap_or(("", s));
     match parse_port(port, 0) {
         Ok(port) => Some(Remote {
             bind: bind.to_string(),
             port,
+            unix: None,
         }),
         Err(e) => {
             cx.err(v.span(), format!("remote {s_q}: {e}; expected \"bind:port\" or \"port\", e.g. \"ui:80\" or \"8080\"", s_q = Q(s)));
@@ -2015,7 +2064,8 @@ target = \"master:80\"
                     server: "serveo".into(),
                     remote: Remote {
                         bind: String::new(),
-                        port: 80
+                        port: 80,
+                        unix: None
                     },
                 }],
                 max_connections: 256,
@@ -2088,7 +2138,8 @@ target = \"master:80\"
                 server: "serveo".into(),
                 remote: Remote {
                     bind: "ui_julio".into(),
-                    port: 80
+                    port: 80,
+                    unix: None
                 }
             }]
         );
@@ -2616,6 +2667,38 @@ failback_s = 7
                 "not a number",
             ),
             (
+                "unix remote not absolute",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"unix:run/ui.sock\"\ntarget = \"master:80\"\n"
+                ),
+                "23:10",
+                "must be absolute",
+            ),
+            (
+                "unix remote with a newline",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"unix:/run/a\\nb\"\ntarget = \"master:80\"\n"
+                ),
+                "23:10",
+                "NUL or line breaks",
+            ),
+            (
+                "unix remote too long, in a via",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\ntarget = \"master:80\"\n[[tunnel.via]]\nserver = \"vps\"\nremote = \"unix:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n"
+                ),
+                "25:10",
+                "at most 100 fit",
+            ),
+            (
+                "same unix remote twice",
+                format!(
+                    "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"unix:/run/ui.sock\"\ntarget = \"master:80\"\n\n[[tunnel]]\nname = \"api\"\nserver = \"vps\"\nremote = \"unix:/run/ui.sock\"\ntarget = \"master:81\"\n"
+                ),
+                "29:10",
+                "already requested by tunnel",
+            ),
+            (
                 "bad service",
                 format!(
                     "{MIN}{HOSTS}{SERVERS}\n[[tunnel]]\nname = \"ui\"\nserver = \"vps\"\nremote = \"80\"\ntarget = \"master:80\"\nservice = \"web\"\n"
@@ -2828,5 +2911,19 @@ target = \"master:80\"
         std::fs::remove_dir_all(&dir).unwrap();
         let e = load(&path).unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn a_unix_remote_is_shown_as_written() {
+        let r = Remote {
+            bind: String::new(),
+            port: 0,
+            unix: Some("/run/roadie/ui.sock".into()),
+        };
+        assert_eq!(r.to_string(), "unix:/run/roadie/ui.sock");
+        assert!(check_unix_path("/run/roadie/ui.sock").is_ok());
+        assert!(check_unix_path(&format!("/{}", "a".repeat(99))).is_ok());
+        assert!(check_unix_path(&format!("/{}", "a".repeat(100))).is_err());
+        assert!(check_unix_path("/run/a\0b").is_err());
     }
 }

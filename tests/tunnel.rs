@@ -1196,3 +1196,86 @@ fn echo(s: &mut std::net::TcpStream, data: Vec<u8>) -> Vec<u8> {
     writer.join().unwrap();
     got
 }
+
+/// One GET through the unix socket sshd listens on for a `unix:` remote.
+fn get_unix(path: &str) -> Result<String, String> {
+    let mut s =
+        std::os::unix::net::UnixStream::connect(path).map_err(|e| format!("{path}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// `remote = "unix:..."` asks OpenSSH for streamlocal-forward: the page
+/// comes through the socket; and with StreamLocalBindUnlink a second roadie
+/// takes the socket over at once while sshd still holds the first one's
+/// session (frozen with SIGSTOP: a SIGKILL would close its TCP connection
+/// and sshd would let go by itself, which is not the case under test).
+#[test]
+fn unix_socket_remote_serves_and_is_taken_over_from_a_dead_session() {
+    let Some(lab) = Lab::new() else { return };
+    let sshd = Sshd::start_with(
+        &lab.ns,
+        lab.dir.path(),
+        "127.0.0.1",
+        2224,
+        &[&lab.key],
+        "AllowStreamLocalForwarding yes\nStreamLocalBindUnlink yes\nClientAliveInterval 5\nClientAliveCountMax 3\n",
+    );
+    // /tmp: the SSH user may create its socket there; the path is unique.
+    let sock = format!("/tmp/{}-ui.sock", lab.id);
+    let _ = std::fs::remove_file(&sock);
+    let remote = format!("unix:{sock}");
+    let config = |dir: &std::path::Path| {
+        base_config(dir)
+            + &server_block("own", &sshd, Some(&lab.key), "")
+            + &tunnel_block("ui", "own", &remote, "127.0.0.1:8080", "")
+    };
+    let first = Roadie::start(&lab.ns, lab.dir.path(), &config(lab.dir.path()));
+    let ui = first.wait_up("ui");
+    assert_eq!(ui["remote"], remote.as_str(), "{ui}");
+    assert!(ui.get("assigned_port").is_none(), "{ui}");
+    let page = wait_for("the page through the unix socket", SHORT, || {
+        get_unix(&sock).ok().filter(|p| p.contains(PAGE))
+    });
+    assert!(page.contains(PAGE), "{page}");
+
+    // The first session goes silent: sshd still holds it and its socket.
+    let frozen = first.pid();
+    // SAFETY: a plain kill(2) on the roadie this test started.
+    assert_eq!(unsafe { libc::kill(frozen as i32, libc::SIGSTOP) }, 0);
+    let dir2 = Dir::new(&format!("{}b", lab.id));
+    let t0 = Instant::now();
+    let second = Roadie::start(&lab.ns, dir2.path(), &config(dir2.path()));
+    second.wait_tunnel(
+        "ui",
+        "up on the second roadie",
+        Duration::from_secs(5),
+        |t| t["state"] == "up",
+    );
+    wait_for(
+        "the page through the taken-over socket",
+        Duration::from_secs(5),
+        || get_unix(&sock).ok().filter(|p| p.contains(PAGE)),
+    );
+    let took = t0.elapsed();
+    eprintln!("unix-socket takeover from a held dead session: serving again in {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // sshd still held the frozen session all along: two logins are open.
+    let out = crate::common::ns::exec(
+        &lab.ns.name,
+        &["ss", "-Htn", "state", "established", "( sport = :2224 )"],
+        SHORT,
+    );
+    let held = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(held, 2, "{}", String::from_utf8_lossy(&out.stdout));
+    // SAFETY: as above; the frozen roadie ends here, not at drop.
+    unsafe { libc::kill(frozen as i32, libc::SIGKILL) };
+    drop(first);
+    drop(second);
+    let _ = std::fs::remove_file(&sock);
+}

@@ -158,6 +158,7 @@ mod tests {
             remote: Remote {
                 bind: name.into(),
                 port,
+                unix: None,
             },
             target: Target {
                 host: TargetHost::Name("master".into()),
@@ -169,6 +170,7 @@ mod tests {
                 remote: Remote {
                     bind: name.into(),
                     port,
+                    unix: None,
                 },
             }],
         }

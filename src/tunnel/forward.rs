@@ -50,6 +50,8 @@ pub struct Requested {
     /// Sent, answer not in yet. The server may forward a connection before
     /// its reply reaches us; a fixed port identifies it already.
     pub pending: bool,
+    /// A `streamlocal-forward@openssh.com` socket path instead of bind:port.
+    pub unix: Option<String>,
 }
 
 /// Bind addresses that all mean "every address".
@@ -66,6 +68,9 @@ fn same_bind(a: &str, b: &str) -> bool {
 /// asked, assigned) port is `port`. `None`: nobody asked for it; refuse.
 pub fn match_forward(forwards: &[Requested], address: &str, port: u32) -> Option<usize> {
     forwards.iter().position(|f| {
+        if f.unix.is_some() {
+            return false;
+        }
         let port_ok = if f.port == 0 {
             f.assigned == Some(port) && port != 0
         } else {
@@ -74,6 +79,15 @@ pub fn match_forward(forwards: &[Requested], address: &str, port: u32) -> Option
         let accepted = f.live || (f.pending && f.port != 0);
         accepted && port_ok && same_bind(&f.bind, address)
     })
+}
+
+/// The forward a `forwarded-streamlocal@openssh.com` channel for socket
+/// `path` belongs to: a live (or pending: the path identifies it already)
+/// unix-socket forward for exactly that path. `None`: refuse.
+pub fn match_streamlocal(forwards: &[Requested], path: &str) -> Option<usize> {
+    forwards
+        .iter()
+        .position(|f| (f.live || f.pending) && f.unix.as_deref() == Some(path))
 }
 
 /// Where a target is right now. A `[[lan.host]]` name gives its home
@@ -337,7 +351,43 @@ mod tests {
             assigned,
             live,
             pending: false,
+            unix: None,
         }
+    }
+
+    fn sock(path: &str, live: bool, pending: bool) -> Requested {
+        Requested {
+            live,
+            pending,
+            unix: Some(path.into()),
+            ..req("", 0, None, false)
+        }
+    }
+
+    #[test]
+    fn streamlocal_channels_go_to_the_forward_for_their_path() {
+        let fwds = [
+            req("0.0.0.0", 80, None, true),
+            sock("/run/roadie/ui.sock", true, false),
+            sock("/run/roadie/api.sock", false, true),
+            sock("/run/roadie/old.sock", false, false),
+        ];
+        // (socket path on the channel, forward it belongs to)
+        let table: &[(&str, Option<usize>)] = &[
+            ("/run/roadie/ui.sock", Some(1)),
+            ("/run/roadie/api.sock", Some(2)),
+            // Cancelled or refused: nobody wants it.
+            ("/run/roadie/old.sock", None),
+            ("/run/roadie/ui.sock/", None),
+            ("/run/roadie/UI.sock", None),
+            ("", None),
+        ];
+        for &(path, want) in table {
+            assert_eq!(match_streamlocal(&fwds, path), want, "{path:?}");
+        }
+        // A unix forward never takes a forwarded-tcpip channel.
+        assert_eq!(match_forward(&fwds[1..], "", 0), None);
+        assert_eq!(match_forward(&fwds, "0.0.0.0", 80), Some(0));
     }
 
     #[test]

@@ -561,7 +561,7 @@ impl Manager {
                     "up_since": info.up_since,
                     "max_connections": p.max_connections,
                 });
-                if p.remote.port == 0 {
+                if p.remote.port == 0 && p.remote.unix.is_none() {
                     v["assigned_port"] = json!(info.assigned_port);
                 }
                 if let Some(w) = self.ways.get(&p.name) {

@@ -90,6 +90,7 @@ impl Fwd {
             assigned: None,
             live: false,
             pending: false,
+            unix: spec.plan.remote.unix.clone(),
         };
         Fwd {
             spec,
@@ -110,6 +111,60 @@ impl Fwd {
         self.req.assigned.unwrap_or(self.req.port)
     }
 
+    /// What to cancel for this forward.
+    fn wire(&self) -> Wire {
+        match &self.req.unix {
+            Some(p) => Wire::Unix(p.clone()),
+            None => Wire::Tcp(self.req.bind.clone(), self.bound_port()),
+        }
+    }
+}
+
+/// A forward as named on the wire: `tcpip-forward` bind and port, or a
+/// `streamlocal-forward@openssh.com` socket path.
+#[derive(Debug, Clone)]
+enum Wire {
+    Tcp(String, u32),
+    Unix(String),
+}
+
+impl std::fmt::Display for Wire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wire::Tcp(bind, port) => write!(f, "{bind}:{port}"),
+            Wire::Unix(p) => write!(f, "unix:{p}"),
+        }
+    }
+}
+
+impl Wire {
+    async fn cancel(&self, handle: &Handle<Client>) -> Result<(), russh::Error> {
+        match self {
+            Wire::Tcp(bind, port) => handle.cancel_tcpip_forward(bind.clone(), *port).await,
+            Wire::Unix(p) => handle.cancel_streamlocal_forward(p.clone()).await,
+        }
+    }
+}
+
+/// Why a forward request was refused, for `last_error`. After a reconnect
+/// the usual cause is the server still holding the forward for our previous
+/// session; saying what ends that tells the user when it comes back.
+/// The only place this wording lives.
+fn refused_why(tag: &str, what: &str, after_reconnect: bool) -> String {
+    if after_reconnect {
+        format!(
+            "{tag} refused to listen on {what}: the server probably still holds the forward for the previous session; \
+             sshd drops the old session after its ClientAlive timeout when idle, or its TCP retransmission timeout \
+             when traffic keeps it busy; a unix-socket remote with StreamLocalBindUnlink avoids it"
+        )
+    } else {
+        format!(
+            "{tag} refused to listen on {what} (in use, not allowed, or an old session still holds it)"
+        )
+    }
+}
+
+impl Fwd {
     fn close_connections(&mut self) {
         self.conns.cancel();
         self.conns = CancellationToken::new();
@@ -160,6 +215,70 @@ impl Shared {
 struct Client {
     shared: Arc<Shared>,
     conn: Arc<Conn>,
+}
+
+impl Client {
+    /// Accept a forwarded channel for `spec`'s tunnel: connect its target
+    /// and carry the bytes; refuse when over max_connections or unreachable.
+    async fn open_forwarded(
+        &self,
+        (spec, conns): (TunnelSpec, CancellationToken),
+        from: String,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+    ) {
+        let name = spec.plan.name.clone();
+        let stats = spec.stats.clone();
+        let Some(slot) = stats.try_acquire(spec.plan.max_connections) else {
+            stats.refused.fetch_add(1, Relaxed);
+            log::warn!(
+                "tunnel {name}: refused a connection from {from}: {} connections already open (max_connections)",
+                spec.plan.max_connections
+            );
+            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            return;
+        };
+        let dest = match self.shared.ctx.resolve(&spec.plan.target) {
+            Ok(d) => d,
+            Err(e) => {
+                log::warn!("tunnel {name}: {e}");
+                stats.set_error(e);
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            let _slot = slot;
+            let tcp = tokio::select! {
+                r = forward::connect(dest) => r,
+                _ = conns.cancelled() => return,
+            };
+            let tcp = match tcp {
+                Ok(t) => t,
+                Err(e) => {
+                    log::warn!("tunnel {name}: connection from {from}: {e}");
+                    stats.set_error(e);
+                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
+                    return;
+                }
+            };
+            reply.accept().await;
+            stats.connections.fetch_add(1, Relaxed);
+            log::debug!("tunnel {name}: connection from {from} to {dest}");
+            match forward::carry(channel, tcp, &stats, &conns).await {
+                End::Done | End::Cancelled => {}
+                End::Stalled => {
+                    stats.stalled.fetch_add(1, Relaxed);
+                    log::warn!(
+                        "tunnel {name}: closed the connection from {from}: target {dest} took no data for {} s \
+                         (keeps the other connections on this server flowing)",
+                        forward::TARGET_STALL.as_secs()
+                    );
+                }
+                End::Error(e) => log::debug!("tunnel {name}: connection from {from}: {e}"),
+            }
+        });
+    }
 }
 
 impl client::Handler for Client {
@@ -272,7 +391,7 @@ impl client::Handler for Client {
             })
         });
         let from = format!("{originator_address}:{originator_port}");
-        let Some((spec, conns)) = found else {
+        let Some(found) = found else {
             log::warn!(
                 "{}: refused a forwarded connection for {connected_address}:{connected_port} (from {from}): \
                  no forward was requested for it on this session",
@@ -283,57 +402,46 @@ impl client::Handler for Client {
                 .await;
             return Ok(());
         };
-        let name = spec.plan.name.clone();
-        let stats = spec.stats.clone();
-        let Some(slot) = stats.try_acquire(spec.plan.max_connections) else {
-            stats.refused.fetch_add(1, Relaxed);
+        self.open_forwarded(found, from, channel, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let generation = self.conn.generation;
+        let found = self.shared.with_fwds(|fwds| {
+            let reqs: Vec<Requested> = fwds
+                .iter()
+                .map(|f| {
+                    let mut r = f.req.clone();
+                    r.live = r.live && f.generation == generation;
+                    r.pending = r.pending && f.generation == generation;
+                    r
+                })
+                .collect();
+            forward::match_streamlocal(&reqs, socket_path).map(|i| {
+                let f = &fwds[i];
+                (f.spec.clone(), f.conns.clone())
+            })
+        });
+        // The server names no peer for a socket connection.
+        let from = format!("unix:{socket_path}");
+        let Some(found) = found else {
             log::warn!(
-                "tunnel {name}: refused a connection from {from}: {} connections already open (max_connections)",
-                spec.plan.max_connections
+                "{}: refused a forwarded connection for {from}: no forward was requested for it on this session",
+                self.shared.tag()
             );
-            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
-        let dest = match self.shared.ctx.resolve(&spec.plan.target) {
-            Ok(d) => d,
-            Err(e) => {
-                log::warn!("tunnel {name}: {e}");
-                stats.set_error(e);
-                reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                return Ok(());
-            }
-        };
-        tokio::spawn(async move {
-            let _slot = slot;
-            let tcp = tokio::select! {
-                r = forward::connect(dest) => r,
-                _ = conns.cancelled() => return,
-            };
-            let tcp = match tcp {
-                Ok(t) => t,
-                Err(e) => {
-                    log::warn!("tunnel {name}: connection from {from}: {e}");
-                    stats.set_error(e);
-                    reply.reject(ChannelOpenFailure::ConnectFailed).await;
-                    return;
-                }
-            };
-            reply.accept().await;
-            stats.connections.fetch_add(1, Relaxed);
-            log::debug!("tunnel {name}: connection from {from} to {dest}");
-            match forward::carry(channel, tcp, &stats, &conns).await {
-                End::Done | End::Cancelled => {}
-                End::Stalled => {
-                    stats.stalled.fetch_add(1, Relaxed);
-                    log::warn!(
-                        "tunnel {name}: closed the connection from {from}: target {dest} took no data for {} s \
-                         (keeps the other connections on this server flowing)",
-                        forward::TARGET_STALL.as_secs()
-                    );
-                }
-                End::Error(e) => log::debug!("tunnel {name}: connection from {from}: {e}"),
-            }
-        });
+        self.open_forwarded(found, from, channel, reply).await;
         Ok(())
     }
 
@@ -1068,40 +1176,47 @@ impl Supervisor {
     async fn release(&self, handle: &Handle<Client>, name: &str) {
         let live = self.shared.with_fwds(|fwds| {
             let f = fwds.iter_mut().find(|f| f.name() == name)?;
-            let was = f.req.live.then(|| (f.req.bind.clone(), f.bound_port()));
+            let was = f.req.live.then(|| f.wire());
             f.req.live = false;
             f.req.pending = false;
             was
         });
-        if let Some((bind, port)) = live {
-            match tokio::time::timeout(
-                REQUEST_TIMEOUT,
-                handle.cancel_tcpip_forward(bind.clone(), port),
-            )
-            .await
-            {
-                Ok(Ok(())) => log::debug!("tunnel {name}: cancelled forward {bind}:{port}"),
-                Ok(Err(e)) => log::warn!("tunnel {name}: cancelling forward {bind}:{port}: {e}"),
-                Err(_) => log::warn!("tunnel {name}: cancelling forward {bind}:{port}: no answer"),
+        if let Some(w) = live {
+            match tokio::time::timeout(REQUEST_TIMEOUT, w.cancel(handle)).await {
+                Ok(Ok(())) => log::debug!("tunnel {name}: cancelled forward {w}"),
+                Ok(Err(e)) => log::warn!("tunnel {name}: cancelling forward {w}: {e}"),
+                Err(_) => log::warn!("tunnel {name}: cancelling forward {w}: no answer"),
             }
         }
     }
 
     /// Send `tcpip-forward` for one tunnel and record the outcome.
     async fn request(&self, handle: &Handle<Client>, conn: &Arc<Conn>, name: &str) {
-        let Some((bind, port)) = self.shared.with_fwds(|fwds| {
+        let Some((bind, port, unix)) = self.shared.with_fwds(|fwds| {
             let f = fwds.iter_mut().find(|f| f.name() == name)?;
             f.retry_at = None;
             // A connection may arrive before the reply: accept it on this session.
             f.req.pending = true;
             f.generation = conn.generation;
-            Some((f.req.bind.clone(), f.req.port))
+            Some((f.req.bind.clone(), f.req.port, f.req.unix.clone()))
         }) else {
             return;
         };
         *lock(&self.shared.last_requested) = Some(name.to_string());
-        let r =
-            tokio::time::timeout(REQUEST_TIMEOUT, handle.tcpip_forward(bind.clone(), port)).await;
+        let what = match &unix {
+            Some(p) => format!("unix:{p}"),
+            None => format!("{bind}:{port}"),
+        };
+        let r = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            match &unix {
+                // The server assigns nothing for a socket; 0 stands in.
+                Some(p) => handle.streamlocal_forward(p.clone()).await.map(|()| 0),
+                None => handle.tcpip_forward(bind.clone(), port).await,
+            }
+        })
+        .await;
+        // Generation 1 is the first login; a refusal later follows a reconnect.
+        let after_reconnect = conn.generation > 1;
         let seed = self.seed;
         let generation = conn.generation;
         let tag = self.shared.tag();
@@ -1116,31 +1231,32 @@ impl Supervisor {
                     f.req.live = true;
                     f.generation = generation;
                     f.attempt = 0;
-                    if port == 0 {
+                    if port == 0 && unix.is_none() {
                         f.req.assigned = Some(got);
                         f.spec.stats.update(|i| i.assigned_port = Some(got));
                     }
                     f.spec.stats.set_state(State::Up, None);
                     log::info!(
-                        "tunnel {name}: up; {tag} listens on {bind}:{} for {target}",
-                        f.bound_port()
+                        "tunnel {name}: up; {tag} listens on {} for {target}",
+                        f.wire()
                     );
                 }
                 Ok(Err(e)) => {
                     let why = match e {
-                        russh::Error::RequestDenied => format!(
-                            "{tag} refused to listen on {bind}:{port} (in use, not allowed, or an old session still holds it)"
-                        ),
-                        other => format!("forward request for {bind}:{port} failed: {other}"),
+                        russh::Error::RequestDenied => refused_why(&tag, &what, after_reconnect),
+                        other => format!("forward request for {what} failed: {other}"),
                     };
                     let delay = backoff::forward_delay(f.attempt, seed);
                     f.attempt = f.attempt.saturating_add(1);
                     f.retry_at = Some(Instant::now() + delay);
-                    log::warn!("tunnel {name}: {why}; retrying in {:.1} s", delay.as_secs_f32());
+                    log::warn!(
+                        "tunnel {name}: {why}; retrying in {:.1} s",
+                        delay.as_secs_f32()
+                    );
                     f.spec.stats.set_state(State::Backoff, Some(why));
                 }
                 Err(_) => {
-                    let why = format!("{tag} did not answer the forward request for {bind}:{port}");
+                    let why = format!("{tag} did not answer the forward request for {what}");
                     let delay = backoff::forward_delay(f.attempt, seed);
                     f.attempt = f.attempt.saturating_add(1);
                     f.retry_at = Some(Instant::now() + delay);
@@ -1151,14 +1267,10 @@ impl Supervisor {
         });
     }
 
-    /// The live forwards, as (bind, port) to name in cancel-tcpip-forward.
-    fn live_forwards(&self) -> Vec<(String, u32)> {
-        self.shared.with_fwds(|fwds| {
-            fwds.iter()
-                .filter(|f| f.req.live)
-                .map(|f| (f.req.bind.clone(), f.bound_port()))
-                .collect()
-        })
+    /// The live forwards, as named in their cancel requests.
+    fn live_forwards(&self) -> Vec<Wire> {
+        self.shared
+            .with_fwds(|fwds| fwds.iter().filter(|f| f.req.live).map(Fwd::wire).collect())
     }
 
     /// Cancel the forwards `live` (so the server frees the names and ports
@@ -1167,15 +1279,13 @@ impl Supervisor {
         &self,
         handle: &Handle<Client>,
         conn: &Arc<Conn>,
-        live: Vec<(String, u32)>,
+        live: Vec<Wire>,
         limit: Duration,
     ) {
         self.shared
             .with_fwds(|fwds| fwds.iter_mut().for_each(Fwd::close_connections));
         let _ = tokio::time::timeout(limit, async {
-            let cancels = live
-                .iter()
-                .map(|(bind, port)| handle.cancel_tcpip_forward(bind.clone(), *port));
+            let cancels = live.iter().map(|w| w.cancel(handle));
             futures_util::future::join_all(cancels).await;
             let _ = handle
                 .disconnect(Disconnect::ByApplication, "roadie is stopping", "en")
@@ -1210,5 +1320,22 @@ mod tests {
         assert_eq!(wire_bind("*"), "");
         assert_eq!(wire_bind("ui_julio"), "ui_julio");
         assert_eq!(wire_bind("0.0.0.0"), "0.0.0.0");
+    }
+
+    #[test]
+    fn a_refusal_after_a_reconnect_names_the_old_session_and_what_ends_it() {
+        let why = refused_why("server vps", "0.0.0.0:8080", true);
+        for part in [
+            "server vps refused to listen on 0.0.0.0:8080",
+            "still holds the forward for the previous session",
+            "ClientAlive timeout when idle",
+            "TCP retransmission timeout when traffic keeps it busy",
+            "unix-socket remote with StreamLocalBindUnlink avoids it",
+        ] {
+            assert!(why.contains(part), "{why:?} lacks {part:?}");
+        }
+        let first = refused_why("server vps", "0.0.0.0:8080", false);
+        assert!(!first.contains("previous session"), "{first}");
+        assert!(first.contains("in use, not allowed"), "{first}");
     }
 }
