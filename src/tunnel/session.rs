@@ -218,6 +218,50 @@ struct Client {
 }
 
 impl Client {
+    /// The forward of this session (this connection's generation) that
+    /// `pick` finds among the requested ones: its tunnel and connections.
+    fn find_forward(
+        &self,
+        pick: impl FnOnce(&[Requested]) -> Option<usize>,
+    ) -> Option<(TunnelSpec, CancellationToken)> {
+        let generation = self.conn.generation;
+        self.shared.with_fwds(|fwds| {
+            let reqs: Vec<Requested> = fwds
+                .iter()
+                .map(|f| {
+                    let mut r = f.req.clone();
+                    r.live = r.live && f.generation == generation;
+                    r.pending = r.pending && f.generation == generation;
+                    r
+                })
+                .collect();
+            pick(&reqs).map(|i| (fwds[i].spec.clone(), fwds[i].conns.clone()))
+        })
+    }
+
+    /// Carry a forwarded channel `found` for, or refuse it (none found).
+    async fn accept_or_refuse(
+        &self,
+        found: Option<(TunnelSpec, CancellationToken)>,
+        what: &str,
+        from: String,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+    ) {
+        let Some(found) = found else {
+            log::warn!(
+                "{}: refused a forwarded connection for {what} (from {from}): \
+                 no forward was requested for it on this session",
+                self.shared.tag()
+            );
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return;
+        };
+        self.open_forwarded(found, from, channel, reply).await;
+    }
+
     /// Accept a forwarded channel for `spec`'s tunnel: connect its target
     /// and carry the bytes; refuse when over max_connections or unreachable.
     async fn open_forwarded(
@@ -374,35 +418,12 @@ impl client::Handler for Client {
         reply: ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        let generation = self.conn.generation;
-        let found = self.shared.with_fwds(|fwds| {
-            let reqs: Vec<Requested> = fwds
-                .iter()
-                .map(|f| {
-                    let mut r = f.req.clone();
-                    r.live = r.live && f.generation == generation;
-                    r.pending = r.pending && f.generation == generation;
-                    r
-                })
-                .collect();
-            forward::match_forward(&reqs, connected_address, connected_port).map(|i| {
-                let f = &fwds[i];
-                (f.spec.clone(), f.conns.clone())
-            })
-        });
+        let found = self
+            .find_forward(|reqs| forward::match_forward(reqs, connected_address, connected_port));
         let from = format!("{originator_address}:{originator_port}");
-        let Some(found) = found else {
-            log::warn!(
-                "{}: refused a forwarded connection for {connected_address}:{connected_port} (from {from}): \
-                 no forward was requested for it on this session",
-                self.shared.tag()
-            );
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        };
-        self.open_forwarded(found, from, channel, reply).await;
+        let what = format!("{connected_address}:{connected_port}");
+        self.accept_or_refuse(found, &what, from, channel, reply)
+            .await;
         Ok(())
     }
 
@@ -413,35 +434,11 @@ impl client::Handler for Client {
         reply: ChannelOpenHandle,
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
-        let generation = self.conn.generation;
-        let found = self.shared.with_fwds(|fwds| {
-            let reqs: Vec<Requested> = fwds
-                .iter()
-                .map(|f| {
-                    let mut r = f.req.clone();
-                    r.live = r.live && f.generation == generation;
-                    r.pending = r.pending && f.generation == generation;
-                    r
-                })
-                .collect();
-            forward::match_streamlocal(&reqs, socket_path).map(|i| {
-                let f = &fwds[i];
-                (f.spec.clone(), f.conns.clone())
-            })
-        });
+        let found = self.find_forward(|reqs| forward::match_streamlocal(reqs, socket_path));
         // The server names no peer for a socket connection.
-        let from = format!("unix:{socket_path}");
-        let Some(found) = found else {
-            log::warn!(
-                "{}: refused a forwarded connection for {from}: no forward was requested for it on this session",
-                self.shared.tag()
-            );
-            reply
-                .reject(ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        };
-        self.open_forwarded(found, from, channel, reply).await;
+        let what = format!("unix:{socket_path}");
+        self.accept_or_refuse(found, &what, what.clone(), channel, reply)
+            .await;
         Ok(())
     }
 
