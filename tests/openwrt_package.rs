@@ -518,6 +518,19 @@ fn tar_listing(file: &Path) -> BTreeMap<String, (u32, u32, u32, u64)> {
     entries
 }
 
+/// Checks the outer gzip'd tar is what ipkg-build makes (those three
+/// members, in that order) and unpacks it into `into`.
+fn unpack_ipk(ipk: &Path, into: &Path) -> PathBuf {
+    let (code, names, _) = run(Command::new("tar").arg("-tzf").arg(ipk));
+    assert_eq!(code, 0);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
+    );
+    untar(ipk, into);
+    into.to_path_buf()
+}
+
 /// The files (not directories) of a tar listing, with their modes.
 fn files_and_modes(listing: &BTreeMap<String, (u32, u32, u32, u64)>) -> Vec<(&str, u32)> {
     listing
@@ -596,15 +609,7 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
     let ipk = PathBuf::from(out.trim());
     assert_eq!(ipk, out_dir.join(format!("roadie_{version}_{arch}.ipk")));
 
-    // The outer gzip'd tar, as ipkg-build makes it.
-    let (code, names, _) = run(Command::new("tar").arg("-tzf").arg(&ipk));
-    assert_eq!(code, 0);
-    assert_eq!(
-        names.lines().collect::<Vec<_>>(),
-        ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
-    );
-    let outer = dir.join("outer");
-    untar(&ipk, &outer);
+    let outer = unpack_ipk(&ipk, &dir.join("outer"));
     assert_eq!(
         fs::read_to_string(outer.join("debian-binary")).unwrap(),
         "2.0\n"
@@ -887,14 +892,7 @@ fn luci_ipk_is_arch_all() {
         1,
         "one package only"
     );
-    let (code, names, _) = run(Command::new("tar").arg("-tzf").arg(&ipk));
-    assert_eq!(code, 0);
-    assert_eq!(
-        names.lines().collect::<Vec<_>>(),
-        ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
-    );
-    let outer = dir.join("outer");
-    untar(&ipk, &outer);
+    let outer = unpack_ipk(&ipk, &dir.join("outer"));
 
     let control = dir.join("control");
     untar(&outer.join("control.tar.gz"), &control);

@@ -142,26 +142,19 @@ impl Owrt {
 
     /// Polls `roadie call status` until `pred` holds; returns it.
     fn wait_status(&self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        let start = Instant::now();
-        loop {
-            let out = self.r.run("roadie call status");
-            if out.code == 0
-                && let Ok(s) = serde_json::from_str::<Value>(&out.stdout)
-            {
-                if pred(&s) {
-                    return s;
+        common::wait::wait_status(
+            what,
+            timeout,
+            Duration::from_millis(20),
+            || {
+                let out = self.r.run("roadie call status");
+                if out.code != 0 {
+                    return None;
                 }
-                last = s;
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}; last status:\n{}",
-                    serde_json::to_string_pretty(&last).unwrap()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                serde_json::from_str(&out.stdout).ok()
+            },
+            pred,
+        )
     }
 
     /// procd's running instance of roadie: its PID inside the router.

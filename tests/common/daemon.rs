@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::ns::{Ns, spawn_in};
 use super::proc::{alive, append_log, read_log, run_with, stop_child};
@@ -182,24 +182,16 @@ impl Roadie {
         timeout: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
-        let mut last = Value::Null;
-        let start = Instant::now();
-        loop {
-            self.assert_alive();
-            if let Ok(s) = self.rpc("status", json!({})) {
-                if pred(&s) {
-                    return s;
-                }
-                last = s;
-            }
-            if start.elapsed() > timeout {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}; last status:\n{}",
-                    serde_json::to_string_pretty(&last).unwrap()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        super::wait::wait_status(
+            what,
+            timeout,
+            Duration::from_millis(10),
+            || {
+                self.assert_alive();
+                self.rpc("status", json!({})).ok()
+            },
+            pred,
+        )
     }
 
     /// The status object of tunnel `name`.
