@@ -156,6 +156,9 @@ pub struct Host {
     pub old: Option<Ipv4Addr>,
     /// It still answered at `old` after the move (it did not follow, yet).
     pub old_seen_ms: Option<u64>,
+    /// The first probe since the table (or the move) began: silence counts
+    /// from there.
+    probed_ms: Option<u64>,
     next_probe_ms: u64,
 }
 
@@ -211,6 +214,7 @@ impl Table {
                 followed_ms: None,
                 old: None,
                 old_seen_ms: None,
+                probed_ms: None,
                 next_probe_ms: 0,
             }));
         }
@@ -227,6 +231,7 @@ impl Table {
             h.seen_ms = None;
             h.reachable = None;
             h.since_ms = Some(now_ms);
+            h.probed_ms = None;
             h.next_probe_ms = now_ms;
         }
     }
@@ -254,6 +259,7 @@ impl Table {
                 continue;
             }
             h.next_probe_ms = now_ms + if chasing { CHASE_MS } else { IDLE_MS };
+            h.probed_ms.get_or_insert(now_ms);
             out.push((h.address, router));
             if chasing && let (Some(old), Some(from)) = (h.old, old_router) {
                 out.push((old, from));
@@ -298,7 +304,9 @@ impl Table {
     pub fn expire(&mut self, now_ms: u64) -> bool {
         let mut changed = false;
         for h in &mut self.hosts {
-            let last = h.seen_ms.or(h.since_ms).unwrap_or(0);
+            let Some(last) = h.seen_ms.or(h.probed_ms) else {
+                continue; // never asked
+            };
             if h.reachable != Some(false) && now_ms.saturating_sub(last) > GONE_MS {
                 h.reachable = Some(false);
                 h.since_ms = Some(now_ms);
@@ -523,6 +531,7 @@ mod tests {
         ];
         t.set(&known, home, home);
         assert_eq!(t.hosts.len(), 2, "a duplicate name counts once");
+        assert!(!t.expire(GONE_MS * 2), "never probed: not unreachable");
         let router = ip("192.168.1.1");
         assert_eq!(t.probes(router, None, 0).len(), 2);
         assert!(t.probes(router, None, 5000).is_empty(), "idle: every 10 s");
