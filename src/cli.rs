@@ -539,10 +539,55 @@ pub fn human_status(v: &Value) -> String {
             h.get("message").and_then(Value::as_str).unwrap_or("")
         ));
     }
+    out.push_str(&host_lines(lan));
     out.push_str(&captive_lines(v, now));
     out.push_str(&tunnel_table(
         v["tunnels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
     ));
+    out
+}
+
+/// The hosts after a move: how many followed, and loudly each one that did
+/// not (a static host whose hook did not move it); then what keeps hosts
+/// from being helped.
+fn host_lines(lan: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = String::new();
+    let hosts = lan["hosts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let followed: Vec<&Value> = hosts.iter().filter(|h| h["followed_ms"].is_u64()).collect();
+    if !followed.is_empty() {
+        let slowest = followed
+            .iter()
+            .filter_map(|h| h["followed_ms"].as_u64())
+            .max()
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "  hosts: {} of {} followed the last move (slowest {:.1} s)\n",
+            followed.len(),
+            hosts.len(),
+            slowest as f64 / 1000.0
+        ));
+    }
+    for h in hosts {
+        if let Some(old) = h["still_at"].as_str() {
+            out.push_str(&format!(
+                "  HOST {} did not follow: still at {old}, expected at {} (a static address? move it, e.g. from the hook)\n",
+                s(&h["name"]),
+                s(&h["address"])
+            ));
+        } else if h["reachable"] == false {
+            out.push_str(&format!(
+                "  host {} does not answer at {}\n",
+                s(&h["name"]),
+                s(&h["address"])
+            ));
+        }
+    }
+    for key in ["hosts_problem", "dhcp_warning"] {
+        if let Some(p) = lan[key].as_str() {
+            out.push_str(&format!("  note: {p}\n"));
+        }
+    }
     out
 }
 
@@ -816,6 +861,33 @@ mod tests {
             let e = parse(&args(a)).unwrap_err();
             assert!(e.contains(want), "{a}: {e}");
         }
+    }
+
+    #[test]
+    fn human_status_names_hosts_that_did_not_follow() {
+        let v = json!({"version":"x","uptime_s":1,"wan":[],"tunnels":[],
+            "lan":{"interface":"br-lan","address":"10.97.79.1/24","prefix":"10.97.79.0/24",
+                   "home":"192.168.1.0/24","history":[],
+                   "hosts":[
+                     {"name":"master","address":"10.97.79.100","reachable":true,"followed_ms":41200,"still_at":null},
+                     {"name":"nas","address":"10.97.79.7","reachable":false,"followed_ms":null,"still_at":"192.168.1.7"},
+                     {"name":"pi","address":"10.97.79.101","reachable":false,"followed_ms":null,"still_at":null}],
+                   "dhcp_warning":"dhcp.lan.leasetime is 12h: ..."}});
+        let text = human_status(&v);
+        assert!(
+            text.contains("hosts: 1 of 3 followed the last move (slowest 41.2 s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("HOST nas did not follow: still at 192.168.1.7, expected at 10.97.79.7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("host pi does not answer at 10.97.79.101"),
+            "{text}"
+        );
+        assert!(text.contains("note: dhcp.lan.leasetime is 12h"), "{text}");
+        assert!(!text.contains("master does not"), "{text}");
     }
 
     #[test]

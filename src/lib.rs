@@ -323,6 +323,7 @@ fn status(
         lan["hosts"] = serde_json::to_value(&f.hosts).unwrap_or(Value::Null);
         lan["follow"] = serde_json::to_value(&f.follow).unwrap_or(Value::Null);
         lan["hosts_problem"] = json!(f.problem);
+        lan["dhcp_warning"] = json!(f.dhcp_warning);
     }
     json!({
         "version": VERSION,
