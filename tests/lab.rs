@@ -1284,9 +1284,11 @@ fn i_follow_stands_in_for_the_old_router() {
     assert_eq!(s["lan"]["follow"], serde_json::Value::Null);
 
     let new = collide_upstream(&mut lab);
-    assert_eq!(
-        roadie_rules(&lab),
-        ["from all to 192.168.1.1 iif lan0 blackhole"]
+    // The follow task hears of the move right after the LAN task published it.
+    wait_until(
+        "the blackhole rule for the old router address",
+        SHORT,
+        || roadie_rules(&lab) == ["from all to 192.168.1.1 iif lan0 blackhole"],
     );
     // The hook moved the node; it answers at its new address.
     let node = lab.node_in(&new);

@@ -257,6 +257,9 @@ impl Task {
         if prefix_changed {
             self.reload_hosts().await;
         }
+        if prefix_changed || device_changed {
+            self.sync_rules().await;
+        }
         self.publish();
     }
 
@@ -319,6 +322,9 @@ impl Task {
         let home = self.settings.address.trunc();
         match ev {
             MoveEvent::Moved { from, to, at_ms } => {
+                // The LAN task's status may reach us after this event.
+                self.lan.prefix = Some(to);
+                self.lan.router = Some(lan::router_address(self.settings.address, to).addr());
                 self.table.moved(home, from, to, at_ms);
                 self.windows.retain(|w| w.from != from && w.from != to);
                 if self.settings.follow {
