@@ -21,6 +21,12 @@ commands:
                          host to its `service`; hosts from the daemon, else `public_host`
   suggest-prefix         a rarely used home prefix for the cluster (from the pools,
                          away from the prefixes hotels and hotspots use)
+  absorb-lease INTERFACE ADDRESS/LEN [ROUTER [DNS...]]
+                         for a DHCP client's script ([lan] on_collision = \"absorb\"):
+                         prints ip=, mask=, router=, dns= to install (the alias
+                         ones when roadie absorbs the lease)
+  absorb-release INTERFACE
+                         the lease on INTERFACE ended (deconfig)
   rpcd list | rpcd call METHOD
                          the rpcd exec plugin (/usr/libexec/rpcd/roadie): the methods
                          as rpcd lists them; a call with its JSON parameters on stdin
@@ -48,6 +54,17 @@ pub enum Command {
     CheckConfig,
     Ingress(ingress::Options),
     SuggestPrefix,
+    /// `absorb-lease IFACE ADDRESS/LEN [ROUTER [DNS...]]`: for a DHCP
+    /// client's event script (crate::absorb).
+    AbsorbLease {
+        interface: String,
+        address: String,
+        router: Option<String>,
+        dns: Vec<String>,
+    },
+    AbsorbRelease {
+        interface: String,
+    },
     /// `rpcd list` (None) or `rpcd call METHOD`.
     Rpcd {
         call: Option<String>,
@@ -147,6 +164,28 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
         },
         "ingress" => parse_ingress(args)?,
+        "absorb-lease" => match args {
+            [i, a, rest @ ..] => Command::AbsorbLease {
+                interface: i.to_string(),
+                address: a.to_string(),
+                router: rest
+                    .first()
+                    .map(|r| r.to_string())
+                    .filter(|r| !r.is_empty()),
+                dns: rest.iter().skip(1).map(|d| d.to_string()).collect(),
+            },
+            _ => {
+                return Err(
+                    "absorb-lease: expected INTERFACE ADDRESS/LENGTH [ROUTER [DNS...]], e.g. wan 192.168.1.57/24 192.168.1.1 192.168.1.1".into(),
+                );
+            }
+        },
+        "absorb-release" => match args {
+            [i] => Command::AbsorbRelease {
+                interface: i.to_string(),
+            },
+            _ => return Err("absorb-release: expected INTERFACE".into()),
+        },
         "rpcd" => match args {
             [l] if l.as_str() == "list" => Command::Rpcd { call: None },
             [c, m] if c.as_str() == "call" => Command::Rpcd {
@@ -350,6 +389,78 @@ pub fn run_client(cli: &Cli) -> i32 {
             eprintln!("roadie: {method}: {m}");
             1
         }
+    }
+}
+
+/// `roadie absorb-lease`: prints the values a DHCP client's script should
+/// install, as shell assignments (`ip=… mask=… router=… dns='…'`): the
+/// alias ones when roadie absorbs the lease, the lease's own otherwise, also
+/// when the daemon cannot be asked (then with a warning on stderr).
+pub fn absorb_lease(cli: &Cli) -> i32 {
+    let Command::AbsorbLease {
+        interface,
+        address,
+        router,
+        dns,
+    } = &cli.command
+    else {
+        return 2;
+    };
+    let params = serde_json::json!({
+        "interface": interface, "address": address,
+        "router": router, "dns": dns.join(" "),
+    });
+    // Validated the daemon's way even when it is not running.
+    let line = serde_json::json!({"method": "absorb.lease", "params": params}).to_string();
+    if let Err(e) = crate::control::protocol::parse_request(line.as_bytes()) {
+        eprintln!("roadie: {e}");
+        return 2;
+    }
+    let (mut ip, mut mask) = match address.split_once('/') {
+        Some((i, m)) => (i.to_string(), m.to_string()),
+        None => (address.clone(), String::new()),
+    };
+    let (mut gw, mut servers) = (router.clone().unwrap_or_default(), dns.join(" "));
+    match client::call(&socket_path(cli), "absorb.lease", &params) {
+        Ok(v) => {
+            if let Some((i, m)) = v["address"].as_str().and_then(|a| a.split_once('/')) {
+                (ip, mask) = (i.to_string(), m.to_string());
+            }
+            gw = v["router"].as_str().unwrap_or("").to_string();
+            let list: Vec<&str> = v["dns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            servers = list.join(" ");
+            if let Some(why) = v["why"].as_str() {
+                eprintln!("roadie: {why}");
+            }
+        }
+        Err(e) => eprintln!(
+            "roadie: the lease goes in as it is: {}",
+            call_error_text(&e)
+        ),
+    }
+    println!("ip={ip}\nmask={mask}\nrouter={gw}\ndns='{servers}'");
+    0
+}
+
+pub fn absorb_release(cli: &Cli) -> i32 {
+    let Command::AbsorbRelease { interface } = &cli.command else {
+        return 2;
+    };
+    let params = serde_json::json!({"interface": interface});
+    if let Err(e) = client::call(&socket_path(cli), "absorb.release", &params) {
+        eprintln!("roadie: {}", call_error_text(&e));
+    }
+    0
+}
+
+fn call_error_text(e: &CallError) -> &str {
+    match e {
+        CallError::NotRunning(m) | CallError::Unreachable(m) | CallError::Daemon(m) => m,
     }
 }
 
