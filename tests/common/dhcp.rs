@@ -48,6 +48,8 @@ pub struct LabOpts {
     pub return_home: Option<bool>,
     /// Start roadie at the end of `Lab::new` and wait until it is idle.
     pub start_daemon: bool,
+    /// The router's udhcpc event script, relative to the repository.
+    pub udhcpc_script: &'static str,
 }
 
 impl Default for LabOpts {
@@ -62,6 +64,7 @@ impl Default for LabOpts {
             settle_ms: 250,
             return_home: None,
             start_daemon: true,
+            udhcpc_script: "tests/lab/udhcpc.script",
         }
     }
 }
@@ -204,7 +207,7 @@ impl Lab {
     }
 
     /// Starts `args` inside `ns`; output goes to `<dir>/<log>`.
-    fn spawn_in(&mut self, ns: &str, args: &[&str], log: &str) -> Child {
+    pub fn spawn_in(&mut self, ns: &str, args: &[&str], log: &str) -> Child {
         let child = ns::spawn_in(ns, args, &self.dir.join(log));
         self.started_pids.push(child.id());
         child
@@ -284,7 +287,12 @@ impl Lab {
         let script = self.dir.join("udhcpc.sh");
         fs::write(
             &script,
-            format!("#!/bin/sh\nexec /bin/sh {REPO}/tests/lab/udhcpc.script \"$@\"\n"),
+            format!(
+                "#!/bin/sh\nexport ROADIE='{}' ROADIE_SOCKET='{}'\nexec /bin/sh {REPO}/{} \"$@\"\n",
+                super::ROADIE,
+                self.sock.display(),
+                self.opts.udhcpc_script
+            ),
         )
         .unwrap();
         chmod_x(&script);
