@@ -58,7 +58,7 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
     std::fs::write(www.join("index.html"), "hotel portal\n").unwrap();
     let up = lab.up.clone();
     let www_s = www.display().to_string();
-    lab.spawn_in(
+    lab.spawn_extra(
         &up,
         &[
             "python3",

@@ -104,6 +104,8 @@ pub struct Lab {
     /// OpenSSH's sshd in `up` (see [`Lab::start_sshd`]).
     sshd: Option<Sshd>,
     started_pids: Vec<u32>,
+    /// What a test started with [`Lab::spawn_extra`].
+    extra: Vec<Child>,
 }
 
 impl Lab {
@@ -146,6 +148,7 @@ impl Lab {
             udhcpc: None,
             sshd: None,
             started_pids: Vec::new(),
+            extra: Vec::new(),
         };
 
         // Namespaces, without IPv6. The first failure is a reason to skip,
@@ -206,8 +209,17 @@ impl Lab {
         ns::exec(ns, args, timeout)
     }
 
+    /// Starts `args` inside `ns` for the rest of the lab (stopped with it);
+    /// output goes to `<dir>/<log>`. Returns its PID.
+    pub fn spawn_extra(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
+        let child = self.spawn_in(ns, args, log);
+        let pid = child.id();
+        self.extra.push(child);
+        pid
+    }
+
     /// Starts `args` inside `ns`; output goes to `<dir>/<log>`.
-    pub fn spawn_in(&mut self, ns: &str, args: &[&str], log: &str) -> Child {
+    fn spawn_in(&mut self, ns: &str, args: &[&str], log: &str) -> Child {
         let child = ns::spawn_in(ns, args, &self.dir.join(log));
         self.started_pids.push(child.id());
         child
@@ -662,9 +674,11 @@ impl Drop for Lab {
         self.daemon = Roadie::new(&self.rtr, &self.dir);
         self.sshd = None;
         let grace = Duration::from_secs(3);
+        let extra = std::mem::take(&mut self.extra);
         for mut child in [self.udhcpc.take(), self.dnsmasq.take(), self.http.take()]
             .into_iter()
             .flatten()
+            .chain(extra)
         {
             stop_child(&mut child, libc::SIGTERM, grace);
         }
