@@ -862,9 +862,11 @@ fn new_address_before_the_old_goes_serves_again_within_two_seconds_under_traffic
     // The network's own pace (the scenario), not a wait for roadie.
     std::thread::sleep(Duration::from_millis(100));
     road.rtr.ip(&["addr", "del", "10.66.0.2/24", "dev", "wan0"]);
-    let took = wait_for("the visitors to be served again", Duration::from_secs(15), || {
-        visitors.serving_again(t0, Duration::from_secs(2))
-    });
+    let took = wait_for(
+        "the visitors to be served again",
+        Duration::from_secs(15),
+        || visitors.serving_again(t0, Duration::from_secs(2)),
+    );
     let (failed, all) = visitors.failed_since(t0);
     let t = road.roadie().tunnel("ui");
     eprintln!(
@@ -881,7 +883,9 @@ fn new_address_before_the_old_goes_serves_again_within_two_seconds_under_traffic
     });
     let log = road.roadie().log();
     assert!(log.contains("closing the old session"), "{log}");
-    assert!(log.contains("are as they were: keeping it"), "{log}");
+    // The old address going did not cost another reconnect (whether it went
+    // before the new session was logged in or after).
+    assert!(!log.contains("starting over"), "{log}");
 }
 
 /// Renumbered the way udhcpc's script applies a lease (the old address goes
@@ -903,12 +907,17 @@ fn renumbered_while_the_server_holds_the_forward_status_says_why() {
     let t0 = Instant::now();
     road.renumber("10.66.0.254/24", "10.66.0.3/24");
     let r = road.roadie();
-    let t = r.wait_tunnel("ui", "refused while sshd holds the old session", SHORT, |t| {
-        t["state"] == "backoff"
-            && t["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("refused to listen on 0.0.0.0:18080"))
-    });
+    let t = r.wait_tunnel(
+        "ui",
+        "refused while sshd holds the old session",
+        SHORT,
+        |t| {
+            t["state"] == "backoff"
+                && t["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("refused to listen on 0.0.0.0:18080"))
+        },
+    );
     let why = t["last_error"].as_str().unwrap();
     for part in [
         "still holds the forward for the previous session",
@@ -918,12 +927,26 @@ fn renumbered_while_the_server_holds_the_forward_status_says_why() {
     ] {
         assert!(why.contains(part), "{why:?} lacks {part:?}");
     }
-    assert_eq!(road.sshd_connections(), 2, "sshd holds the old session and the new one");
-    assert!(r.log().contains("the old session's address is gone"), "{}", r.log());
-    let t = r.wait_tunnel("ui", "up once sshd dropped the old session", Duration::from_secs(60), |t| {
-        t["state"] == "up"
-    });
-    eprintln!("held forward: refused ({why}), up again after {:?}; {t}", t0.elapsed());
+    assert_eq!(
+        road.sshd_connections(),
+        2,
+        "sshd holds the old session and the new one"
+    );
+    assert!(
+        r.log().contains("the old session's address is gone"),
+        "{}",
+        r.log()
+    );
+    let t = r.wait_tunnel(
+        "ui",
+        "up once sshd dropped the old session",
+        Duration::from_secs(60),
+        |t| t["state"] == "up",
+    );
+    eprintln!(
+        "held forward: refused ({why}), up again after {:?}; {t}",
+        t0.elapsed()
+    );
     wait_for("the page", SHORT, || {
         (road.get(18080).ok().as_deref() == Some(PAGE)).then_some(())
     });

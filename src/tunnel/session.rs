@@ -518,7 +518,10 @@ struct LoggedIn {
 }
 
 /// Connect to `a`, from `source` when given (and still bindable).
-async fn tcp_connect(a: SocketAddr, source: Option<Ipv4Addr>) -> std::io::Result<tokio::net::TcpStream> {
+async fn tcp_connect(
+    a: SocketAddr,
+    source: Option<Ipv4Addr>,
+) -> std::io::Result<tokio::net::TcpStream> {
     if let (Some(src), SocketAddr::V4(_)) = (source, a) {
         let sock = tokio::net::TcpSocket::new_v4()?;
         // Gone meanwhile: the kernel's choice is the next best.
@@ -893,6 +896,17 @@ impl Supervisor {
                     r = &mut login => break Some(r),
                     _ = self.stop.cancelled() => return,
                     changed = self.uplinks.changed() => if changed {
+                        // Connecting from the address that just came, which
+                        // is still the one to use (the old one went): go on.
+                        let still = parting::source(self.anchor.as_ref(), &self.uplinks.state());
+                        if source.is_some() && still == source {
+                            log::info!(
+                                "{}: uplink changed while connecting; still the way out from {}",
+                                self.shared.tag(),
+                                source.map(|s| s.to_string()).unwrap_or_default()
+                            );
+                            continue;
+                        }
                         log::info!("{}: uplink changed while connecting; starting over", self.shared.tag());
                         self.attempt = 0;
                         break None;
@@ -915,7 +929,9 @@ impl Supervisor {
             let (handle, session) = match result {
                 Ok(x) => {
                     self.anchor = match (x.local.ip(), x.peer.ip()) {
-                        (IpAddr::V4(l), IpAddr::V4(p)) => parting::anchor(&self.uplinks.state(), l, p),
+                        (IpAddr::V4(l), IpAddr::V4(p)) => {
+                            parting::anchor(&self.uplinks.state(), l, p)
+                        }
                         _ => None,
                     };
                     self.socket = x.socket;
@@ -976,7 +992,10 @@ impl Supervisor {
                     self.lost(&why);
                     match goodbye {
                         Goodbye::Say { link } => {
-                            log::info!("{}: {why}; closing the old session, then reconnecting", self.shared.tag());
+                            log::info!(
+                                "{}: {why}; closing the old session, then reconnecting",
+                                self.shared.tag()
+                            );
                             if let (Some(fd), Some(link)) = (&socket, &link) {
                                 self.pin(fd, link);
                             }
@@ -1362,7 +1381,9 @@ impl Supervisor {
                 );
                 None
             }
-            parting::Verdict::Move { goodbye: Some(link) } => Some(Goodbye::Say {
+            parting::Verdict::Move {
+                goodbye: Some(link),
+            } => Some(Goodbye::Say {
                 link: state
                     .links
                     .iter()
@@ -1432,7 +1453,10 @@ enum Served {
     Stop,
     Lost,
     /// Reconnect now, parting with the old session as `goodbye` says.
-    Again { why: String, goodbye: Goodbye },
+    Again {
+        why: String,
+        goodbye: Goodbye,
+    },
 }
 
 enum Goodbye {

@@ -413,11 +413,8 @@ impl Road {
     /// lease before removing the old one needs.
     pub fn promote_secondaries(&self) {
         self.rtr.enter(|| {
-            fs::write(
-                "/proc/sys/net/ipv4/conf/wan0/promote_secondaries",
-                "1\n",
-            )
-            .expect("set promote_secondaries in the router namespace")
+            fs::write("/proc/sys/net/ipv4/conf/wan0/promote_secondaries", "1\n")
+                .expect("set promote_secondaries in the router namespace")
         });
     }
 
@@ -499,7 +496,10 @@ impl Visitors {
     pub fn serving_again(&self, t0: Instant, hold: Duration) -> Option<Duration> {
         let horizon = Instant::now().checked_sub(Duration::from_millis(1500))?;
         let r: Vec<(Instant, bool)> = self.results.lock().unwrap().clone();
-        let r: Vec<&(Instant, bool)> = r.iter().filter(|(t, _)| *t >= t0 && *t <= horizon).collect();
+        let r: Vec<&(Instant, bool)> = r
+            .iter()
+            .filter(|(t, _)| *t >= t0 && *t <= horizon)
+            .collect();
         let last_fail = r.iter().filter(|(_, ok)| !ok).map(|(t, _)| *t).max();
         let oks: Vec<Instant> = r
             .iter()
