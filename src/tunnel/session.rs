@@ -1178,10 +1178,10 @@ impl Supervisor {
             tokio::select! {
                 _ = self.stop.cancelled() => return Served::Stop,
                 _ = conn.ended.cancelled() => return Served::Lost,
-                changed = self.uplinks.changed() => if changed {
-                    if let Some(goodbye) = self.after_uplink_change() {
-                        return Served::Again { why: "uplink changed".to_string(), goodbye };
-                    }
+                changed = self.uplinks.changed() => if changed
+                    && let Some(goodbye) = self.after_uplink_change()
+                {
+                    return Served::Again { why: "uplink changed".to_string(), goodbye };
                 },
                 cmd = self.cmds.recv() => match cmd {
                     None => return Served::Stop,
