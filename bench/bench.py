@@ -228,6 +228,21 @@ STALE_SSHD = "AllowStreamLocalForwarding yes\nStreamLocalBindUnlink yes\n"
 NEW_WAN_IP = "10.66.0.3"
 
 
+STALE_NOTES = [
+    "Stale-session rows (`scripts/bench stale`, issue 17): the router's uplink is renumbered; sshd has",
+    "`ClientAliveInterval 5`, `ClientAliveCountMax 3`; OpenSSH runs `ssh -R` (ServerAlive 5 × 3,",
+    "ExitOnForwardFailure) in a restart loop; \"GET every 20 ms\" is a visitor starting a GET through the",
+    "tunnel every 20 ms (1 s timeout each); \"serving\" means every GET since has been answered for 2 s.",
+    f"`> {STALE_CAP:g} s` is the cap of the wait. What ends the old session that sshd still holds:",
+    "idle, its ClientAlive timeout; with visitors, each one wakes the dead session (ClientAlive counts idle",
+    "time only), so only the server's TCP retransmission timeout ends it (`tcp_retries2` 15: about 15 min;",
+    "5: about 13 s); with a unix-socket remote and `StreamLocalBindUnlink yes`, the new session's socket",
+    "replaces it at once (ssh -R first needs its ServerAlive timeout to notice its own connection is dead);",
+    "with the new address 100 ms before the old one goes, roadie cancels the old session's forwards and",
+    "disconnects while its address still works, and connects from the new address.",
+]
+
+
 class Pulse:
     """Visitors of the tunnel: `client.py pulse` in the upstream namespace, a GET every
     20 ms whether or not the last one was answered (1 s timeout each)."""
@@ -463,6 +478,8 @@ def write_results():
         "| what | roadie | OpenSSH | roadie / OpenSSH | better |",
         "|---|---|---|---|---|",
         *rows.values(),
+        "",
+        *STALE_NOTES,
     ]
     text = "\n".join(lines) + "\n"
     with open(path, "w") as f:

@@ -1014,6 +1014,8 @@ impl Supervisor {
                     continue;
                 }
                 Served::Lost => {
+                    // Closed now, not after the backoff below.
+                    drop(socket);
                     let why = lock(&conn.end_reason)
                         .clone()
                         .unwrap_or_else(|| "session lost".to_string());
