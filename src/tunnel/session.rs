@@ -1005,7 +1005,7 @@ impl Supervisor {
                             }
                         }
                         Goodbye::Skip => log::info!(
-                            "{}: {why}; the old session's address is gone (the server keeps its forwards                              until it drops that session); reconnecting now",
+                            "{}: {why}; the old session's address is gone (the server keeps its forwards until it drops that session); reconnecting now",
                             self.shared.tag()
                         ),
                     }
