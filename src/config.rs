@@ -81,6 +81,15 @@ pub struct Lan {
     pub settle_ms: u64,
     pub return_home: bool,
     pub hosts: Vec<Host>,
+    /// After a move, stand in for the old router address (ARP, DHCP NAKs)
+    /// so hosts renew now (crate::follow).
+    pub follow: bool,
+    /// How long after a move: the longest lease the old prefix handed out.
+    pub follow_s: u64,
+    /// After a move, take the LAN bridge's wired ports down once, so hosts
+    /// on them see their link drop and ask for an address again.
+    pub flap_ports: bool,
+    pub flap_ms: u64,
 }
 
 /// `[openwrt]`: the OpenWrt commands `apply = "uci"` runs, and where the LAN
@@ -405,6 +414,10 @@ mod raw {
         pub hook: Option<Str>,
         pub settle_ms: Option<Int>,
         pub return_home: Option<bool>,
+        pub follow: Option<bool>,
+        pub follow_s: Option<Int>,
+        pub flap_ports: Option<bool>,
+        pub flap_ms: Option<Int>,
         #[serde(default)]
         pub host: Vec<Spanned<Host>>,
     }
@@ -458,6 +471,12 @@ const DEFAULT_POOLS: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16
 const DEFAULT_AVOID: [&str; 2] = ["10.42.0.0/16", "10.43.0.0/16"];
 const DEFAULT_SETTLE_MS: i64 = 250;
 const MAX_SETTLE_MS: i64 = 60_000;
+/// OpenWrt's default DHCP lease (12 h): no lease from before a move outlives it.
+const DEFAULT_FOLLOW_S: i64 = 12 * 3600;
+const MAX_FOLLOW_S: i64 = 30 * 24 * 3600;
+/// Long enough for dhcpcd and systemd-networkd to notice the carrier loss.
+const DEFAULT_FLAP_MS: i64 = 1500;
+const MAX_FLAP_MS: i64 = 30_000;
 const DEFAULT_PORT: i64 = 22;
 const DEFAULT_USER: &str = "roadie";
 const DEFAULT_KEEPALIVE_S: i64 = 15;
@@ -1211,6 +1230,8 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         MAX_SETTLE_MS,
     );
     let return_home = l.return_home.unwrap_or(false);
+    let follow_s = cx.int(&l.follow_s, "follow_s", DEFAULT_FOLLOW_S, 0, MAX_FOLLOW_S);
+    let flap_ms = cx.int(&l.flap_ms, "flap_ms", DEFAULT_FLAP_MS, 100, MAX_FLAP_MS);
 
     let mut names: Vec<String> = Vec::new();
     let mut first_at: HashMap<String, Range<usize>> = HashMap::new();
@@ -1275,9 +1296,11 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         Some(apply),
         Some(hook),
         Some(settle_ms),
+        Some(follow_s),
+        Some(flap_ms),
         true,
     ) = (
-        interface, address, pools, avoid, apply, hook, settle_ms, hosts_ok,
+        interface, address, pools, avoid, apply, hook, settle_ms, follow_s, flap_ms, hosts_ok,
     )
     else {
         return (None, names);
@@ -1293,6 +1316,10 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             settle_ms: settle_ms as u64,
             return_home,
             hosts,
+            follow: l.follow.unwrap_or(true),
+            follow_s: follow_s as u64,
+            flap_ports: l.flap_ports.unwrap_or(true),
+            flap_ms: flap_ms as u64,
         }),
         names,
     )
@@ -1853,6 +1880,10 @@ address = \"192.168.1.100\"
                 settle_ms: 250,
                 return_home: false,
                 hosts: vec![],
+                follow: true,
+                follow_s: 43_200,
+                flap_ports: true,
+                flap_ms: 1500,
             }
         );
         assert_eq!(
@@ -2222,6 +2253,10 @@ apply = \"uci\"
 hook = \"/bin/hook\"
 settle_ms = 0
 return_home = true
+follow = false
+follow_s = 120
+flap_ports = false
+flap_ms = 3000
 [[server]]
 name = \"s\"
 host = \"h\"
@@ -2249,6 +2284,8 @@ failback_s = 7
         assert_eq!(c.lan.address.map(|a| a.trunc()), Some(net("10.1.0.0/16")));
         assert!(c.lan.avoid.is_empty());
         assert_eq!(c.lan.settle_ms, 0);
+        assert_eq!((c.lan.follow, c.lan.follow_s), (false, 120));
+        assert_eq!((c.lan.flap_ports, c.lan.flap_ms), (false, 3000));
         assert_eq!(
             c.wan.probe_url.as_deref(),
             Some("http://example.org:8080/check?x")
@@ -2437,6 +2474,18 @@ failback_s = 7
                 format!("{MIN}apply = \"ifconfig\"\n"),
                 "7:9",
                 "expected \"netlink\" or \"uci\"",
+            ),
+            (
+                "flap_ms too short to be seen",
+                format!("{MIN}flap_ms = 10\n"),
+                "7:11",
+                "between 100 and 30000",
+            ),
+            (
+                "follow as a string",
+                format!("{MIN}follow = \"yes\"\n"),
+                "7:10",
+                "invalid type",
             ),
             (
                 "settle_ms too large",

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod control;
+pub mod follow;
 pub mod hook;
 pub mod ingress;
 pub mod lan;
@@ -53,6 +54,9 @@ pub async fn run(
     });
     let (lan_status_tx, lan_status_rx) = watch::channel(lan::Status::default());
     let (lan_cmd_tx, lan_cmd_rx) = mpsc::channel(8);
+    let (moves_tx, moves_rx) = mpsc::channel(8);
+    let (follow_tx, follow_rx) = watch::channel(follow_settings(&config, home));
+    let (follow_status_tx, follow_status_rx) = watch::channel(follow::Status::default());
     let (req_tx, mut req_rx) = mpsc::channel::<Request>(32);
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -71,6 +75,7 @@ pub async fn run(
                 net_rx,
                 lan_cmd_rx,
                 lan_status_tx,
+                moves_tx,
                 cancel.clone(),
             );
             if let Err(e) = run.await {
@@ -79,6 +84,13 @@ pub async fn run(
             }
         });
     }
+    tasks.spawn(follow::run(
+        follow_rx,
+        lan_status_rx.clone(),
+        moves_rx,
+        follow_status_tx,
+        cancel.clone(),
+    ));
     let (prober, probe_task) = captive::Prober::start(&config, net_rx.clone(), cancel.clone());
     tasks.spawn(probe_task);
     let mut tunnels = tunnel::Manager::start(
@@ -120,15 +132,15 @@ pub async fn run(
             _ = failover.tick(), if tunnels.has_failover() => tunnels.tick(),
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
-                let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver).await;
+                let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &follow_tx).await;
                 reloads.record(&r);
             }
             req = req_rx.recv() => {
                 let Some((call, reply)) = req else { break };
                 let result = match call {
-                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &tunnels, &prober)),
+                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &follow_status_rx, &tunnels, &prober)),
                     Call::Reload => {
-                        let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver).await;
+                        let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &follow_tx).await;
                         reloads.record(&r);
                         r.map(|d| json!({
                             "reloaded": config.path.display().to_string(),
@@ -204,6 +216,20 @@ fn lan_settings(config: &Config, home: ipnet::Ipv4Net) -> lan::Settings {
     }
 }
 
+fn follow_settings(config: &Config, home: ipnet::Ipv4Net) -> follow::Settings {
+    let lan = &config.lan;
+    follow::Settings {
+        follow: lan.follow,
+        follow_s: lan.follow_s,
+        flap_ports: lan.flap_ports,
+        flap_ms: lan.flap_ms,
+        hosts: lan.hosts.clone(),
+        address: home,
+        apply: lan.apply,
+        openwrt: config.openwrt.clone(),
+    }
+}
+
 /// Re-read the config file; an invalid one changes nothing. `home`: the
 /// home address in effect, which a file without `[lan] address` keeps (the
 /// LAN task records a new one in the state file).
@@ -214,6 +240,7 @@ async fn reload(
     tunnels: &mut tunnel::Manager,
     prober: &captive::Prober,
     resolver: &netifd::Resolver,
+    follow: &watch::Sender<follow::Settings>,
 ) -> Result<tunnel::diff::Diff, String> {
     let new = lastgood::load(&config.path).map_err(|e| e.to_string())?;
     let new_home = match new.lan.address {
@@ -236,6 +263,12 @@ async fn reload(
             .map_err(|_| "LAN task stopped".to_string())?;
     }
     resolver.reconfigure(netifd_settings(&new));
+    follow.send_if_modified(|s| {
+        let new = follow_settings(&new, new_home);
+        let changed = *s != new;
+        *s = new;
+        changed
+    });
     prober.reconfigure(&new);
     let diff = tunnels.apply(&new, new_home.trunc());
     *home = new_home;
@@ -278,11 +311,19 @@ fn status(
     reloads: &Reloads,
     net: &watch::Receiver<netwatch::NetState>,
     lan: &watch::Receiver<lan::Status>,
+    follow: &watch::Receiver<follow::Status>,
     tunnels: &tunnel::Manager,
     prober: &captive::Prober,
 ) -> Value {
     let (uplinks, _) = netwatch::view(&net.borrow(), &config.wan.interfaces, &config.lan.interface);
     let (captive, probe) = prober.status();
+    let mut lan = serde_json::to_value(&*lan.borrow()).unwrap_or(Value::Null);
+    {
+        let f = follow.borrow();
+        lan["hosts"] = serde_json::to_value(&f.hosts).unwrap_or(Value::Null);
+        lan["follow"] = serde_json::to_value(&f.follow).unwrap_or(Value::Null);
+        lan["hosts_problem"] = json!(f.problem);
+    }
     json!({
         "version": VERSION,
         "uptime_s": started.elapsed().as_secs(),
@@ -293,7 +334,7 @@ fn status(
             "problem": reloads.problem,
         },
         "wan": uplinks,
-        "lan": *lan.borrow(),
+        "lan": lan,
         "captive": captive,
         "probe": probe,
         "tunnels": tunnels.status(),
