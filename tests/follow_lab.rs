@@ -12,9 +12,8 @@
 mod common;
 
 use common::clients::{Client, ClientLab, FollowOpts, Followed, HOME};
-use common::{ROADIE, lab_possible, prefix_of};
+use common::{lab_possible, prefix_of};
 use std::fmt::Write as _;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,28 +23,6 @@ const ALL_WITHIN: Duration = Duration::from_secs(90);
 /// dhcpcd and networkd re-check their lease on carrier loss: with the
 /// router's port flapped they follow in seconds (goal: 10 s).
 const CARRIER_WITHIN: Duration = Duration::from_secs(20);
-
-/// True when this roadie knows `[lan] follow` (unknown keys are errors):
-/// `check-config` on a config that sets it.
-fn follow_supported() -> bool {
-    let dir = std::env::temp_dir().join(format!("roadie-follow-check-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    let cfg = dir.join("roadie.toml");
-    std::fs::write(
-        &cfg,
-        "[wan]\ninterfaces = [\"wan0\"]\n\n[lan]\ninterface = \"br-lan\"\n\
-         address = \"192.168.1.1/24\"\nfollow = true\nflap_ports = true\n",
-    )
-    .expect("write check config");
-    let out = Command::new(ROADIE)
-        .arg("-c")
-        .arg(&cfg)
-        .arg("check-config")
-        .output()
-        .expect("run roadie check-config");
-    let _ = std::fs::remove_dir_all(&dir);
-    out.status.success()
-}
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -72,7 +49,6 @@ fn four_clients_follow_the_move() {
     if !lab_possible() {
         return;
     }
-    let supported = follow_supported();
     let Some(mut lab) = ClientLab::new(FollowOpts::default()) else {
         return;
     };
@@ -83,20 +59,15 @@ fn four_clients_follow_the_move() {
 
     // The hook moved the LAN's dnsmasq: a new process serving the new prefix.
     let base = new.trim_end_matches(".0/24");
-    common::wait_until("the hook to restart dnsmasq for the new prefix", common::LONG, || {
-        std::fs::read_to_string(lab.dir.join("dnsmasq.conf"))
-            .is_ok_and(|c| c.contains(&format!("dhcp-range=set:lan,{base}.150")))
-            && lab.lan_dnsmasq_pid().is_some()
-    });
-
-    if !supported {
-        // Until the daemon knows [lan] follow, only the harness is checked:
-        // a plain move takes the clients 90-110 s (bench/follow.md).
-        eprintln!("NOTE: this roadie has no [lan] follow yet: checked the lab only");
-        assert!(lab.hotel_saw_lan_macs().is_empty());
-        assert!(lab.leaked_out_wan().is_empty());
-        return;
-    }
+    common::wait_until(
+        "the hook to restart dnsmasq for the new prefix",
+        common::LONG,
+        || {
+            std::fs::read_to_string(lab.dir.join("dnsmasq.conf"))
+                .is_ok_and(|c| c.contains(&format!("dhcp-range=set:lan,{base}.150")))
+                && lab.lan_dnsmasq_pid().is_some()
+        },
+    );
 
     let res = lab.followed(&new, moved, ALL_WITHIN);
     show("follow + flap", &res);
@@ -106,7 +77,10 @@ fn four_clients_follow_the_move() {
             Client::Udhcpc | Client::Dhclient => ALL_WITHIN,
         };
         let after = f.after.unwrap_or_else(|| {
-            panic!("{} did not follow to {new} within {ALL_WITHIN:?}", f.client.name())
+            panic!(
+                "{} did not follow to {new} within {ALL_WITHIN:?}",
+                f.client.name()
+            )
         });
         assert!(
             after <= bound,
@@ -144,10 +118,17 @@ fn four_clients_follow_the_move() {
     assert_eq!(f["server_id"], "192.168.1.1", "lan.follow: {f}");
     assert!(f["until"].as_u64().unwrap_or(0) > 1_600_000_000, "{f}");
     assert!(f["naks"].as_u64().unwrap_or(0) >= 1, "no NAK sent: {f}");
-    assert!(f["arp_replies"].as_u64().unwrap_or(0) >= 1, "no ARP reply: {f}");
+    // No lower bound: roadie's own ARP probes of the known hosts' old
+    // addresses ask as 192.168.1.1, which keeps that address's MAC in the
+    // nodes' caches, so none of them had to ask for it (seen with tcpdump).
+    assert!(f["arp_replies"].is_u64(), "lan.follow: {f}");
     let mut flapped: Vec<String> = f["flapped"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     flapped.sort();
     assert_eq!(flapped, ["lan1", "lan2", "lan3", "lan4"], "lan.follow: {f}");
@@ -155,9 +136,17 @@ fn four_clients_follow_the_move() {
     // Nothing of the old prefix reached the hotel: no DHCP request from a
     // node at its DHCP server, no packet from the home /24 out of wan0.
     let macs = lab.hotel_saw_lan_macs();
-    assert!(macs.is_empty(), "the hotel's DHCP server saw LAN hosts:\n{}", macs.join("\n"));
+    assert!(
+        macs.is_empty(),
+        "the hotel's DHCP server saw LAN hosts:\n{}",
+        macs.join("\n")
+    );
     let leaked = lab.leaked_out_wan();
-    assert!(leaked.is_empty(), "old-prefix traffic left wan0:\n{}", leaked.join("\n"));
+    assert!(
+        leaked.is_empty(),
+        "old-prefix traffic left wan0:\n{}",
+        leaked.join("\n")
+    );
     eprintln!(
         "four_clients_follow_the_move: setup {}, total {}",
         secs(setup),
@@ -193,10 +182,8 @@ impl Mode {
         }
     }
 
-    fn opts(self, supported: bool) -> FollowOpts {
+    fn opts(self) -> FollowOpts {
         let (follow, flap) = match self {
-            // Before the daemon knows the keys, a plain move is all it does.
-            Mode::Plain if !supported => (None, None),
             Mode::Plain => (Some(false), Some(false)),
             Mode::Follow => (Some(true), Some(false)),
             Mode::Flap => (Some(true), Some(true)),
@@ -221,13 +208,18 @@ impl Mode {
 /// One round of `mode` in a fresh lab: every client just (re)started, so
 /// its lease is fresh at the move (the worst phase: it has its whole T1
 /// to wait).
-fn round(mode: Mode, supported: bool) -> Vec<Followed> {
-    let Some(mut lab) = ClientLab::new(mode.opts(supported)) else {
+fn round(mode: Mode) -> Vec<Followed> {
+    let Some(mut lab) = ClientLab::new(mode.opts()) else {
         panic!("the follow lab cannot run here");
     };
     // The lab started the clients one after the other; restart each right
     // before the move, the slowest to bind (dhcpcd probes by ARP) first.
-    for c in [Client::Dhcpcd, Client::Networkd, Client::Dhclient, Client::Udhcpc] {
+    for c in [
+        Client::Dhcpcd,
+        Client::Networkd,
+        Client::Dhclient,
+        Client::Udhcpc,
+    ] {
         lab.restart_client(c);
     }
     let (new, moved) = lab.collide();
@@ -246,7 +238,6 @@ fn bench_follow() {
     if !lab_possible() {
         return;
     }
-    let supported = follow_supported();
     let rounds: usize = std::env::var("FOLLOW_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -256,18 +247,12 @@ fn bench_follow() {
         .split(',')
         .map(Mode::parse)
         .collect();
-    if !supported && modes.iter().any(|&m| m != Mode::Plain) {
-        panic!("this roadie has no [lan] follow: FOLLOW_MODES=plain only");
-    }
     let t0 = Instant::now();
     // results[mode][round] = per-client results
     let mut results: Vec<Vec<Vec<Followed>>> = vec![Vec::new(); modes.len()];
     for r in 0..rounds {
         let per_mode: Vec<Vec<Followed>> = thread::scope(|s| {
-            let hs: Vec<_> = modes
-                .iter()
-                .map(|&m| s.spawn(move || round(m, supported)))
-                .collect();
+            let hs: Vec<_> = modes.iter().map(|&m| s.spawn(move || round(m))).collect();
             hs.into_iter()
                 .map(|h| h.join().expect("bench round panicked"))
                 .collect()
@@ -275,7 +260,11 @@ fn bench_follow() {
         for (i, res) in per_mode.into_iter().enumerate() {
             results[i].push(res);
         }
-        eprintln!("bench_follow: round {} of {rounds} done at {}", r + 1, secs(t0.elapsed()));
+        eprintln!(
+            "bench_follow: round {} of {rounds} done at {}",
+            r + 1,
+            secs(t0.elapsed())
+        );
     }
     let md = table(&modes, &results, rounds);
     print!("{md}");

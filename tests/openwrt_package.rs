@@ -744,7 +744,11 @@ fn uci_defaults_shorten_the_lans_leases_once() {
     )
     .unwrap();
     fs::set_permissions(&uci, fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let defaults = |text: &str| {
         fs::write(conf.join("dhcp"), text).unwrap();
         for _ in 0..2 {
@@ -758,7 +762,11 @@ fn uci_defaults_shorten_the_lans_leases_once() {
             let (_, out, _) = run(Command::new(&uci).args(["-q", "get", key]));
             out.trim().to_string()
         };
-        (get("dhcp.lan.leasetime"), get("dhcp.lan.dhcp_option"), get("dhcp.wan.ignore"))
+        (
+            get("dhcp.lan.leasetime"),
+            get("dhcp.lan.dhcp_option"),
+            get("dhcp.wan.ignore"),
+        )
     };
     assert_eq!(
         defaults(stock),
@@ -766,7 +774,11 @@ fn uci_defaults_shorten_the_lans_leases_once() {
         "stock: 2 min leases, T1 30 s, T2 90 s; run twice, added once"
     );
     let chosen = stock.replace("'12h'", "'1h'");
-    assert_eq!(defaults(&chosen), ("1h".into(), "".into(), "1".into()), "a chosen lease is kept");
+    assert_eq!(
+        defaults(&chosen),
+        ("1h".into(), "".into(), "1".into()),
+        "a chosen lease is kept"
+    );
     let own_t1 = stock.replace("\toption leasetime '12h'\n", "\tlist dhcp_option '58,10'\n");
     assert_eq!(
         defaults(&own_t1),

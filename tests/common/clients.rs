@@ -206,9 +206,8 @@ impl ClientLab {
         lab.start_tcpdump();
         lab.write_config(follow);
         lab.daemon.spawn();
-        lab.daemon.wait_status("roadie idle", LONG, |s| {
-            !settling(s) && evaluations(s) >= 1
-        });
+        lab.daemon
+            .wait_status("roadie idle", LONG, |s| !settling(s) && evaluations(s) >= 1);
         for c in Client::ALL {
             lab.start_client(c);
         }
@@ -236,7 +235,10 @@ impl ClientLab {
             );
         }
         ns::ip_batch(&self.rtr, &batch);
-        ns::ip_batch(&self.hotel, &format!("addr add {HOME_ADDR} dev up0\nlink set up0 up\n"));
+        ns::ip_batch(
+            &self.hotel,
+            &format!("addr add {HOME_ADDR} dev up0\nlink set up0 up\n"),
+        );
         // A router forwards: what roadie does not stop would reach the hotel.
         let out = ns::exec(
             &self.rtr,
@@ -253,7 +255,14 @@ impl ClientLab {
     fn hosts_env(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("{},{},{}", n.client.mac(), n.client.offset(), n.client.name()))
+            .map(|n| {
+                format!(
+                    "{},{},{}",
+                    n.client.mac(),
+                    n.client.offset(),
+                    n.client.name()
+                )
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -288,7 +297,13 @@ impl ClientLab {
             String::from_utf8_lossy(&out.stderr)
         );
         let pid = self.lan_dnsmasq_pid().expect("dnsmasq.pid after start");
-        wait_listening("the LAN's dnsmasq", pid, "udp", 67, &self.log("dnsmasq.log"));
+        wait_listening(
+            "the LAN's dnsmasq",
+            pid,
+            "udp",
+            67,
+            &self.log("dnsmasq.log"),
+        );
     }
 
     /// The LAN dnsmasq's PID, from its pid file, if that process is dnsmasq.
@@ -338,7 +353,9 @@ impl ClientLab {
         let filter = format!("ip and src net {HOME} and not src host {WAN_LEASE}");
         let child = ns::spawn_in(
             &self.rtr,
-            &["tcpdump", "-i", "wan0", "-Q", "out", "-nn", "-l", "-e", &filter],
+            &[
+                "tcpdump", "-i", "wan0", "-Q", "out", "-nn", "-l", "-e", &filter,
+            ],
             &log,
         );
         let pid = child.id();
@@ -532,7 +549,9 @@ impl ClientLab {
         let script = format!("{REPO}/tests/lab/udhcpc.script");
         let child = ns::spawn_in(
             &self.rtr,
-            &["udhcpc", "-f", "-i", "wan0", "-s", &script, "-T", "1", "-t", "30", "-A", "1"],
+            &[
+                "udhcpc", "-f", "-i", "wan0", "-s", &script, "-T", "1", "-t", "30", "-A", "1",
+            ],
             &self.log("wan-udhcpc.log"),
         );
         self.wan_udhcpc = Some(child);
@@ -627,7 +646,10 @@ impl ClientLab {
             "wan-udhcpc.log",
             "tcpdump.log",
         ];
-        let clients: Vec<String> = Client::ALL.iter().map(|c| format!("{}.log", c.name())).collect();
+        let clients: Vec<String> = Client::ALL
+            .iter()
+            .map(|c| format!("{}.log", c.name()))
+            .collect();
         names.extend(clients.iter().map(String::as_str));
         for name in names {
             let text = read_log(&self.log(name));
