@@ -21,6 +21,12 @@ commands:
                          host to its `service`; hosts from the daemon, else `public_host`
   suggest-prefix         a rarely used home prefix for the cluster (from the pools,
                          away from the prefixes hotels and hotspots use)
+  absorb-lease INTERFACE ADDRESS/LEN [ROUTER [DNS...]]
+                         for a DHCP client's script ([lan] on_collision = \"absorb\"):
+                         prints ip=, mask=, router=, dns= to install (the alias
+                         ones when roadie absorbs the lease)
+  absorb-release INTERFACE
+                         the lease on INTERFACE ended (deconfig)
   rpcd list | rpcd call METHOD
                          the rpcd exec plugin (/usr/libexec/rpcd/roadie): the methods
                          as rpcd lists them; a call with its JSON parameters on stdin
@@ -48,6 +54,17 @@ pub enum Command {
     CheckConfig,
     Ingress(ingress::Options),
     SuggestPrefix,
+    /// `absorb-lease IFACE ADDRESS/LEN [ROUTER [DNS...]]`: for a DHCP
+    /// client's event script (crate::absorb).
+    AbsorbLease {
+        interface: String,
+        address: String,
+        router: Option<String>,
+        dns: Vec<String>,
+    },
+    AbsorbRelease {
+        interface: String,
+    },
     /// `rpcd list` (None) or `rpcd call METHOD`.
     Rpcd {
         call: Option<String>,
@@ -147,6 +164,28 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
         },
         "ingress" => parse_ingress(args)?,
+        "absorb-lease" => match args {
+            [i, a, rest @ ..] => Command::AbsorbLease {
+                interface: i.to_string(),
+                address: a.to_string(),
+                router: rest
+                    .first()
+                    .map(|r| r.to_string())
+                    .filter(|r| !r.is_empty()),
+                dns: rest.iter().skip(1).map(|d| d.to_string()).collect(),
+            },
+            _ => {
+                return Err(
+                    "absorb-lease: expected INTERFACE ADDRESS/LENGTH [ROUTER [DNS...]], e.g. wan 192.168.1.57/24 192.168.1.1 192.168.1.1".into(),
+                );
+            }
+        },
+        "absorb-release" => match args {
+            [i] => Command::AbsorbRelease {
+                interface: i.to_string(),
+            },
+            _ => return Err("absorb-release: expected INTERFACE".into()),
+        },
         "rpcd" => match args {
             [l] if l.as_str() == "list" => Command::Rpcd { call: None },
             [c, m] if c.as_str() == "call" => Command::Rpcd {
@@ -353,6 +392,78 @@ pub fn run_client(cli: &Cli) -> i32 {
     }
 }
 
+/// `roadie absorb-lease`: prints the values a DHCP client's script should
+/// install, as shell assignments (`ip=… mask=… router=… dns='…'`): the
+/// alias ones when roadie absorbs the lease, the lease's own otherwise, also
+/// when the daemon cannot be asked (then with a warning on stderr).
+pub fn absorb_lease(cli: &Cli) -> i32 {
+    let Command::AbsorbLease {
+        interface,
+        address,
+        router,
+        dns,
+    } = &cli.command
+    else {
+        return 2;
+    };
+    let params = serde_json::json!({
+        "interface": interface, "address": address,
+        "router": router, "dns": dns.join(" "),
+    });
+    // Validated the daemon's way even when it is not running.
+    let line = serde_json::json!({"method": "absorb.lease", "params": params}).to_string();
+    if let Err(e) = crate::control::protocol::parse_request(line.as_bytes()) {
+        eprintln!("roadie: {e}");
+        return 2;
+    }
+    let (mut ip, mut mask) = match address.split_once('/') {
+        Some((i, m)) => (i.to_string(), m.to_string()),
+        None => (address.clone(), String::new()),
+    };
+    let (mut gw, mut servers) = (router.clone().unwrap_or_default(), dns.join(" "));
+    match client::call(&socket_path(cli), "absorb.lease", &params) {
+        Ok(v) => {
+            if let Some((i, m)) = v["address"].as_str().and_then(|a| a.split_once('/')) {
+                (ip, mask) = (i.to_string(), m.to_string());
+            }
+            gw = v["router"].as_str().unwrap_or("").to_string();
+            let list: Vec<&str> = v["dns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            servers = list.join(" ");
+            if let Some(why) = v["why"].as_str() {
+                eprintln!("roadie: {why}");
+            }
+        }
+        Err(e) => eprintln!(
+            "roadie: the lease goes in as it is: {}",
+            call_error_text(&e)
+        ),
+    }
+    println!("ip={ip}\nmask={mask}\nrouter={gw}\ndns='{servers}'");
+    0
+}
+
+pub fn absorb_release(cli: &Cli) -> i32 {
+    let Command::AbsorbRelease { interface } = &cli.command else {
+        return 2;
+    };
+    let params = serde_json::json!({"interface": interface});
+    if let Err(e) = client::call(&socket_path(cli), "absorb.release", &params) {
+        eprintln!("roadie: {}", call_error_text(&e));
+    }
+    0
+}
+
+fn call_error_text(e: &CallError) -> &str {
+    match e {
+        CallError::NotRunning(m) | CallError::Unreachable(m) | CallError::Daemon(m) => m,
+    }
+}
+
 pub fn check_config(cli: &Cli) -> i32 {
     match config::load(&cli.config_path()) {
         Ok(c) => {
@@ -539,10 +650,55 @@ pub fn human_status(v: &Value) -> String {
             h.get("message").and_then(Value::as_str).unwrap_or("")
         ));
     }
+    out.push_str(&host_lines(lan));
     out.push_str(&captive_lines(v, now));
     out.push_str(&tunnel_table(
         v["tunnels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
     ));
+    out
+}
+
+/// The hosts after a move: how many followed, and loudly each one that did
+/// not (a static host whose hook did not move it); then what keeps hosts
+/// from being helped.
+fn host_lines(lan: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = String::new();
+    let hosts = lan["hosts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let followed: Vec<&Value> = hosts.iter().filter(|h| h["followed_ms"].is_u64()).collect();
+    if !followed.is_empty() {
+        let slowest = followed
+            .iter()
+            .filter_map(|h| h["followed_ms"].as_u64())
+            .max()
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "  hosts: {} of {} followed the last move (slowest {:.1} s)\n",
+            followed.len(),
+            hosts.len(),
+            slowest as f64 / 1000.0
+        ));
+    }
+    for h in hosts {
+        if let Some(old) = h["still_at"].as_str() {
+            out.push_str(&format!(
+                "  HOST {} did not follow: still at {old}, expected at {} (a static address? move it, e.g. from the hook)\n",
+                s(&h["name"]),
+                s(&h["address"])
+            ));
+        } else if h["reachable"] == false {
+            out.push_str(&format!(
+                "  host {} does not answer at {}\n",
+                s(&h["name"]),
+                s(&h["address"])
+            ));
+        }
+    }
+    for key in ["hosts_problem", "dhcp_warning"] {
+        if let Some(p) = lan[key].as_str() {
+            out.push_str(&format!("  note: {p}\n"));
+        }
+    }
     out
 }
 
@@ -816,6 +972,33 @@ mod tests {
             let e = parse(&args(a)).unwrap_err();
             assert!(e.contains(want), "{a}: {e}");
         }
+    }
+
+    #[test]
+    fn human_status_names_hosts_that_did_not_follow() {
+        let v = json!({"version":"x","uptime_s":1,"wan":[],"tunnels":[],
+            "lan":{"interface":"br-lan","address":"10.97.79.1/24","prefix":"10.97.79.0/24",
+                   "home":"192.168.1.0/24","history":[],
+                   "hosts":[
+                     {"name":"master","address":"10.97.79.100","reachable":true,"followed_ms":41200,"still_at":null},
+                     {"name":"nas","address":"10.97.79.7","reachable":false,"followed_ms":null,"still_at":"192.168.1.7"},
+                     {"name":"pi","address":"10.97.79.101","reachable":false,"followed_ms":null,"still_at":null}],
+                   "dhcp_warning":"dhcp.lan.leasetime is 12h: ..."}});
+        let text = human_status(&v);
+        assert!(
+            text.contains("hosts: 1 of 3 followed the last move (slowest 41.2 s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("HOST nas did not follow: still at 192.168.1.7, expected at 10.97.79.7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("host pi does not answer at 10.97.79.101"),
+            "{text}"
+        );
+        assert!(text.contains("note: dhcp.lan.leasetime is 12h"), "{text}");
+        assert!(!text.contains("master does not"), "{text}");
     }
 
     #[test]

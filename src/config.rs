@@ -66,6 +66,15 @@ pub enum ApplyMode {
     Uci,
 }
 
+/// `[lan] on_collision`: what a colliding uplink makes roadie do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCollision {
+    /// Re-address the LAN (hosts keep their offsets).
+    Move,
+    /// Keep the LAN; translate the uplink's prefix at its edge (crate::absorb).
+    Absorb,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lan {
     /// A kernel link name (`br-lan`) or a netifd interface name (`@lan`).
@@ -90,6 +99,7 @@ pub struct Lan {
     /// on them see their link drop and ask for an address again.
     pub flap_ports: bool,
     pub flap_ms: u64,
+    pub on_collision: OnCollision,
 }
 
 /// `[openwrt]`: the OpenWrt commands `apply = "uci"` runs, and where the LAN
@@ -418,6 +428,7 @@ mod raw {
         pub follow_s: Option<Int>,
         pub flap_ports: Option<bool>,
         pub flap_ms: Option<Int>,
+        pub on_collision: Option<Str>,
         #[serde(default)]
         pub host: Vec<Spanned<Host>>,
     }
@@ -1160,6 +1171,23 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             "the LAN's kernel link name or netifd interface, e.g. \"br-lan\" or \"@lan\"",
         )
         .and_then(|v| cx.ifname(v, "interface"));
+    let on_collision = match &l.on_collision {
+        None => Some(OnCollision::Move),
+        Some(v) => match v.get_ref().as_str() {
+            "move" => Some(OnCollision::Move),
+            "absorb" => Some(OnCollision::Absorb),
+            other => {
+                cx.err(
+                    v.span(),
+                    format!(
+                        "unknown on_collision {other_q}; expected \"move\" or \"absorb\"",
+                        other_q = Q(other)
+                    ),
+                );
+                None
+            }
+        },
+    };
     let apply = match &l.apply {
         None => Some(ApplyMode::Netlink),
         Some(v) => match v.get_ref().as_str() {
@@ -1298,9 +1326,20 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         Some(settle_ms),
         Some(follow_s),
         Some(flap_ms),
+        Some(on_collision),
         true,
     ) = (
-        interface, address, pools, avoid, apply, hook, settle_ms, follow_s, flap_ms, hosts_ok,
+        interface,
+        address,
+        pools,
+        avoid,
+        apply,
+        hook,
+        settle_ms,
+        follow_s,
+        flap_ms,
+        on_collision,
+        hosts_ok,
     )
     else {
         return (None, names);
@@ -1320,6 +1359,7 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             follow_s: follow_s as u64,
             flap_ports: l.flap_ports.unwrap_or(true),
             flap_ms: flap_ms as u64,
+            on_collision,
         }),
         names,
     )
@@ -1884,6 +1924,7 @@ address = \"192.168.1.100\"
                 follow_s: 43_200,
                 flap_ports: true,
                 flap_ms: 1500,
+                on_collision: OnCollision::Move,
             }
         );
         assert_eq!(
@@ -2257,6 +2298,7 @@ follow = false
 follow_s = 120
 flap_ports = false
 flap_ms = 3000
+on_collision = \"absorb\"
 [[server]]
 name = \"s\"
 host = \"h\"
@@ -2286,6 +2328,7 @@ failback_s = 7
         assert_eq!(c.lan.settle_ms, 0);
         assert_eq!((c.lan.follow, c.lan.follow_s), (false, 120));
         assert_eq!((c.lan.flap_ports, c.lan.flap_ms), (false, 3000));
+        assert_eq!(c.lan.on_collision, OnCollision::Absorb);
         assert_eq!(
             c.wan.probe_url.as_deref(),
             Some("http://example.org:8080/check?x")
@@ -2474,6 +2517,12 @@ failback_s = 7
                 format!("{MIN}apply = \"ifconfig\"\n"),
                 "7:9",
                 "expected \"netlink\" or \"uci\"",
+            ),
+            (
+                "on_collision misspelt",
+                format!("{MIN}on_collision = \"absorbe\"\n"),
+                "7:16",
+                "expected \"move\" or \"absorb\"",
             ),
             (
                 "flap_ms too short to be seen",

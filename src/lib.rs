@@ -1,6 +1,7 @@
 //! roadie: keeps a travelling cluster's LAN out of the way of whatever network
 //! the router is plugged into. `run` wires the long-lived tasks together.
 
+pub mod absorb;
 pub mod captive;
 pub mod cli;
 pub mod command;
@@ -57,6 +58,9 @@ pub async fn run(
     let (moves_tx, moves_rx) = mpsc::channel(8);
     let (follow_tx, follow_rx) = watch::channel(follow_settings(&config, home));
     let (follow_status_tx, follow_status_rx) = watch::channel(follow::Status::default());
+    let (absorb_tx, absorb_rx) = watch::channel(absorb_settings(&config, home));
+    let (absorb_status_tx, absorb_status_rx) = watch::channel(absorb::Status::default());
+    let (absorb_req_tx, absorb_req_rx) = mpsc::channel(8);
     let (req_tx, mut req_rx) = mpsc::channel::<Request>(32);
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -89,6 +93,14 @@ pub async fn run(
         lan_status_rx.clone(),
         moves_rx,
         follow_status_tx,
+        cancel.clone(),
+    ));
+    tasks.spawn(absorb::run(
+        absorb_rx,
+        lan_status_rx.clone(),
+        net_rx.clone(),
+        absorb_req_rx,
+        absorb_status_tx,
         cancel.clone(),
     ));
     let (prober, probe_task) = captive::Prober::start(&config, net_rx.clone(), cancel.clone());
@@ -132,15 +144,15 @@ pub async fn run(
             _ = failover.tick(), if tunnels.has_failover() => tunnels.tick(),
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
-                let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &follow_tx).await;
+                let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &follow_tx, &absorb_tx).await;
                 reloads.record(&r);
             }
             req = req_rx.recv() => {
                 let Some((call, reply)) = req else { break };
                 let result = match call {
-                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &follow_status_rx, &tunnels, &prober)),
+                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &follow_status_rx, &absorb_status_rx, &tunnels, &prober)),
                     Call::Reload => {
-                        let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &follow_tx).await;
+                        let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &follow_tx, &absorb_tx).await;
                         reloads.record(&r);
                         r.map(|d| json!({
                             "reloaded": config.path.display().to_string(),
@@ -152,6 +164,21 @@ pub async fn run(
                         }))
                     }
                     Call::TunnelRestart { name } => tunnels.restart(&name),
+                    Call::AbsorbLease { interface, address, router, dns } => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let lease = absorb::Lease { interface, address, router, dns };
+                        match absorb_req_tx.send(absorb::Request::Lease(lease, tx)).await {
+                            Ok(()) => rx.await.unwrap_or_else(|_| Err("absorb task stopped".into())),
+                            Err(_) => Err("absorb task stopped".into()),
+                        }
+                    }
+                    Call::AbsorbRelease { interface } => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        match absorb_req_tx.send(absorb::Request::Release(interface, tx)).await {
+                            Ok(()) => rx.await.unwrap_or_else(|_| Err("absorb task stopped".into())),
+                            Err(_) => Err("absorb task stopped".into()),
+                        }
+                    }
                     Call::Readdress { prefix } => {
                         let (tx, rx) = tokio::sync::oneshot::channel();
                         match lan_cmd_tx.send(lan::Command::Readdress { prefix, reply: tx }).await {
@@ -216,6 +243,19 @@ fn lan_settings(config: &Config, home: ipnet::Ipv4Net) -> lan::Settings {
     }
 }
 
+fn absorb_settings(config: &Config, home: ipnet::Ipv4Net) -> absorb::Settings {
+    let (nft, run_dir, sysctl_dir) = absorb::default_paths(&config.daemon.socket);
+    absorb::Settings {
+        on_collision: config.lan.on_collision,
+        pools: config.lan.pools.clone(),
+        avoid: config.lan.avoid.clone(),
+        home: home.trunc(),
+        nft,
+        run_dir,
+        sysctl_dir,
+    }
+}
+
 fn follow_settings(config: &Config, home: ipnet::Ipv4Net) -> follow::Settings {
     let lan = &config.lan;
     follow::Settings {
@@ -241,6 +281,7 @@ async fn reload(
     prober: &captive::Prober,
     resolver: &netifd::Resolver,
     follow: &watch::Sender<follow::Settings>,
+    absorb: &watch::Sender<absorb::Settings>,
 ) -> Result<tunnel::diff::Diff, String> {
     let new = lastgood::load(&config.path).map_err(|e| e.to_string())?;
     let new_home = match new.lan.address {
@@ -263,6 +304,14 @@ async fn reload(
             .map_err(|_| "LAN task stopped".to_string())?;
     }
     resolver.reconfigure(netifd_settings(&new));
+    absorb.send_if_modified(|s| {
+        let mut new = absorb_settings(&new, new_home);
+        // Paths of the running daemon stay (as the socket does).
+        new.run_dir = s.run_dir.clone();
+        let changed = *s != new;
+        *s = new;
+        changed
+    });
     follow.send_if_modified(|s| {
         let new = follow_settings(&new, new_home);
         let changed = *s != new;
@@ -312,6 +361,7 @@ fn status(
     net: &watch::Receiver<netwatch::NetState>,
     lan: &watch::Receiver<lan::Status>,
     follow: &watch::Receiver<follow::Status>,
+    absorb: &watch::Receiver<absorb::Status>,
     tunnels: &tunnel::Manager,
     prober: &captive::Prober,
 ) -> Value {
@@ -323,6 +373,10 @@ fn status(
         lan["hosts"] = serde_json::to_value(&f.hosts).unwrap_or(Value::Null);
         lan["follow"] = serde_json::to_value(&f.follow).unwrap_or(Value::Null);
         lan["hosts_problem"] = json!(f.problem);
+        lan["dhcp_warning"] = json!(f.dhcp_warning);
+        let a = absorb.borrow();
+        lan["absorbed"] = serde_json::to_value(&a.absorbed).unwrap_or(Value::Null);
+        lan["absorb_problem"] = json!(a.problem);
     }
     json!({
         "version": VERSION,

@@ -55,6 +55,9 @@ pub struct Status {
     pub follow: Option<FollowStatus>,
     /// Why hosts cannot be probed or helped (no packet socket, ...).
     pub problem: Option<String>,
+    /// When the LAN's DHCP settings (apply = "uci") keep hosts from
+    /// following a move within a minute: which, and what to set.
+    pub dhcp_warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,6 +127,7 @@ struct Task {
     problem: Option<String>,
     /// Ports down, to be brought up at that moment.
     flap: Option<(Instant, Vec<(u32, String)>)>,
+    dhcp_warning: Option<String>,
     status: watch::Sender<Status>,
 }
 
@@ -173,6 +177,7 @@ pub async fn run(
         follow: None,
         problem: None,
         flap: None,
+        dhcp_warning: None,
         status,
     };
     t.remove_stale_rules().await;
@@ -225,6 +230,7 @@ impl Task {
             hosts: self.table.status(),
             follow: self.follow.clone(),
             problem: self.problem.clone(),
+            dhcp_warning: self.dhcp_warning.clone(),
         });
     }
 
@@ -250,6 +256,9 @@ impl Task {
         }
         if prefix_changed {
             self.reload_hosts().await;
+        }
+        if prefix_changed || device_changed {
+            self.sync_rules().await;
         }
         self.publish();
     }
@@ -299,7 +308,10 @@ impl Task {
         if self.settings.apply == ApplyMode::Uci {
             let cfg = self.settings.openwrt.clone();
             match (lan::uci::Uci { cfg: &cfg }).dhcp().await {
-                Ok(sections) => known.extend(reservations(&sections, current, home)),
+                Ok(sections) => {
+                    known.extend(reservations(&sections, current, home));
+                    self.dhcp_warning = lease_warning(&sections, &cfg.network_section);
+                }
                 Err(e) => log::warn!("DHCP reservations not read: {e}"),
             }
         }
@@ -310,6 +322,9 @@ impl Task {
         let home = self.settings.address.trunc();
         match ev {
             MoveEvent::Moved { from, to, at_ms } => {
+                // The LAN task's status may reach us after this event.
+                self.lan.prefix = Some(to);
+                self.lan.router = Some(lan::router_address(self.settings.address, to).addr());
                 self.table.moved(home, from, to, at_ms);
                 self.windows.retain(|w| w.from != from && w.from != to);
                 if self.settings.follow {
@@ -534,6 +549,60 @@ impl Task {
     }
 }
 
+/// The longest lease after which every client still follows a move within
+/// about a minute: busybox udhcpc renews at half the lease and ignores T1.
+pub const FOLLOW_LEASE_S: u64 = 120;
+
+/// A dnsmasq lease time as UCI writes it ("12h", "2m", "3600", "infinite")
+/// in seconds; None for infinite or what does not parse.
+pub fn lease_seconds(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (num, unit) = match t.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&t[..i], c.to_ascii_lowercase()),
+        _ => (t, 's'),
+    };
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+/// Why the DHCP settings of the LAN (`dhcp` sections of `uci show dhcp`
+/// whose interface is `interface`) keep hosts from following within a
+/// minute, if they do.
+pub fn lease_warning(dhcp: &[lan::uci::Section], interface: &str) -> Option<String> {
+    let sec = dhcp.iter().find(|s| {
+        s.kind == "dhcp"
+            && matches!(s.get("interface"), Some(lan::uci::Value::Single(i)) if i == interface)
+    })?;
+    if matches!(sec.get("ignore"), Some(lan::uci::Value::Single(v)) if v == "1") {
+        return None; // no DHCP served here
+    }
+    let text = match sec.get("leasetime") {
+        Some(lan::uci::Value::Single(v)) => v.clone(),
+        _ => "12h".to_string(), // dnsmasq.init's default
+    };
+    match lease_seconds(&text) {
+        Some(s) if s <= FOLLOW_LEASE_S => None,
+        secs => {
+            let renew = secs.map_or("never".to_string(), |s| {
+                format!("after up to {} min", s / 120)
+            });
+            Some(format!(
+                "dhcp.{}.leasetime is {text}: after a move, busybox udhcpc hosts renew (and follow) only {renew}; \
+                 `uci set dhcp.{}.leasetime=2m; uci commit dhcp; /etc/init.d/dnsmasq reload` makes every host follow within a minute",
+                sec.name, sec.name
+            ))
+        }
+    }
+}
+
 fn mac_text(m: &frame::Mac) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -601,6 +670,47 @@ mod tests {
             wired_ports(&links, 6, wifi).is_empty(),
             "not a bridge: nothing"
         );
+    }
+
+    #[test]
+    fn lease_times_and_the_warning() {
+        for (text, want) in [
+            ("12h", Some(43_200)),
+            ("2m", Some(120)),
+            ("90", Some(90)),
+            ("1d", Some(86_400)),
+            ("2M", Some(120)),
+            ("infinite", None),
+            ("", None),
+            ("h", None),
+        ] {
+            assert_eq!(lease_seconds(text), want, "{text:?}");
+        }
+        let dhcp = |lease: &str| {
+            parse_show(&format!(
+                "dhcp.lan=dhcp\ndhcp.lan.interface='lan'\n{lease}dhcp.wan=dhcp\ndhcp.wan.interface='wan'\ndhcp.wan.ignore='1'\n"
+            ))
+            .unwrap()
+        };
+        let w = lease_warning(&dhcp("dhcp.lan.leasetime='12h'\n"), "lan").unwrap();
+        assert!(
+            w.contains("leasetime is 12h") && w.contains("up to 360 min"),
+            "{w}"
+        );
+        assert!(
+            lease_warning(&dhcp(""), "lan").unwrap().contains("12h"),
+            "unset is dnsmasq's 12h"
+        );
+        assert_eq!(
+            lease_warning(&dhcp("dhcp.lan.leasetime='2m'\n"), "lan"),
+            None
+        );
+        assert_eq!(
+            lease_warning(&dhcp("dhcp.lan.leasetime='12h'\n"), "wan"),
+            None,
+            "no DHCP there"
+        );
+        assert_eq!(lease_warning(&dhcp(""), "guest"), None, "no such interface");
     }
 
     #[test]
