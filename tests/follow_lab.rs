@@ -113,6 +113,11 @@ fn four_clients_follow_the_move() {
         let ms = h["followed_ms"].as_u64().unwrap();
         assert!(ms <= ALL_WITHIN.as_millis() as u64, "{h}");
     }
+    assert_eq!(
+        s["lan"]["hook"]["ok"], true,
+        "lan.hook: {}",
+        s["lan"]["hook"]
+    );
     let f = &s["lan"]["follow"];
     assert_eq!(f["from"], HOME, "lan.follow: {f}");
     assert_eq!(f["server_id"], "192.168.1.1", "lan.follow: {f}");
