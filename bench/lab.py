@@ -113,10 +113,11 @@ def proc_stat(pid):
 
 
 class Lab:
-    def __init__(self, tag="b", cipher=None, client_alive=(5, 3), server_ip=SERVER_IP):
+    def __init__(self, tag="b", cipher=None, client_alive=(5, 3), server_ip=SERVER_IP, sshd_extra=""):
         """server_ip: where sshd listens. Another address than SERVER_IP goes on `lo`
         in the upstream namespace (/32, reached via the router's default route), so
-        the tunnel server stays reachable when the router's uplink is renumbered."""
+        the tunnel server stays reachable when the router's uplink is renumbered.
+        sshd_extra: more sshd_config lines."""
         if os.geteuid() != 0:
             sys.exit("the namespace lab needs root")
         self.id = f"r{tag}{os.getpid()}"
@@ -150,6 +151,7 @@ class Lab:
         self._keys()
         self.cipher = cipher
         self.client_alive = client_alive
+        self.sshd_extra = sshd_extra
         self.start_sshd()
         self.target = self.start("target", self.cl, [sys.executable, f"{ROOT}/bench/target.py"])
         wait_for("the target services", lambda: listening(self.target.pid, 8080))
@@ -237,14 +239,15 @@ MaxStartups 100
 LogLevel ERROR
 """
                 + (f"Ciphers {self.cipher}\n" if self.cipher else "")
+                + self.sshd_extra
             )
         self.sshd = self.start("sshd", self.up, ["/usr/sbin/sshd", "-D", "-e", "-f", cfg])
         wait_for("sshd", lambda: listening(self.sshd.pid, 22))
         return self.sshd
 
     def roadie_config(self, tunnels, keepalive_s=5, extra="", lan_extra=""):
-        """tunnels: [(name, remote_port, target_port)]; extra goes into [[server]],
-        lan_extra into [lan] (e.g. 'hook = "..."')."""
+        """tunnels: [(name, remote_port, target_port)] (remote_port may be a string such
+        as "unix:/path"); extra goes into [[server]], lan_extra into [lan] (e.g. 'hook = "..."')."""
         cfg = f"""[daemon]
 state = "{self.dir}/state.toml"
 socket = "{self.dir}/roadie.sock"
@@ -270,10 +273,11 @@ keepalive_s = {keepalive_s}
 {extra}
 """
         for name, rport, tport in tunnels:
+            remote = rport if isinstance(rport, str) else f"0.0.0.0:{rport}"
             cfg += f"""[[tunnel]]
 name = "{name}"
 server = "lab"
-remote = "0.0.0.0:{rport}"
+remote = "{remote}"
 target = "node:{tport}"
 """
         path = f"{self.dir}/roadie.toml"

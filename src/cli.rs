@@ -651,11 +651,64 @@ pub fn human_status(v: &Value) -> String {
         ));
     }
     out.push_str(&host_lines(lan));
+    out.push_str(&absorbed_lines(v));
     out.push_str(&captive_lines(v, now));
     out.push_str(&tunnel_table(
         v["tunnels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
     ));
     out
+}
+
+/// Absorbed uplinks: what the hotel's network is called here, and the
+/// portal's address as the LAN reaches it.
+fn absorbed_lines(v: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = String::new();
+    for a in v["lan"]["absorbed"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  uplink {} ABSORBED: its network {} (ours too) is {} here; the router is {} there \
+             (from the cluster, reach its hosts at {}, e.g. its .1 at {})\n",
+            s(&a["interface"]),
+            s(&a["prefix"]),
+            s(&a["alias"]),
+            s(&a["lease"]),
+            s(&a["alias"]),
+            alias_of(a, &first_host(&a["prefix"])).unwrap_or_default()
+        ));
+        if let Some(url) = v["captive"]["url"].as_str()
+            && let Some(mapped) = alias_url(url, a)
+        {
+            out.push_str(&format!("  its login page, from the cluster: {mapped}\n"));
+        }
+    }
+    if let Some(p) = v["lan"]["absorb_problem"].as_str() {
+        out.push_str(&format!("  note: {p}\n"));
+    }
+    out
+}
+
+fn first_host(prefix: &Value) -> String {
+    prefix
+        .as_str()
+        .and_then(|p| p.parse::<ipnet::Ipv4Net>().ok())
+        .map(|n| std::net::Ipv4Addr::from(u32::from(n.network()) + 1).to_string())
+        .unwrap_or_default()
+}
+
+/// `addr` (in the absorbed `a`'s prefix) as the cluster sees it.
+fn alias_of(a: &Value, addr: &str) -> Option<String> {
+    let real: ipnet::Ipv4Net = a["prefix"].as_str()?.parse().ok()?;
+    let alias: ipnet::Ipv4Net = a["alias"].as_str()?.parse().ok()?;
+    let ip: std::net::Ipv4Addr = addr.parse().ok()?;
+    crate::plan::map_host(ip, real, alias).map(|m| m.to_string())
+}
+
+/// A URL whose host is an address in `a`'s prefix, with the alias address.
+pub fn alias_url(url: &str, a: &Value) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', ':', '?']).unwrap_or(rest.len());
+    let mapped = alias_of(a, &rest[..end])?;
+    Some(format!("{scheme}://{mapped}{}", &rest[end..]))
 }
 
 /// The hosts after a move: how many followed, and loudly each one that did
@@ -872,6 +925,48 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_absorb_commands() {
+        assert_eq!(
+            parse(&args(
+                "absorb-lease wan 192.168.1.57/24 192.168.1.1 192.168.1.1 9.9.9.9"
+            ))
+            .unwrap()
+            .command,
+            Command::AbsorbLease {
+                interface: "wan".into(),
+                address: "192.168.1.57/24".into(),
+                router: Some("192.168.1.1".into()),
+                dns: vec!["192.168.1.1".into(), "9.9.9.9".into()],
+            }
+        );
+        assert_eq!(
+            parse(&args("absorb-lease wan 192.168.1.57/24"))
+                .unwrap()
+                .command,
+            Command::AbsorbLease {
+                interface: "wan".into(),
+                address: "192.168.1.57/24".into(),
+                router: None,
+                dns: vec![]
+            }
+        );
+        assert_eq!(
+            parse(&args("absorb-release wan")).unwrap().command,
+            Command::AbsorbRelease {
+                interface: "wan".into()
+            }
+        );
+        for bad in [
+            "absorb-lease",
+            "absorb-lease wan",
+            "absorb-release",
+            "absorb-release a b",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn parses_rpcd_plugin_commands() {
         assert_eq!(
             parse(&args("rpcd list")).unwrap().command,
@@ -972,6 +1067,34 @@ mod tests {
             let e = parse(&args(a)).unwrap_err();
             assert!(e.contains(want), "{a}: {e}");
         }
+    }
+
+    #[test]
+    fn human_status_explains_an_absorbed_uplink() {
+        let v = json!({"version":"x","uptime_s":1,"wan":[],"tunnels":[],
+            "captive": {"url": "http://192.168.1.1:8002/login?x=1", "since": 0},
+            "lan":{"interface":"br-lan","address":"192.168.1.1/24","prefix":"192.168.1.0/24",
+                   "home":"192.168.1.0/24","history":[],
+                   "absorbed":[{"interface":"wan","prefix":"192.168.1.0/24","alias":"10.168.183.0/24",
+                                "lease":"192.168.1.57","address":"10.168.183.57/24","since":0,"restored":0}]}});
+        let text = human_status(&v);
+        assert!(
+            text.contains(
+                "uplink wan ABSORBED: its network 192.168.1.0/24 (ours too) is 10.168.183.0/24 here"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("its .1 at 10.168.183.1"), "{text}");
+        assert!(
+            text.contains("its login page, from the cluster: http://10.168.183.1:8002/login?x=1"),
+            "{text}"
+        );
+        let a = &v["lan"]["absorbed"][0];
+        assert_eq!(alias_url("https://portal.example/x", a), None);
+        assert_eq!(
+            alias_url("http://192.168.1.9/", a).as_deref(),
+            Some("http://10.168.183.9/")
+        );
     }
 
     #[test]

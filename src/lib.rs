@@ -103,6 +103,15 @@ pub async fn run(
         absorb_status_tx,
         cancel.clone(),
     ));
+    let helpers = Helpers {
+        follow: follow_tx,
+        absorb: absorb_tx,
+    };
+    let views = LanViews {
+        lan: lan_status_rx.clone(),
+        follow: follow_status_rx,
+        absorb: absorb_status_rx,
+    };
     let (prober, probe_task) = captive::Prober::start(&config, net_rx.clone(), cancel.clone());
     tasks.spawn(probe_task);
     let mut tunnels = tunnel::Manager::start(
@@ -144,15 +153,15 @@ pub async fn run(
             _ = failover.tick(), if tunnels.has_failover() => tunnels.tick(),
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
-                let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &follow_tx, &absorb_tx).await;
+                let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &helpers).await;
                 reloads.record(&r);
             }
             req = req_rx.recv() => {
                 let Some((call, reply)) = req else { break };
                 let result = match call {
-                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &follow_status_rx, &absorb_status_rx, &tunnels, &prober)),
+                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &views, &tunnels, &prober)),
                     Call::Reload => {
-                        let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &follow_tx, &absorb_tx).await;
+                        let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &helpers).await;
                         reloads.record(&r);
                         r.map(|d| json!({
                             "reloaded": config.path.display().to_string(),
@@ -243,6 +252,19 @@ fn lan_settings(config: &Config, home: ipnet::Ipv4Net) -> lan::Settings {
     }
 }
 
+/// The settings of the LAN's helper tasks (follow, absorb), renewed on reload.
+struct Helpers {
+    follow: watch::Sender<follow::Settings>,
+    absorb: watch::Sender<absorb::Settings>,
+}
+
+/// What the `lan` status object is made of.
+struct LanViews {
+    lan: watch::Receiver<lan::Status>,
+    follow: watch::Receiver<follow::Status>,
+    absorb: watch::Receiver<absorb::Status>,
+}
+
 fn absorb_settings(config: &Config, home: ipnet::Ipv4Net) -> absorb::Settings {
     let (nft, run_dir, sysctl_dir) = absorb::default_paths(&config.daemon.socket);
     absorb::Settings {
@@ -280,9 +302,9 @@ async fn reload(
     tunnels: &mut tunnel::Manager,
     prober: &captive::Prober,
     resolver: &netifd::Resolver,
-    follow: &watch::Sender<follow::Settings>,
-    absorb: &watch::Sender<absorb::Settings>,
+    helpers: &Helpers,
 ) -> Result<tunnel::diff::Diff, String> {
+    let (follow, absorb) = (&helpers.follow, &helpers.absorb);
     let new = lastgood::load(&config.path).map_err(|e| e.to_string())?;
     let new_home = match new.lan.address {
         Some(a) => a,
@@ -359,12 +381,11 @@ fn status(
     started: Instant,
     reloads: &Reloads,
     net: &watch::Receiver<netwatch::NetState>,
-    lan: &watch::Receiver<lan::Status>,
-    follow: &watch::Receiver<follow::Status>,
-    absorb: &watch::Receiver<absorb::Status>,
+    views: &LanViews,
     tunnels: &tunnel::Manager,
     prober: &captive::Prober,
 ) -> Value {
+    let (lan, follow, absorb) = (&views.lan, &views.follow, &views.absorb);
     let (uplinks, _) = netwatch::view(&net.borrow(), &config.wan.interfaces, &config.lan.interface);
     let (captive, probe) = prober.status();
     let mut lan = serde_json::to_value(&*lan.borrow()).unwrap_or(Value::Null);

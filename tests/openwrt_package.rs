@@ -69,6 +69,7 @@ const SHELL_SCRIPTS: &[&str] = &[
     "scripts/zig/aarch64-unknown-linux-musl",
     "scripts/zig/armv7-unknown-linux-musleabihf",
     "scripts/zig/x86_64-unknown-linux-musl",
+    "examples/udhcpc-absorb.script",
     "tests/doubles/ubus-double",
     "tests/doubles/dnsmasq-init-double",
     "tests/doubles/rc.common-double",
