@@ -20,9 +20,18 @@ pub async fn run(path: &Path, env: &[(&str, &str)]) -> Result<String, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("hook {} could not start: {e}", path.display()))?;
+    // ETXTBSY: the script was just written and some process forked meanwhile
+    // still holds it open for writing (until its exec); that passes at once.
+    let mut tries = 0;
+    let child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r => break r.map_err(|e| format!("hook {} could not start: {e}", path.display()))?,
+        }
+    };
     let out = match tokio::time::timeout(HOOK_TIMEOUT, child.wait_with_output()).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => return Err(format!("hook {}: {e}", path.display())),
