@@ -113,10 +113,11 @@ def proc_stat(pid):
 
 
 class Lab:
-    def __init__(self, tag="b", cipher=None, client_alive=(5, 3), server_ip=SERVER_IP):
+    def __init__(self, tag="b", cipher=None, client_alive=(5, 3), server_ip=SERVER_IP, sshd_extra=""):
         """server_ip: where sshd listens. Another address than SERVER_IP goes on `lo`
         in the upstream namespace (/32, reached via the router's default route), so
-        the tunnel server stays reachable when the router's uplink is renumbered."""
+        the tunnel server stays reachable when the router's uplink is renumbered.
+        sshd_extra: more sshd_config lines (e.g. "MACs hmac-sha2-256\n")."""
         if os.geteuid() != 0:
             sys.exit("the namespace lab needs root")
         self.id = f"r{tag}{os.getpid()}"
@@ -149,6 +150,7 @@ class Lab:
         sh("ip", "-n", self.cl, "route", "add", "default", "via", "192.168.1.1")
         self._keys()
         self.cipher = cipher
+        self.sshd_extra = sshd_extra
         self.client_alive = client_alive
         self.start_sshd()
         self.target = self.start("target", self.cl, [sys.executable, f"{ROOT}/bench/target.py"])
@@ -237,6 +239,7 @@ MaxStartups 100
 LogLevel ERROR
 """
                 + (f"Ciphers {self.cipher}\n" if self.cipher else "")
+                + self.sshd_extra
             )
         self.sshd = self.start("sshd", self.up, ["/usr/sbin/sshd", "-D", "-e", "-f", cfg])
         wait_for("sshd", lambda: listening(self.sshd.pid, 22))
