@@ -287,7 +287,7 @@ def table(cpu_res, mem_res):
     db_v = subprocess.run([QEMU, "-L", SYSROOT, f"{SYSROOT}/usr/bin/dbclient", "-V"], capture_output=True, text=True).stderr.strip()
     lines = [
         f"<!-- router-cpu {ARCH} -->",
-        f"## On the router's CPU ({ARCH}): roadie vs `ssh -R` and `dbclient -R`",
+        f"# On the router's CPU ({ARCH}): roadie vs `ssh -R` and `dbclient -R`",
         "",
         f"`scripts/bench router {ARCH}`: roadie's `scripts/cross-build {TRIPLE}` ({size:,} B stripped) against "
         f"Debian bookworm's {ARCH} `ssh` ({ssh_v}) and `dbclient` ({db_v.splitlines()[0] if db_v else '?'}), "
