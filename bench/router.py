@@ -61,6 +61,12 @@ CIPHERS = [
 ]
 TUNNELS = [("ui", 8080, 8080), ("bulk", 5201, 5201), ("sink", 9000, 9000)]
 IMPLS = ["roadie", "ssh", "dbclient"]
+# A/B runs of roadie builds: ROUTER_ONLY=roadie measures only those clients
+# and prints, without touching bench/results.md; ROUTER_CIPHERS picks ciphers
+# by their short name (e.g. "aes128-ctr chacha20-poly1305").
+ONLY = os.environ.get("ROUTER_ONLY", "").split() or IMPLS
+if os.environ.get("ROUTER_CIPHERS"):
+    CIPHERS = [c for c in CIPHERS if c[0].split("@")[0] in os.environ["ROUTER_CIPHERS"].split()]
 HEADER, SLOTS, NSYS = 8, 64, 8192
 
 
@@ -143,7 +149,7 @@ def sshd_extra(mac):
 
 
 def impls_for(has_dbclient):
-    return [i for i in IMPLS if i != "dbclient" or has_dbclient]
+    return [i for i in IMPLS if (i != "dbclient" or has_dbclient) and i in ONLY]
 
 
 def cpu():
@@ -200,7 +206,7 @@ def memory():
     out = {}
     lab = L.Lab(tag="m", sshd_extra=sshd_extra(None))
     try:
-        for impl in IMPLS:
+        for impl in [i for i in IMPLS if i in ONLY]:
             p, _ = start(lab, impl, None, None)
             L.wait_for("serving", lambda: serving(lab), timeout=30)
             idle = guest_rss(p.pid)
@@ -353,4 +359,5 @@ if __name__ == "__main__":
     parts = os.environ.get("ROUTER_PARTS", "cpu memory").split()
     c = cpu() if "cpu" in parts else {}
     m = memory() if "memory" in parts else {}
-    write_results(table(c, m))
+    if ONLY == IMPLS:
+        write_results(table(c, m))
