@@ -16,11 +16,15 @@
 //!
 //! On x86_64 with AVX2, the payload's whole 512-byte chunks take this crate's
 //! own eight-block key stream (`avx2.rs`, the only unsafe code here, for the
-//! SIMD loads and stores); everything else is RustCrypto's.
+//! SIMD loads and stores); elsewhere they take a one-block scalar key stream
+//! (`scalar.rs`); everything else is RustCrypto's.
 #![deny(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+// On x86_64 only the tests use it (AVX2 or RustCrypto's backends serve there).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+mod scalar;
 
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
@@ -111,13 +115,13 @@ impl Keys {
     }
 
     /// XORs K_2's key stream from block 1 on into `data`; `cipher` is that
-    /// stream from `payload`. Whole 512-byte chunks go the fast way where
-    /// there is one, the rest through `cipher`.
+    /// stream from `payload`. Whole 512-byte chunks (AVX2) or whole blocks
+    /// (elsewhere) go the fast way, the rest through `cipher`.
     fn xor_payload(&self, seqn: u32, mut cipher: ChaCha20, data: &mut [u8]) {
         #[cfg(target_arch = "x86_64")]
         let done = avx2::xor_chunks(&state(&self.k_2, seqn, 1), data);
         #[cfg(not(target_arch = "x86_64"))]
-        let done = 0;
+        let done = scalar::xor_blocks(&state(&self.k_2, seqn, 1), data);
         if done > 0 {
             cipher.seek(64 + done as u64);
         }
@@ -126,8 +130,7 @@ impl Keys {
 }
 
 /// ChaCha20's 16 input words for `key`, OpenSSH's nonce `seqn` and block
-/// `block`: what `stream` sets up, for the fast path.
-#[cfg(target_arch = "x86_64")]
+/// `block`: what `stream` sets up, for the fast paths.
 fn state(key: &chacha20::Key, seqn: u32, block: u32) -> [u32; 16] {
     let mut w = [0u32; 16];
     w[..4].copy_from_slice(&[0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574]);
@@ -270,6 +273,33 @@ mod tests {
                 clear[done..],
                 "len {len}: bytes past the chunks touched"
             );
+        }
+    }
+
+    /// The scalar one-block path against RustCrypto's stream, the same way.
+    #[test]
+    fn scalar_key_stream_matches_rustcrypto() {
+        let cases = [
+            (0, 1, 0),
+            (63, 1, 7),
+            (64, 1, 0x0102_0304),
+            (65, 0, 9),
+            (1_000, 1, u32::MAX),
+            (32_768, 1, 41),
+            (35_000, 500, 1 << 31),
+        ];
+        for (i, &(len, block, seqn)) in cases.iter().enumerate() {
+            let k = chacha20::Key::from(<[u8; 32]>::try_from(bytes(i as u64 + 70, 32)).unwrap());
+            let clear = bytes(i as u64 + 900, len);
+            let mut want = clear.clone();
+            let mut cipher = stream(&k, seqn);
+            cipher.seek(64 * u64::from(block));
+            cipher.apply_keystream(&mut want);
+            let mut got = clear.clone();
+            let done = scalar::xor_blocks(&state(&k, seqn, block), &mut got);
+            assert_eq!(done, len / scalar::BLOCK * scalar::BLOCK, "len {len}");
+            assert_eq!(got[..done], want[..done], "len {len} block {block} seqn {seqn:#x}");
+            assert_eq!(got[done..], clear[done..], "len {len}: bytes past the blocks touched");
         }
     }
 
