@@ -201,41 +201,47 @@ def guest_rss(pid):
 
 
 def memory():
-    """{impl: (idle MiB, peak MiB)}: each client's own cipher choice."""
+    """{impl: (idle MiB, peak MiB)}, medians of ROUNDS: each client's own
+    cipher choice. The peak is sampled (every 50 ms), so it varies more."""
     print(f"router memory ({ARCH})", flush=True)
-    out = {}
+    runs = {i: [] for i in IMPLS if i in ONLY}
     lab = L.Lab(tag="m", sshd_extra=sshd_extra(None))
     try:
-        for impl in [i for i in IMPLS if i in ONLY]:
-            p, _ = start(lab, impl, None, None)
-            L.wait_for("serving", lambda: serving(lab), timeout=30)
-            idle = guest_rss(p.pid)
-            peak, done = [idle], threading.Event()
-
-            def sample():
-                while not done.is_set():
-                    try:
-                        peak[0] = max(peak[0], guest_rss(p.pid))
-                    except FileNotFoundError:
-                        return
-                    done.wait(0.05)
-
-            t = threading.Thread(target=sample)
-            t.start()
-            try:
-                # 200 connections at once; less data each than bench.py's
-                # flood (qemu is slow), still all open and moving together.
-                r = json.loads(lab.client("flood", L.SERVER_IP, 9000, 200, 256 * 1024))
-            finally:
-                done.set()
-                t.join()
-            assert r["failed"] == 0, (impl, r)
-            out[impl] = (idle / 1024, peak[0] / 1024)
-            print(f"  {impl}: idle {idle / 1024:.2f} MiB, peak {peak[0] / 1024:.2f} MiB", flush=True)
-            lab.stop(impl)
+        for _ in range(ROUNDS):
+            for impl in runs:
+                runs[impl].append(memory_once(lab, impl))
     finally:
         lab.close()
-    return out
+    return {i: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for i, rs in runs.items()}
+
+
+def memory_once(lab, impl):
+    p, _ = start(lab, impl, None, None)
+    L.wait_for("serving", lambda: serving(lab), timeout=30)
+    idle = guest_rss(p.pid)
+    peak, done = [idle], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            try:
+                peak[0] = max(peak[0], guest_rss(p.pid))
+            except FileNotFoundError:
+                return
+            done.wait(0.05)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        # 200 connections at once; less data each than bench.py's flood
+        # (qemu is slow), still all open and moving together.
+        r = json.loads(lab.client("flood", L.SERVER_IP, 9000, 200, 256 * 1024))
+    finally:
+        done.set()
+        t.join()
+    assert r["failed"] == 0, (impl, r)
+    print(f"  {impl}: idle {idle / 1024:.2f} MiB, peak {peak[0] / 1024:.2f} MiB", flush=True)
+    lab.stop(impl)
+    return idle / 1024, peak[0] / 1024
 
 
 def serving(lab):
@@ -264,12 +270,15 @@ def profile(path):
             L.wait_for("the symbol file", lambda: os.path.exists(syms))
             with open(syms) as f:
                 rows = [(int(a), b.strip()) for a, b in (x.split("\t", 1) for x in f)]
+            names = subprocess.run(["c++filt", "-s", "rust"], input="\n".join(n for _, n in rows),
+                                   capture_output=True, text=True, check=True).stdout.splitlines()
+            rows = [(n, name) for (n, _), name in zip(rows, names)]
         finally:
             lab.close()
         total = sum(n for n, _ in rows)
         lines += [f"## {cipher}{' + ' + mac if mac else ''}: {total / 1e9:.2f} G instructions", "",
                   "| share | G insns | symbol |", "|---|---|---|"]
-        lines += [f"| {100 * n / total:.1f} % | {n / 1e9:.2f} | `{s[:100]}` |" for n, s in rows[:25]]
+        lines += [f"| {100 * n / total:.1f} % | {n / 1e9:.2f} | `{s[:120]}` |" for n, s in rows[:25]]
         lines.append("")
         print("\n".join(lines[-28:]), flush=True)
     with open(path, "w") as f:
@@ -284,6 +293,8 @@ def fmt_k(v):
     """Counts: 74 k, 1.6 k, 310."""
     if v is None:
         return "–"
+    if v >= 1e5:
+        return f"{v / 1e3:.0f} k"
     return f"{v / 1e3:.2g} k" if v >= 1e3 else f"{v:.0f}"
 
 
@@ -322,8 +333,8 @@ def table(cpu_res, mem_res):
             "",
             "| memory (resident inside the emulated address space) | roadie | ssh | dbclient |",
             "|---|---|---|---|",
-            "| idle, 3 tunnels | " + " | ".join(f"{mem_res[i][0]:.2f} MiB" for i in IMPLS) + " |",
-            "| peak, 200 connections moving data (256 KiB each) | "
+            f"| idle, 3 tunnels (median of {ROUNDS}) | " + " | ".join(f"{mem_res[i][0]:.2f} MiB" for i in IMPLS) + " |",
+            f"| peak, 200 connections moving data (256 KiB each; median of {ROUNDS}) | "
             + " | ".join(f"{mem_res[i][1]:.2f} MiB" for i in IMPLS) + " |",
         ]
     lines.append(f"<!-- /router-cpu {ARCH} -->")
