@@ -309,7 +309,12 @@ mod tests {
         }
         for (k, data) in &cases {
             let k: [u8; 32] = k.as_slice().try_into().unwrap();
-            assert_eq!(poly::tag(&k, data), rustcrypto_mac(&k, data), "len {}", data.len());
+            assert_eq!(
+                poly::tag(&k, data),
+                rustcrypto_mac(&k, data),
+                "len {}",
+                data.len()
+            );
         }
     }
 
@@ -335,8 +340,16 @@ mod tests {
             let mut got = clear.clone();
             let done = scalar::xor_blocks(&state(&k, seqn, block), &mut got);
             assert_eq!(done, len / scalar::BLOCK * scalar::BLOCK, "len {len}");
-            assert_eq!(got[..done], want[..done], "len {len} block {block} seqn {seqn:#x}");
-            assert_eq!(got[done..], clear[done..], "len {len}: bytes past the blocks touched");
+            assert_eq!(
+                got[..done],
+                want[..done],
+                "len {len} block {block} seqn {seqn:#x}"
+            );
+            assert_eq!(
+                got[done..],
+                clear[done..],
+                "len {len}: bytes past the blocks touched"
+            );
         }
     }
 
