@@ -39,12 +39,19 @@ import lab as L  # noqa: E402
 ARCH = os.environ.get("ROUTER_ARCH", "mipsel")
 # Per Debian architecture: qemu, the Rust target, syscall numbers of the
 # mmap family (Linux's per-ABI tables: MIPS o32 starts at 4000).
+# The CPU: qemu's default for mipsel (Debian's mipsel is hard-float, and
+# -cpu 24KEc kills it with SIGILL); for ARM the routers' cores, without
+# which qemu offers ARMv8's AES and PMULL instructions that OpenSSL then uses
+# (IPQ40xx's Cortex-A7 has none).
 ARCHES = {
-    "mipsel": ("qemu-mipsel", "mipsel-unknown-linux-musl", {"mmap": (4090, 4210), "munmap": (4091,), "mremap": (4167,)}),
-    "armhf": ("qemu-arm", "armv7-unknown-linux-musleabihf", {"mmap": (192,), "munmap": (91,), "mremap": (163,)}),
-    "arm64": ("qemu-aarch64", "aarch64-unknown-linux-musl", {"mmap": (222,), "munmap": (215,), "mremap": (216,)}),
+    "mipsel": ("qemu-mipsel", None, "mipsel-unknown-linux-musl",
+               {"mmap": (4090, 4210), "munmap": (4091,), "mremap": (4167,)}),
+    "armhf": ("qemu-arm", "cortex-a7", "armv7-unknown-linux-musleabihf",
+              {"mmap": (192,), "munmap": (91,), "mremap": (163,)}),
+    "arm64": ("qemu-aarch64", "cortex-a53", "aarch64-unknown-linux-musl",
+              {"mmap": (222,), "munmap": (215,), "mremap": (216,)}),
 }
-QEMU, TRIPLE, SYSCALLS = ARCHES[ARCH]
+QEMU, CPU, TRIPLE, SYSCALLS = ARCHES[ARCH]
 SYSROOT = os.environ.get("ROUTER_SYSROOT", "")
 PLUGIN = os.environ.get("ROUTER_PLUGIN", "")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -72,7 +79,8 @@ HEADER, SLOTS, NSYS = 8, 64, 8192
 
 def qemu(counters, prog, *args, syms=None):
     plugin = f"{PLUGIN},out={counters}" + (f",syms={syms}" if syms else "")
-    return [QEMU, "-B", hex(GUEST_BASE), "-plugin", plugin, "-L", SYSROOT, prog, *args]
+    cpu = ["-cpu", CPU] if CPU else []
+    return [QEMU, *cpu, "-B", hex(GUEST_BASE), "-plugin", plugin, "-L", SYSROOT, prog, *args]
 
 
 def start(lab, impl, cipher, mac, syms=None):
@@ -308,7 +316,7 @@ def table(cpu_res, mem_res):
         "",
         f"`scripts/bench router {ARCH}`: roadie's `scripts/cross-build {TRIPLE}` ({size:,} B stripped) against "
         f"Debian bookworm's {ARCH} `ssh` ({ssh_v}) and `dbclient` ({db_v.splitlines()[0] if db_v else '?'}), "
-        f"all under Debian's qemu-user 7.2 with qemu's default CPU, same sshd, one cipher allowed per run, "
+        f"all under Debian's qemu-user 7.2 ({f'-cpu {CPU}' if CPU else 'qemu default CPU'}), same sshd, one cipher allowed per run, "
         f"{MIB} MiB per transfer scaled to one GiB, {ROUNDS} rounds, medians. "
         "Instructions: the emulated program's own (bench/qemu-plugin/insns.c). mmap calls: the guest's "
         "mmap, mmap2, munmap and mremap syscalls. Faults: minor faults of the whole qemu process (the guest's "
