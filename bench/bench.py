@@ -11,6 +11,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,10 +51,15 @@ def iperf(lab, reverse):
     raise RuntimeError("iperf3 kept failing")
 
 
+def show(v, unit):
+    """A measured value; float("inf") is a wait that hit its cap."""
+    return f"> {STALE_CAP:g} {unit}" if v == float("inf") else f"{v:.3g} {unit}"
+
+
 def record(section, metric, values, unit, better):
     r, o = statistics.median(values["roadie"]), statistics.median(values["openssh"])
     results.append((section, metric, r, o, unit, better))
-    print(f"  {metric}: roadie {r:.3g} {unit}, openssh {o:.3g} {unit}", flush=True)
+    print(f"  {metric}: roadie {show(r, unit)}, openssh {show(o, unit)}", flush=True)
 
 
 def throughput_and_cpu():
@@ -216,9 +222,174 @@ def silent():
     record("recovery", f"silent loss detected (keepalive {alive} s, 1 miss allowed)", silent, "s", "lower")
 
 
+STALE_CAP = float(os.environ.get("STALE_CAP_S", "120"))
+# Every lab of the stale part: the README's sshd settings for a self-hosted server.
+STALE_SSHD = "AllowStreamLocalForwarding yes\nStreamLocalBindUnlink yes\n"
+NEW_WAN_IP = "10.66.0.3"
+
+
+STALE_NOTES = [
+    "Stale-session rows (`scripts/bench stale`, issue 17): the router's uplink is renumbered; sshd has",
+    "`ClientAliveInterval 5`, `ClientAliveCountMax 3`; OpenSSH runs `ssh -R` (ServerAlive 5 × 3,",
+    "ExitOnForwardFailure) in a restart loop; \"GET every 20 ms\" is a visitor starting a GET through the",
+    "tunnel every 20 ms (1 s timeout each); \"serving\" means every GET since has been answered for 2 s.",
+    f"`> {STALE_CAP:g} s` is the cap of the wait. What ends the old session that sshd still holds:",
+    "idle, its ClientAlive timeout; with visitors, each one wakes the dead session (ClientAlive counts idle",
+    "time only), so only the server's TCP retransmission timeout ends it (`tcp_retries2` 15: about 15 min;",
+    "5: about 13 s); with a unix-socket remote and `StreamLocalBindUnlink yes`, the new session's socket",
+    "replaces it at once (ssh -R first needs its ServerAlive timeout to notice its own connection is dead);",
+    "with the new address 100 ms before the old one goes, roadie cancels the old session's forwards and",
+    "disconnects while its address still works, and connects from the new address.",
+]
+
+
+class Pulse:
+    """Visitors of the tunnel: `client.py pulse` in the upstream namespace, a GET every
+    20 ms whether or not the last one was answered (1 s timeout each)."""
+
+    def __init__(self, lab, host, port):
+        self.results = []  # (launch time, ok), in the order they finished
+        self.p = subprocess.Popen(
+            ["ip", "netns", "exec", lab.up, sys.executable, f"{L.ROOT}/bench/client.py", "pulse", host, str(port), "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            t, ok = line.split()
+            self.results.append((float(t), ok == "1"))
+
+    def serving_again(self, t0, hold=2.0):
+        """Seconds from t0 until every GET launched since has been answered, for `hold` s
+        (0 when none launched after t0 failed); None while that has not happened yet.
+        Only GETs launched over 1.5 s ago count: they have all finished (1 s timeout)."""
+        horizon = time.monotonic() - 1.5
+        r = [(t, ok) for t, ok in list(self.results) if t0 <= t <= horizon]
+        fails = [t for t, ok in r if not ok]
+        last_fail = max(fails) if fails else None
+        oks = [t for t, ok in r if ok and (last_fail is None or t > last_fail)]
+        if not oks or max(oks) - min(oks) < hold:
+            return None
+        return 0.0 if last_fail is None else min(oks) - t0
+
+    def failed_since(self, t0):
+        return sum(1 for t, ok in list(self.results) if t >= t0 and not ok)
+
+    def close(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.p.wait()
+
+
+def stale_one(impl, event, remote, traffic, retries2=None):
+    """One stale-session measurement: seconds until the tunnel serves again after `event`
+    on the router's uplink ("renumber": the old address goes, then the new one comes, as
+    udhcpc's script applies a lease; "overlap": the new address comes 100 ms before the
+    old one goes), float("inf") past STALE_CAP. remote: 8080 or "unix"."""
+    lab = L.Lab(tag="x", client_alive=(5, 3), sshd_extra=STALE_SSHD)
+    pulse = None
+    try:
+        if retries2 is not None:
+            # Per network namespace: only the server's own sockets.
+            L.sh("ip", "netns", "exec", lab.up, "sysctl", "-qw", f"net.ipv4.tcp_retries2={retries2}")
+        # The new address survives the old one's removal (else the kernel drops secondaries too).
+        L.sh("ip", "netns", "exec", lab.rtr, "sysctl", "-qw", "net.ipv4.conf.wan0.promote_secondaries=1")
+        sock = f"{lab.dir}/ui.sock"
+        if impl == "roadie":
+            rport = f"unix:{sock}" if remote == "unix" else remote
+            lab.start_roadie([("ui", rport, 8080)], keepalive_s=5)
+            L.wait_for("roadie's tunnel", lambda: roadie_tunnel_up(lab), timeout=20)
+        else:
+            spec = f"{sock}:{L.NODE_IP}:8080" if remote == "unix" else f"0.0.0.0:{remote}:{L.NODE_IP}:8080"
+            loop = (
+                "while :; do ssh -v -N -i {d}/id_ed25519 -o UserKnownHostsFile={d}/kh "
+                "-o StrictHostKeyChecking=accept-new -o ExitOnForwardFailure=yes "
+                "-o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o BatchMode=yes "
+                "-R {spec} root@{s}; sleep 1; done"
+            ).format(d=lab.dir, spec=spec, s=L.SERVER_IP)
+            lab.start("ssh", lab.rtr, ["sh", "-c", loop])
+            L.wait_for("ssh's forward", lambda: ssh_forwards(lab) > 0, timeout=20)
+        host, port = ("unix", sock) if remote == "unix" else (L.SERVER_IP, remote)
+        if traffic:
+            pulse = Pulse(lab, host, port)
+            start = time.monotonic()
+            L.wait_for("visitors served", lambda: pulse.serving_again(start) is not None, timeout=20, step=0.05)
+        else:
+            L.wait_for("serving", lambda: serving(lab))
+        before = ssh_forwards(lab) if impl == "openssh" else 0
+        t0 = time.monotonic()
+        if event == "renumber":
+            L.sh("ip", "-n", lab.rtr, "addr", "flush", "dev", "wan0")
+            L.sh("ip", "-n", lab.rtr, "addr", "add", f"{NEW_WAN_IP}/24", "dev", "wan0")
+        else:
+            L.sh("ip", "-n", lab.rtr, "addr", "add", f"{NEW_WAN_IP}/24", "dev", "wan0")
+            time.sleep(0.1)  # the network's own timing under test, not a wait for a condition
+            L.sh("ip", "-n", lab.rtr, "addr", "del", f"{L.WAN_IP}/24", "dev", "wan0")
+        L.sh("ip", "-n", lab.rtr, "route", "replace", "default", "via", L.SERVER_IP)
+        try:
+            if traffic:
+                took = L.wait_for("serving again", lambda: pulse.serving_again(t0), timeout=STALE_CAP, step=0.05)
+                failed = pulse.failed_since(t0)
+            else:
+                # No probing until the client says it is back (a probe would wake the old session).
+                if impl == "roadie":
+                    L.wait_for("roadie back up", lambda: tunnel_up_again(lab), timeout=STALE_CAP, step=0.05)
+                else:
+                    L.wait_for("a new ssh's forward", lambda: ssh_forwards(lab) > before, timeout=STALE_CAP, step=0.05)
+                L.wait_for("serving again", lambda: serving(lab), timeout=STALE_CAP, step=0.05)
+                took, failed = time.monotonic() - t0, 0
+        except TimeoutError:
+            took, failed = float("inf"), pulse.failed_since(t0) if pulse else 0
+        why = ""
+        if impl == "roadie":
+            t = roadie_status(lab)["tunnels"][0]
+            why = f"; roadie: {t['state']}, reconnects {t['reconnects']}, last_error {t['last_error']}"
+        print(f"    {impl} {event} {remote} traffic={traffic} retries2={retries2}: {took:.2f} s, {failed} GETs failed{why}", flush=True)
+        return took
+    finally:
+        if pulse:
+            pulse.close()
+        lab.close()
+
+
+def stale():
+    """Recovery from a stale session on the server (issue 17), roadie and `ssh -R` in an
+    autossh-style loop against one sshd (ClientAliveInterval 5, ClientAliveCountMax 3)."""
+    print(f"stale sessions (cap {STALE_CAP:g} s)", flush=True)
+    cases = [
+        ("renumbered, idle", dict(event="renumber", remote=8080, traffic=False)),
+        ("renumbered, GET every 20 ms", dict(event="renumber", remote=8080, traffic=True)),
+        ("renumbered, GET every 20 ms, server tcp_retries2=5", dict(event="renumber", remote=8080, traffic=True, retries2=5)),
+        ("unix socket + StreamLocalBindUnlink, renumbered, GET every 20 ms", dict(event="renumber", remote="unix", traffic=True)),
+        ("new address 100 ms before the old goes, GET every 20 ms", dict(event="overlap", remote=8080, traffic=True)),
+    ]
+    only = os.environ.get("STALE_CASES")
+    for i, (name, kw) in enumerate(cases):
+        if only and str(i) not in only.split(","):
+            continue
+        print(f"  {name}", flush=True)
+        values = {impl: [] for impl in IMPLS}
+        for _ in range(ROUNDS):
+            for impl in IMPLS:
+                values[impl].append(stale_one(impl, **kw))
+        record("recovery", f"stale session: {name} → serving", values, "s", "lower")
+
+
 def roadie_status(lab):
     out = L.sh(L.ROADIE_BIN, "-s", f"{lab.dir}/roadie.sock", "call", "status")
     return json.loads(out)
+
+
+def roadie_tunnel_up(lab):
+    """The first tunnel is up (False while the daemon is still starting)."""
+    try:
+        return roadie_status(lab)["tunnels"][0]["state"] == "up"
+    except RuntimeError:
+        return False
 
 
 def tunnel_up_again(lab):
@@ -290,9 +461,13 @@ def write_results():
     except FileNotFoundError:
         router = ""
     for section, metric, r, o, unit, better in results:
-        ratio = r / o if o else float("nan")
+        inf = float("inf")
+        if inf in (r, o):
+            ratio = "<" if o == inf and r != inf else "—"
+        else:
+            ratio = f"{r / o:.2f}×" if o else "—"
         key = f"{section}: {metric}"
-        rows[key] = f"| {key} | {r:.3g} {unit} | {o:.3g} {unit} | {ratio:.2f}× | {better} |"
+        rows[key] = f"| {key} | {show(r, unit)} | {show(o, unit)} | {ratio} | {better} |"
     lines = [
         *([router] if router else []),
         "# roadie vs OpenSSH `ssh -R`",
@@ -305,6 +480,8 @@ def write_results():
         "| what | roadie | OpenSSH | roadie / OpenSSH | better |",
         "|---|---|---|---|---|",
         *rows.values(),
+        "",
+        *STALE_NOTES,
     ]
     text = "\n".join(lines) + "\n"
     with open(path, "w") as f:
@@ -379,8 +556,8 @@ def profile_one(cipher):
 
 
 if __name__ == "__main__":
-    parts = sys.argv[1:] or ["throughput", "latency", "recovery", "silent", "memory"]
+    parts = sys.argv[1:] or ["throughput", "latency", "recovery", "silent", "stale", "memory"]
     for part in parts:
         {"throughput": throughput_and_cpu, "latency": latency, "recovery": recovery, "silent": silent,
-         "memory": memory, "profile": profile}[part]()
+         "stale": stale, "memory": memory, "profile": profile}[part]()
     write_results()

@@ -4,6 +4,9 @@
   client.py get HOST PORT [TIMEOUT]                  -> the page, or exit 1
   client.py flood HOST PORT CONNECTIONS BYTES        -> JSON {sent, acked, failed}: each
         connection sends BYTES to the sink and checks the count it acknowledges
+  client.py pulse HOST PORT INTERVAL_MS              -> until killed, one GET every INTERVAL_MS
+        (each on its own connection, 1 s timeout, not waiting for the previous one); a line
+        "LAUNCH_MONOTONIC 1|0" per finished GET. HOST "unix" means PORT is a socket path.
 """
 
 import asyncio
@@ -18,7 +21,11 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n"
 
 async def one_request(host, port, timeout=5.0):
     t0 = time.perf_counter()
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    if host == "unix":
+        opening = asyncio.open_unix_connection(port)
+    else:
+        opening = asyncio.open_connection(host, port)
+    reader, writer = await asyncio.wait_for(opening, timeout)
     try:
         writer.write(REQUEST)
         await writer.drain()
@@ -76,8 +83,33 @@ async def flood(host, port, conns, size):
     return result
 
 
+async def pulse(host, port, interval):
+    """Visitors that keep coming whether or not the last one was served. CLOCK_MONOTONIC is
+    the same in every namespace, so the bench can compare these times with its own."""
+
+    async def one(t):
+        try:
+            await one_request(host, port, timeout=1.0)
+            ok = 1
+        except (OSError, asyncio.TimeoutError, ConnectionError):
+            ok = 0
+        sys.stdout.write(f"{t:.4f} {ok}\n")
+        sys.stdout.flush()
+
+    tasks = set()
+    while True:
+        task = asyncio.create_task(one(time.monotonic()))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        await asyncio.sleep(interval)
+
+
 def main():
-    cmd, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    cmd, host = sys.argv[1], sys.argv[2]
+    port = sys.argv[3] if host == "unix" else int(sys.argv[3])
+    if cmd == "pulse":
+        asyncio.run(pulse(host, port, int(sys.argv[4]) / 1000))
+        return
     if cmd == "latency":
         print(json.dumps(asyncio.run(latency(host, port, int(sys.argv[4]), int(sys.argv[5])))))
     elif cmd == "flood":

@@ -117,7 +117,7 @@ class Lab:
         """server_ip: where sshd listens. Another address than SERVER_IP goes on `lo`
         in the upstream namespace (/32, reached via the router's default route), so
         the tunnel server stays reachable when the router's uplink is renumbered.
-        sshd_extra: more sshd_config lines (e.g. "MACs hmac-sha2-256\n")."""
+        sshd_extra: more sshd_config lines."""
         if os.geteuid() != 0:
             sys.exit("the namespace lab needs root")
         self.id = f"r{tag}{os.getpid()}"
@@ -150,8 +150,8 @@ class Lab:
         sh("ip", "-n", self.cl, "route", "add", "default", "via", "192.168.1.1")
         self._keys()
         self.cipher = cipher
-        self.sshd_extra = sshd_extra
         self.client_alive = client_alive
+        self.sshd_extra = sshd_extra
         self.start_sshd()
         self.target = self.start("target", self.cl, [sys.executable, f"{ROOT}/bench/target.py"])
         wait_for("the target services", lambda: listening(self.target.pid, 8080))
@@ -246,8 +246,8 @@ LogLevel ERROR
         return self.sshd
 
     def roadie_config(self, tunnels, keepalive_s=5, extra="", lan_extra=""):
-        """tunnels: [(name, remote_port, target_port)]; extra goes into [[server]],
-        lan_extra into [lan] (e.g. 'hook = "..."')."""
+        """tunnels: [(name, remote_port, target_port)] (remote_port may be a string such
+        as "unix:/path"); extra goes into [[server]], lan_extra into [lan] (e.g. 'hook = "..."')."""
         cfg = f"""[daemon]
 state = "{self.dir}/state.toml"
 socket = "{self.dir}/roadie.sock"
@@ -273,10 +273,11 @@ keepalive_s = {keepalive_s}
 {extra}
 """
         for name, rport, tport in tunnels:
+            remote = rport if isinstance(rport, str) else f"0.0.0.0:{rport}"
             cfg += f"""[[tunnel]]
 name = "{name}"
 server = "lab"
-remote = "0.0.0.0:{rport}"
+remote = "{remote}"
 target = "node:{tport}"
 """
         path = f"{self.dir}/roadie.toml"

@@ -21,6 +21,12 @@ commands:
                          host to its `service`; hosts from the daemon, else `public_host`
   suggest-prefix         a rarely used home prefix for the cluster (from the pools,
                          away from the prefixes hotels and hotspots use)
+  absorb-lease INTERFACE ADDRESS/LEN [ROUTER [DNS...]]
+                         for a DHCP client's script ([lan] on_collision = \"absorb\"):
+                         prints ip=, mask=, router=, dns= to install (the alias
+                         ones when roadie absorbs the lease)
+  absorb-release INTERFACE
+                         the lease on INTERFACE ended (deconfig)
   rpcd list | rpcd call METHOD
                          the rpcd exec plugin (/usr/libexec/rpcd/roadie): the methods
                          as rpcd lists them; a call with its JSON parameters on stdin
@@ -48,6 +54,17 @@ pub enum Command {
     CheckConfig,
     Ingress(ingress::Options),
     SuggestPrefix,
+    /// `absorb-lease IFACE ADDRESS/LEN [ROUTER [DNS...]]`: for a DHCP
+    /// client's event script (crate::absorb).
+    AbsorbLease {
+        interface: String,
+        address: String,
+        router: Option<String>,
+        dns: Vec<String>,
+    },
+    AbsorbRelease {
+        interface: String,
+    },
     /// `rpcd list` (None) or `rpcd call METHOD`.
     Rpcd {
         call: Option<String>,
@@ -147,6 +164,28 @@ pub fn parse(args: &[String]) -> Result<Cli, String> {
             }
         },
         "ingress" => parse_ingress(args)?,
+        "absorb-lease" => match args {
+            [i, a, rest @ ..] => Command::AbsorbLease {
+                interface: i.to_string(),
+                address: a.to_string(),
+                router: rest
+                    .first()
+                    .map(|r| r.to_string())
+                    .filter(|r| !r.is_empty()),
+                dns: rest.iter().skip(1).map(|d| d.to_string()).collect(),
+            },
+            _ => {
+                return Err(
+                    "absorb-lease: expected INTERFACE ADDRESS/LENGTH [ROUTER [DNS...]], e.g. wan 192.168.1.57/24 192.168.1.1 192.168.1.1".into(),
+                );
+            }
+        },
+        "absorb-release" => match args {
+            [i] => Command::AbsorbRelease {
+                interface: i.to_string(),
+            },
+            _ => return Err("absorb-release: expected INTERFACE".into()),
+        },
         "rpcd" => match args {
             [l] if l.as_str() == "list" => Command::Rpcd { call: None },
             [c, m] if c.as_str() == "call" => Command::Rpcd {
@@ -353,6 +392,78 @@ pub fn run_client(cli: &Cli) -> i32 {
     }
 }
 
+/// `roadie absorb-lease`: prints the values a DHCP client's script should
+/// install, as shell assignments (`ip=… mask=… router=… dns='…'`): the
+/// alias ones when roadie absorbs the lease, the lease's own otherwise, also
+/// when the daemon cannot be asked (then with a warning on stderr).
+pub fn absorb_lease(cli: &Cli) -> i32 {
+    let Command::AbsorbLease {
+        interface,
+        address,
+        router,
+        dns,
+    } = &cli.command
+    else {
+        return 2;
+    };
+    let params = serde_json::json!({
+        "interface": interface, "address": address,
+        "router": router, "dns": dns.join(" "),
+    });
+    // Validated the daemon's way even when it is not running.
+    let line = serde_json::json!({"method": "absorb.lease", "params": params}).to_string();
+    if let Err(e) = crate::control::protocol::parse_request(line.as_bytes()) {
+        eprintln!("roadie: {e}");
+        return 2;
+    }
+    let (mut ip, mut mask) = match address.split_once('/') {
+        Some((i, m)) => (i.to_string(), m.to_string()),
+        None => (address.clone(), String::new()),
+    };
+    let (mut gw, mut servers) = (router.clone().unwrap_or_default(), dns.join(" "));
+    match client::call(&socket_path(cli), "absorb.lease", &params) {
+        Ok(v) => {
+            if let Some((i, m)) = v["address"].as_str().and_then(|a| a.split_once('/')) {
+                (ip, mask) = (i.to_string(), m.to_string());
+            }
+            gw = v["router"].as_str().unwrap_or("").to_string();
+            let list: Vec<&str> = v["dns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            servers = list.join(" ");
+            if let Some(why) = v["why"].as_str() {
+                eprintln!("roadie: {why}");
+            }
+        }
+        Err(e) => eprintln!(
+            "roadie: the lease goes in as it is: {}",
+            call_error_text(&e)
+        ),
+    }
+    println!("ip={ip}\nmask={mask}\nrouter={gw}\ndns='{servers}'");
+    0
+}
+
+pub fn absorb_release(cli: &Cli) -> i32 {
+    let Command::AbsorbRelease { interface } = &cli.command else {
+        return 2;
+    };
+    let params = serde_json::json!({"interface": interface});
+    if let Err(e) = client::call(&socket_path(cli), "absorb.release", &params) {
+        eprintln!("roadie: {}", call_error_text(&e));
+    }
+    0
+}
+
+fn call_error_text(e: &CallError) -> &str {
+    match e {
+        CallError::NotRunning(m) | CallError::Unreachable(m) | CallError::Daemon(m) => m,
+    }
+}
+
 pub fn check_config(cli: &Cli) -> i32 {
     match config::load(&cli.config_path()) {
         Ok(c) => {
@@ -539,10 +650,108 @@ pub fn human_status(v: &Value) -> String {
             h.get("message").and_then(Value::as_str).unwrap_or("")
         ));
     }
+    out.push_str(&host_lines(lan));
+    out.push_str(&absorbed_lines(v));
     out.push_str(&captive_lines(v, now));
     out.push_str(&tunnel_table(
         v["tunnels"].as_array().map(Vec::as_slice).unwrap_or(&[]),
     ));
+    out
+}
+
+/// Absorbed uplinks: what the hotel's network is called here, and the
+/// portal's address as the LAN reaches it.
+fn absorbed_lines(v: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = String::new();
+    for a in v["lan"]["absorbed"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  uplink {} ABSORBED: its network {} (ours too) is {} here; the router is {} there \
+             (from the cluster, reach its hosts at {}, e.g. its .1 at {})\n",
+            s(&a["interface"]),
+            s(&a["prefix"]),
+            s(&a["alias"]),
+            s(&a["lease"]),
+            s(&a["alias"]),
+            alias_of(a, &first_host(&a["prefix"])).unwrap_or_default()
+        ));
+        if let Some(url) = v["captive"]["url"].as_str()
+            && let Some(mapped) = alias_url(url, a)
+        {
+            out.push_str(&format!("  its login page, from the cluster: {mapped}\n"));
+        }
+    }
+    if let Some(p) = v["lan"]["absorb_problem"].as_str() {
+        out.push_str(&format!("  note: {p}\n"));
+    }
+    out
+}
+
+fn first_host(prefix: &Value) -> String {
+    prefix
+        .as_str()
+        .and_then(|p| p.parse::<ipnet::Ipv4Net>().ok())
+        .map(|n| std::net::Ipv4Addr::from(u32::from(n.network()) + 1).to_string())
+        .unwrap_or_default()
+}
+
+/// `addr` (in the absorbed `a`'s prefix) as the cluster sees it.
+fn alias_of(a: &Value, addr: &str) -> Option<String> {
+    let real: ipnet::Ipv4Net = a["prefix"].as_str()?.parse().ok()?;
+    let alias: ipnet::Ipv4Net = a["alias"].as_str()?.parse().ok()?;
+    let ip: std::net::Ipv4Addr = addr.parse().ok()?;
+    crate::plan::map_host(ip, real, alias).map(|m| m.to_string())
+}
+
+/// A URL whose host is an address in `a`'s prefix, with the alias address.
+pub fn alias_url(url: &str, a: &Value) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let end = rest.find(['/', ':', '?']).unwrap_or(rest.len());
+    let mapped = alias_of(a, &rest[..end])?;
+    Some(format!("{scheme}://{mapped}{}", &rest[end..]))
+}
+
+/// The hosts after a move: how many followed, and loudly each one that did
+/// not (a static host whose hook did not move it); then what keeps hosts
+/// from being helped.
+fn host_lines(lan: &Value) -> String {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = String::new();
+    let hosts = lan["hosts"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let followed: Vec<&Value> = hosts.iter().filter(|h| h["followed_ms"].is_u64()).collect();
+    if !followed.is_empty() {
+        let slowest = followed
+            .iter()
+            .filter_map(|h| h["followed_ms"].as_u64())
+            .max()
+            .unwrap_or(0);
+        out.push_str(&format!(
+            "  hosts: {} of {} followed the last move (slowest {:.1} s)\n",
+            followed.len(),
+            hosts.len(),
+            slowest as f64 / 1000.0
+        ));
+    }
+    for h in hosts {
+        if let Some(old) = h["still_at"].as_str() {
+            out.push_str(&format!(
+                "  HOST {} did not follow: still at {old}, expected at {} (a static address? move it, e.g. from the hook)\n",
+                s(&h["name"]),
+                s(&h["address"])
+            ));
+        } else if h["reachable"] == false {
+            out.push_str(&format!(
+                "  host {} does not answer at {}\n",
+                s(&h["name"]),
+                s(&h["address"])
+            ));
+        }
+    }
+    for key in ["hosts_problem", "dhcp_warning"] {
+        if let Some(p) = lan[key].as_str() {
+            out.push_str(&format!("  note: {p}\n"));
+        }
+    }
     out
 }
 
@@ -716,6 +925,48 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_absorb_commands() {
+        assert_eq!(
+            parse(&args(
+                "absorb-lease wan 192.168.1.57/24 192.168.1.1 192.168.1.1 9.9.9.9"
+            ))
+            .unwrap()
+            .command,
+            Command::AbsorbLease {
+                interface: "wan".into(),
+                address: "192.168.1.57/24".into(),
+                router: Some("192.168.1.1".into()),
+                dns: vec!["192.168.1.1".into(), "9.9.9.9".into()],
+            }
+        );
+        assert_eq!(
+            parse(&args("absorb-lease wan 192.168.1.57/24"))
+                .unwrap()
+                .command,
+            Command::AbsorbLease {
+                interface: "wan".into(),
+                address: "192.168.1.57/24".into(),
+                router: None,
+                dns: vec![]
+            }
+        );
+        assert_eq!(
+            parse(&args("absorb-release wan")).unwrap().command,
+            Command::AbsorbRelease {
+                interface: "wan".into()
+            }
+        );
+        for bad in [
+            "absorb-lease",
+            "absorb-lease wan",
+            "absorb-release",
+            "absorb-release a b",
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn parses_rpcd_plugin_commands() {
         assert_eq!(
             parse(&args("rpcd list")).unwrap().command,
@@ -816,6 +1067,61 @@ mod tests {
             let e = parse(&args(a)).unwrap_err();
             assert!(e.contains(want), "{a}: {e}");
         }
+    }
+
+    #[test]
+    fn human_status_explains_an_absorbed_uplink() {
+        let v = json!({"version":"x","uptime_s":1,"wan":[],"tunnels":[],
+            "captive": {"url": "http://192.168.1.1:8002/login?x=1", "since": 0},
+            "lan":{"interface":"br-lan","address":"192.168.1.1/24","prefix":"192.168.1.0/24",
+                   "home":"192.168.1.0/24","history":[],
+                   "absorbed":[{"interface":"wan","prefix":"192.168.1.0/24","alias":"10.168.183.0/24",
+                                "lease":"192.168.1.57","address":"10.168.183.57/24","since":0,"restored":0}]}});
+        let text = human_status(&v);
+        assert!(
+            text.contains(
+                "uplink wan ABSORBED: its network 192.168.1.0/24 (ours too) is 10.168.183.0/24 here"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("its .1 at 10.168.183.1"), "{text}");
+        assert!(
+            text.contains("its login page, from the cluster: http://10.168.183.1:8002/login?x=1"),
+            "{text}"
+        );
+        let a = &v["lan"]["absorbed"][0];
+        assert_eq!(alias_url("https://portal.example/x", a), None);
+        assert_eq!(
+            alias_url("http://192.168.1.9/", a).as_deref(),
+            Some("http://10.168.183.9/")
+        );
+    }
+
+    #[test]
+    fn human_status_names_hosts_that_did_not_follow() {
+        let v = json!({"version":"x","uptime_s":1,"wan":[],"tunnels":[],
+            "lan":{"interface":"br-lan","address":"10.97.79.1/24","prefix":"10.97.79.0/24",
+                   "home":"192.168.1.0/24","history":[],
+                   "hosts":[
+                     {"name":"master","address":"10.97.79.100","reachable":true,"followed_ms":41200,"still_at":null},
+                     {"name":"nas","address":"10.97.79.7","reachable":false,"followed_ms":null,"still_at":"192.168.1.7"},
+                     {"name":"pi","address":"10.97.79.101","reachable":false,"followed_ms":null,"still_at":null}],
+                   "dhcp_warning":"dhcp.lan.leasetime is 12h: ..."}});
+        let text = human_status(&v);
+        assert!(
+            text.contains("hosts: 1 of 3 followed the last move (slowest 41.2 s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("HOST nas did not follow: still at 192.168.1.7, expected at 10.97.79.7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("host pi does not answer at 10.97.79.101"),
+            "{text}"
+        );
+        assert!(text.contains("note: dhcp.lan.leasetime is 12h"), "{text}");
+        assert!(!text.contains("master does not"), "{text}");
     }
 
     #[test]

@@ -66,6 +66,15 @@ pub enum ApplyMode {
     Uci,
 }
 
+/// `[lan] on_collision`: what a colliding uplink makes roadie do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnCollision {
+    /// Re-address the LAN (hosts keep their offsets).
+    Move,
+    /// Keep the LAN; translate the uplink's prefix at its edge (crate::absorb).
+    Absorb,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lan {
     /// A kernel link name (`br-lan`) or a netifd interface name (`@lan`).
@@ -81,6 +90,16 @@ pub struct Lan {
     pub settle_ms: u64,
     pub return_home: bool,
     pub hosts: Vec<Host>,
+    /// After a move, stand in for the old router address (ARP, DHCP NAKs)
+    /// so hosts renew now (crate::follow).
+    pub follow: bool,
+    /// How long after a move: the longest lease the old prefix handed out.
+    pub follow_s: u64,
+    /// After a move, take the LAN bridge's wired ports down once, so hosts
+    /// on them see their link drop and ask for an address again.
+    pub flap_ports: bool,
+    pub flap_ms: u64,
+    pub on_collision: OnCollision,
 }
 
 /// `[openwrt]`: the OpenWrt commands `apply = "uci"` runs, and where the LAN
@@ -405,6 +424,11 @@ mod raw {
         pub hook: Option<Str>,
         pub settle_ms: Option<Int>,
         pub return_home: Option<bool>,
+        pub follow: Option<bool>,
+        pub follow_s: Option<Int>,
+        pub flap_ports: Option<bool>,
+        pub flap_ms: Option<Int>,
+        pub on_collision: Option<Str>,
         #[serde(default)]
         pub host: Vec<Spanned<Host>>,
     }
@@ -458,6 +482,12 @@ const DEFAULT_POOLS: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16
 const DEFAULT_AVOID: [&str; 2] = ["10.42.0.0/16", "10.43.0.0/16"];
 const DEFAULT_SETTLE_MS: i64 = 250;
 const MAX_SETTLE_MS: i64 = 60_000;
+/// OpenWrt's default DHCP lease (12 h): no lease from before a move outlives it.
+const DEFAULT_FOLLOW_S: i64 = 12 * 3600;
+const MAX_FOLLOW_S: i64 = 30 * 24 * 3600;
+/// Long enough for dhcpcd and systemd-networkd to notice the carrier loss.
+const DEFAULT_FLAP_MS: i64 = 1500;
+const MAX_FLAP_MS: i64 = 30_000;
 const DEFAULT_PORT: i64 = 22;
 const DEFAULT_USER: &str = "roadie";
 const DEFAULT_KEEPALIVE_S: i64 = 15;
@@ -1141,6 +1171,23 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             "the LAN's kernel link name or netifd interface, e.g. \"br-lan\" or \"@lan\"",
         )
         .and_then(|v| cx.ifname(v, "interface"));
+    let on_collision = match &l.on_collision {
+        None => Some(OnCollision::Move),
+        Some(v) => match v.get_ref().as_str() {
+            "move" => Some(OnCollision::Move),
+            "absorb" => Some(OnCollision::Absorb),
+            other => {
+                cx.err(
+                    v.span(),
+                    format!(
+                        "unknown on_collision {other_q}; expected \"move\" or \"absorb\"",
+                        other_q = Q(other)
+                    ),
+                );
+                None
+            }
+        },
+    };
     let apply = match &l.apply {
         None => Some(ApplyMode::Netlink),
         Some(v) => match v.get_ref().as_str() {
@@ -1211,6 +1258,8 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         MAX_SETTLE_MS,
     );
     let return_home = l.return_home.unwrap_or(false);
+    let follow_s = cx.int(&l.follow_s, "follow_s", DEFAULT_FOLLOW_S, 0, MAX_FOLLOW_S);
+    let flap_ms = cx.int(&l.flap_ms, "flap_ms", DEFAULT_FLAP_MS, 100, MAX_FLAP_MS);
 
     let mut names: Vec<String> = Vec::new();
     let mut first_at: HashMap<String, Range<usize>> = HashMap::new();
@@ -1275,9 +1324,22 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         Some(apply),
         Some(hook),
         Some(settle_ms),
+        Some(follow_s),
+        Some(flap_ms),
+        Some(on_collision),
         true,
     ) = (
-        interface, address, pools, avoid, apply, hook, settle_ms, hosts_ok,
+        interface,
+        address,
+        pools,
+        avoid,
+        apply,
+        hook,
+        settle_ms,
+        follow_s,
+        flap_ms,
+        on_collision,
+        hosts_ok,
     )
     else {
         return (None, names);
@@ -1293,6 +1355,11 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             settle_ms: settle_ms as u64,
             return_home,
             hosts,
+            follow: l.follow.unwrap_or(true),
+            follow_s: follow_s as u64,
+            flap_ports: l.flap_ports.unwrap_or(true),
+            flap_ms: flap_ms as u64,
+            on_collision,
         }),
         names,
     )
@@ -1853,6 +1920,11 @@ address = \"192.168.1.100\"
                 settle_ms: 250,
                 return_home: false,
                 hosts: vec![],
+                follow: true,
+                follow_s: 43_200,
+                flap_ports: true,
+                flap_ms: 1500,
+                on_collision: OnCollision::Move,
             }
         );
         assert_eq!(
@@ -2222,6 +2294,11 @@ apply = \"uci\"
 hook = \"/bin/hook\"
 settle_ms = 0
 return_home = true
+follow = false
+follow_s = 120
+flap_ports = false
+flap_ms = 3000
+on_collision = \"absorb\"
 [[server]]
 name = \"s\"
 host = \"h\"
@@ -2249,6 +2326,9 @@ failback_s = 7
         assert_eq!(c.lan.address.map(|a| a.trunc()), Some(net("10.1.0.0/16")));
         assert!(c.lan.avoid.is_empty());
         assert_eq!(c.lan.settle_ms, 0);
+        assert_eq!((c.lan.follow, c.lan.follow_s), (false, 120));
+        assert_eq!((c.lan.flap_ports, c.lan.flap_ms), (false, 3000));
+        assert_eq!(c.lan.on_collision, OnCollision::Absorb);
         assert_eq!(
             c.wan.probe_url.as_deref(),
             Some("http://example.org:8080/check?x")
@@ -2437,6 +2517,24 @@ failback_s = 7
                 format!("{MIN}apply = \"ifconfig\"\n"),
                 "7:9",
                 "expected \"netlink\" or \"uci\"",
+            ),
+            (
+                "on_collision misspelt",
+                format!("{MIN}on_collision = \"absorbe\"\n"),
+                "7:16",
+                "expected \"move\" or \"absorb\"",
+            ),
+            (
+                "flap_ms too short to be seen",
+                format!("{MIN}flap_ms = 10\n"),
+                "7:11",
+                "between 100 and 30000",
+            ),
+            (
+                "follow as a string",
+                format!("{MIN}follow = \"yes\"\n"),
+                "7:10",
+                "invalid type",
             ),
             (
                 "settle_ms too large",

@@ -1,11 +1,13 @@
 //! roadie: keeps a travelling cluster's LAN out of the way of whatever network
 //! the router is plugged into. `run` wires the long-lived tasks together.
 
+pub mod absorb;
 pub mod captive;
 pub mod cli;
 pub mod command;
 pub mod config;
 pub mod control;
+pub mod follow;
 pub mod hook;
 pub mod ingress;
 pub mod lan;
@@ -53,6 +55,12 @@ pub async fn run(
     });
     let (lan_status_tx, lan_status_rx) = watch::channel(lan::Status::default());
     let (lan_cmd_tx, lan_cmd_rx) = mpsc::channel(8);
+    let (moves_tx, moves_rx) = mpsc::channel(8);
+    let (follow_tx, follow_rx) = watch::channel(follow_settings(&config, home));
+    let (follow_status_tx, follow_status_rx) = watch::channel(follow::Status::default());
+    let (absorb_tx, absorb_rx) = watch::channel(absorb_settings(&config, home));
+    let (absorb_status_tx, absorb_status_rx) = watch::channel(absorb::Status::default());
+    let (absorb_req_tx, absorb_req_rx) = mpsc::channel(8);
     let (req_tx, mut req_rx) = mpsc::channel::<Request>(32);
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -71,6 +79,7 @@ pub async fn run(
                 net_rx,
                 lan_cmd_rx,
                 lan_status_tx,
+                moves_tx,
                 cancel.clone(),
             );
             if let Err(e) = run.await {
@@ -79,6 +88,30 @@ pub async fn run(
             }
         });
     }
+    tasks.spawn(follow::run(
+        follow_rx,
+        lan_status_rx.clone(),
+        moves_rx,
+        follow_status_tx,
+        cancel.clone(),
+    ));
+    tasks.spawn(absorb::run(
+        absorb_rx,
+        lan_status_rx.clone(),
+        net_rx.clone(),
+        absorb_req_rx,
+        absorb_status_tx,
+        cancel.clone(),
+    ));
+    let helpers = Helpers {
+        follow: follow_tx,
+        absorb: absorb_tx,
+    };
+    let views = LanViews {
+        lan: lan_status_rx.clone(),
+        follow: follow_status_rx,
+        absorb: absorb_status_rx,
+    };
     let (prober, probe_task) = captive::Prober::start(&config, net_rx.clone(), cancel.clone());
     tasks.spawn(probe_task);
     let mut tunnels = tunnel::Manager::start(
@@ -120,15 +153,15 @@ pub async fn run(
             _ = failover.tick(), if tunnels.has_failover() => tunnels.tick(),
             _ = hup.recv() => {
                 log::info!("SIGHUP: reloading {}", config.path.display());
-                let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver).await;
+                let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &helpers).await;
                 reloads.record(&r);
             }
             req = req_rx.recv() => {
                 let Some((call, reply)) = req else { break };
                 let result = match call {
-                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &lan_status_rx, &tunnels, &prober)),
+                    Call::Status | Call::List => Ok(status(&config, started, &reloads, &net_rx, &views, &tunnels, &prober)),
                     Call::Reload => {
-                        let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver).await;
+                        let r = reload(&mut config, &mut home, &lan_cmd_tx, &mut tunnels, &prober, &resolver, &helpers).await;
                         reloads.record(&r);
                         r.map(|d| json!({
                             "reloaded": config.path.display().to_string(),
@@ -140,6 +173,21 @@ pub async fn run(
                         }))
                     }
                     Call::TunnelRestart { name } => tunnels.restart(&name),
+                    Call::AbsorbLease { interface, address, router, dns } => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        let lease = absorb::Lease { interface, address, router, dns };
+                        match absorb_req_tx.send(absorb::Request::Lease(lease, tx)).await {
+                            Ok(()) => rx.await.unwrap_or_else(|_| Err("absorb task stopped".into())),
+                            Err(_) => Err("absorb task stopped".into()),
+                        }
+                    }
+                    Call::AbsorbRelease { interface } => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        match absorb_req_tx.send(absorb::Request::Release(interface, tx)).await {
+                            Ok(()) => rx.await.unwrap_or_else(|_| Err("absorb task stopped".into())),
+                            Err(_) => Err("absorb task stopped".into()),
+                        }
+                    }
                     Call::Readdress { prefix } => {
                         let (tx, rx) = tokio::sync::oneshot::channel();
                         match lan_cmd_tx.send(lan::Command::Readdress { prefix, reply: tx }).await {
@@ -204,6 +252,46 @@ fn lan_settings(config: &Config, home: ipnet::Ipv4Net) -> lan::Settings {
     }
 }
 
+/// The settings of the LAN's helper tasks (follow, absorb), renewed on reload.
+struct Helpers {
+    follow: watch::Sender<follow::Settings>,
+    absorb: watch::Sender<absorb::Settings>,
+}
+
+/// What the `lan` status object is made of.
+struct LanViews {
+    lan: watch::Receiver<lan::Status>,
+    follow: watch::Receiver<follow::Status>,
+    absorb: watch::Receiver<absorb::Status>,
+}
+
+fn absorb_settings(config: &Config, home: ipnet::Ipv4Net) -> absorb::Settings {
+    let (nft, run_dir, sysctl_dir) = absorb::default_paths(&config.daemon.socket);
+    absorb::Settings {
+        on_collision: config.lan.on_collision,
+        pools: config.lan.pools.clone(),
+        avoid: config.lan.avoid.clone(),
+        home: home.trunc(),
+        nft,
+        run_dir,
+        sysctl_dir,
+    }
+}
+
+fn follow_settings(config: &Config, home: ipnet::Ipv4Net) -> follow::Settings {
+    let lan = &config.lan;
+    follow::Settings {
+        follow: lan.follow,
+        follow_s: lan.follow_s,
+        flap_ports: lan.flap_ports,
+        flap_ms: lan.flap_ms,
+        hosts: lan.hosts.clone(),
+        address: home,
+        apply: lan.apply,
+        openwrt: config.openwrt.clone(),
+    }
+}
+
 /// Re-read the config file; an invalid one changes nothing. `home`: the
 /// home address in effect, which a file without `[lan] address` keeps (the
 /// LAN task records a new one in the state file).
@@ -214,7 +302,9 @@ async fn reload(
     tunnels: &mut tunnel::Manager,
     prober: &captive::Prober,
     resolver: &netifd::Resolver,
+    helpers: &Helpers,
 ) -> Result<tunnel::diff::Diff, String> {
+    let (follow, absorb) = (&helpers.follow, &helpers.absorb);
     let new = lastgood::load(&config.path).map_err(|e| e.to_string())?;
     let new_home = match new.lan.address {
         Some(a) => a,
@@ -236,6 +326,20 @@ async fn reload(
             .map_err(|_| "LAN task stopped".to_string())?;
     }
     resolver.reconfigure(netifd_settings(&new));
+    absorb.send_if_modified(|s| {
+        let mut new = absorb_settings(&new, new_home);
+        // Paths of the running daemon stay (as the socket does).
+        new.run_dir = s.run_dir.clone();
+        let changed = *s != new;
+        *s = new;
+        changed
+    });
+    follow.send_if_modified(|s| {
+        let new = follow_settings(&new, new_home);
+        let changed = *s != new;
+        *s = new;
+        changed
+    });
     prober.reconfigure(&new);
     let diff = tunnels.apply(&new, new_home.trunc());
     *home = new_home;
@@ -277,12 +381,24 @@ fn status(
     started: Instant,
     reloads: &Reloads,
     net: &watch::Receiver<netwatch::NetState>,
-    lan: &watch::Receiver<lan::Status>,
+    views: &LanViews,
     tunnels: &tunnel::Manager,
     prober: &captive::Prober,
 ) -> Value {
+    let (lan, follow, absorb) = (&views.lan, &views.follow, &views.absorb);
     let (uplinks, _) = netwatch::view(&net.borrow(), &config.wan.interfaces, &config.lan.interface);
     let (captive, probe) = prober.status();
+    let mut lan = serde_json::to_value(&*lan.borrow()).unwrap_or(Value::Null);
+    {
+        let f = follow.borrow();
+        lan["hosts"] = serde_json::to_value(&f.hosts).unwrap_or(Value::Null);
+        lan["follow"] = serde_json::to_value(&f.follow).unwrap_or(Value::Null);
+        lan["hosts_problem"] = json!(f.problem);
+        lan["dhcp_warning"] = json!(f.dhcp_warning);
+        let a = absorb.borrow();
+        lan["absorbed"] = serde_json::to_value(&a.absorbed).unwrap_or(Value::Null);
+        lan["absorb_problem"] = json!(a.problem);
+    }
     json!({
         "version": VERSION,
         "uptime_s": started.elapsed().as_secs(),
@@ -293,7 +409,7 @@ fn status(
             "problem": reloads.problem,
         },
         "wan": uplinks,
-        "lan": *lan.borrow(),
+        "lan": lan,
         "captive": captive,
         "probe": probe,
         "tunnels": tunnels.status(),

@@ -31,6 +31,8 @@ fn main() {
         Command::Ingress(_) => cli::ingress(&cli),
         Command::Rpcd { .. } => cli::rpcd(&cli),
         Command::SuggestPrefix => cli::suggest_prefix(&cli),
+        Command::AbsorbLease { .. } => cli::absorb_lease(&cli),
+        Command::AbsorbRelease { .. } => cli::absorb_release(&cli),
         Command::Daemon { syslog } => daemon(&cli, syslog.clone()),
         _ => cli::run_client(&cli),
     };

@@ -28,6 +28,7 @@ const NLM_F_ACK: u16 = 0x4;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 pub const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
@@ -36,7 +37,17 @@ const RTM_DELADDR: u16 = 21;
 const RTM_GETADDR: u16 = 22;
 pub const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
+const RTM_NEWRULE: u16 = 32;
+const RTM_DELRULE: u16 = 33;
+const RTM_GETRULE: u16 = 34;
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_MASTER: u16 = 10;
+const FRA_DST: u16 = 1;
+const FRA_IIFNAME: u16 = 3;
+const FRA_PRIORITY: u16 = 6;
+/// fib_rule_hdr.action: drop, as `ip rule add ... blackhole` does.
+const FR_ACT_BLACKHOLE: u8 = 6;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
 const IFA_BROADCAST: u16 = 4;
@@ -64,6 +75,20 @@ pub struct Link {
     pub name: String,
     /// IFF_UP and IFF_RUNNING (administratively up, carrier present).
     pub up: bool,
+    /// The bridge (or bond) this link is a port of.
+    pub master: Option<u32>,
+    /// The link's Ethernet address (none for links without one, like lo's zeros or a tun).
+    pub mac: Option<[u8; 6]>,
+}
+
+/// An IPv4 policy rule that drops what matches: traffic arriving on
+/// `iif` for `dst` (see [`Socket::add_blackhole_rule`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub priority: u32,
+    pub iif: Option<String>,
+    pub dst: Option<Ipv4Net>,
+    pub blackhole: bool,
 }
 
 /// An IPv4 address on a link (the interface's own address, with its length).
@@ -325,11 +350,102 @@ pub fn parse_link(body: &[u8]) -> Option<Link> {
             String::from_utf8_lossy(d).into_owned()
         })
     });
+    let attrs = attrs(body, 16);
+    let master = attrs
+        .iter()
+        .find(|(k, d)| *k == IFLA_MASTER && d.len() == 4)
+        .and_then(|(_, d)| u32_at(d, 0));
+    let mac = attrs
+        .iter()
+        .find(|(k, _)| *k == IFLA_ADDRESS)
+        .and_then(|(_, d)| <[u8; 6]>::try_from(*d).ok())
+        .filter(|m| *m != [0; 6]);
     Some(Link {
         index,
         name: name.unwrap_or_else(|| format!("if{index}")),
         up: flags & IFF_UP != 0 && flags & IFF_RUNNING != 0,
+        master,
+        mac,
     })
+}
+
+/// struct fib_rule_hdr for IPv4 with `dst_len` and `action`.
+fn fib_rule_hdr(dst_len: u8, action: u8) -> [u8; 12] {
+    let mut m = [0u8; 12];
+    m[0] = AF_INET;
+    m[1] = dst_len;
+    m[7] = action;
+    m
+}
+
+fn rule_request(kind: u16, flags: u16, seq: u32, rule: &Rule) -> Vec<u8> {
+    let dst_len = rule.dst.map_or(0, |d| d.prefix_len());
+    let action = if rule.blackhole { FR_ACT_BLACKHOLE } else { 0 };
+    let mut b = Builder::new(kind, flags, seq)
+        .bytes(&fib_rule_hdr(dst_len, action))
+        .attr(FRA_PRIORITY, &rule.priority.to_ne_bytes());
+    if let Some(d) = rule.dst {
+        b = b.attr(FRA_DST, &d.network().octets());
+    }
+    if let Some(i) = &rule.iif {
+        let mut z = i.as_bytes().to_vec();
+        z.push(0);
+        b = b.attr(FRA_IIFNAME, &z);
+    }
+    b.finish()
+}
+
+/// RTM_NEWRULE that fails with EEXIST for an identical rule (so that
+/// repeating it adds no duplicate).
+pub fn add_rule_request(seq: u32, rule: &Rule) -> Vec<u8> {
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+    rule_request(RTM_NEWRULE, flags, seq, rule)
+}
+
+pub fn del_rule_request(seq: u32, rule: &Rule) -> Vec<u8> {
+    rule_request(RTM_DELRULE, NLM_F_REQUEST | NLM_F_ACK, seq, rule)
+}
+
+pub fn dump_rules_request(seq: u32) -> Vec<u8> {
+    Builder::new(RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, seq)
+        .bytes(&fib_rule_hdr(0, 0))
+        .finish()
+}
+
+pub fn parse_rule(body: &[u8]) -> Option<Rule> {
+    if *body.first()? != AF_INET {
+        return None;
+    }
+    let dst_len = *body.get(1)?;
+    let action = *body.get(7)?;
+    let mut rule = Rule {
+        priority: 0,
+        iif: None,
+        dst: None,
+        blackhole: action == FR_ACT_BLACKHOLE,
+    };
+    for (k, d) in attrs(body, 12) {
+        match k {
+            FRA_PRIORITY => rule.priority = u32_at(d, 0)?,
+            FRA_DST => rule.dst = Some(Ipv4Net::new(ipv4(d)?, dst_len).ok()?),
+            FRA_IIFNAME => {
+                let d = d.split(|b| *b == 0).next().unwrap_or(d);
+                rule.iif = Some(String::from_utf8_lossy(d).into_owned());
+            }
+            _ => {}
+        }
+    }
+    Some(rule)
+}
+
+/// RTM_NEWLINK that sets or clears IFF_UP only (`ip link set X up|down`).
+pub fn set_link_up_request(seq: u32, index: u32, up: bool) -> Vec<u8> {
+    let mut m = ifinfomsg(index);
+    m[8..12].copy_from_slice(&(if up { IFF_UP } else { 0 }).to_ne_bytes());
+    m[12..16].copy_from_slice(&IFF_UP.to_ne_bytes());
+    Builder::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq)
+        .bytes(&m)
+        .finish()
 }
 
 /// An IPv4 address message: IFA_LOCAL (which differs from IFA_ADDRESS on
@@ -635,6 +751,35 @@ impl Socket {
             .map(drop)
     }
 
+    /// Set a link administratively up or down.
+    pub async fn set_link_up(&mut self, index: u32, up: bool) -> Result<(), Error> {
+        self.request(0, |seq| set_link_up_request(seq, index, up))
+            .await
+            .map(drop)
+    }
+
+    /// Every IPv4 policy rule.
+    pub async fn rules(&mut self) -> Result<Vec<Rule>, Error> {
+        let bodies = self.request(RTM_NEWRULE, dump_rules_request).await?;
+        Ok(bodies.iter().filter_map(|b| parse_rule(b)).collect())
+    }
+
+    /// Add `rule`; one already there counts as added (safe to repeat).
+    pub async fn add_rule(&mut self, rule: &Rule) -> Result<(), Error> {
+        match self.request(0, |seq| add_rule_request(seq, rule)).await {
+            Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
+    /// Remove `rule`; one already gone counts as removed.
+    pub async fn del_rule(&mut self, rule: &Rule) -> Result<(), Error> {
+        match self.request(0, |seq| del_rule_request(seq, rule)).await {
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(()),
+            r => r.map(drop),
+        }
+    }
+
     /// Wait for notifications (on a socket from [`Socket::open_events`]).
     pub async fn event(&mut self) -> Result<Event, Error> {
         match self.recv().await {
@@ -733,6 +878,45 @@ mod tests {
     }
 
     #[test]
+    fn rules_round_trip_and_link_flags() {
+        let rule = Rule {
+            priority: 97,
+            iif: Some("br-lan".into()),
+            dst: Some(net("192.168.1.1/32")),
+            blackhole: true,
+        };
+        let add = add_rule_request(3, &rule);
+        let (_, kind, flags, seq) = header(&add);
+        assert_eq!((kind, seq), (RTM_NEWRULE, 3));
+        assert_eq!(
+            flags & NLM_F_EXCL,
+            NLM_F_EXCL,
+            "a repeat must not add a duplicate"
+        );
+        // The kernel echoes the same body in a dump.
+        assert_eq!(parse_rule(&add[16..]), Some(rule.clone()));
+        assert_eq!(parse_rule(&del_rule_request(4, &rule)[16..]), Some(rule));
+        let any = Rule {
+            priority: 0,
+            iif: None,
+            dst: None,
+            blackhole: false,
+        };
+        assert_eq!(parse_rule(&add_rule_request(5, &any)[16..]), Some(any));
+
+        let down = set_link_up_request(6, 9, false);
+        assert_eq!(u32_at(&down[16..], 4), Some(9));
+        assert_eq!(u32_at(&down[16..], 8), Some(0), "flags: IFF_UP cleared");
+        assert_eq!(
+            u32_at(&down[16..], 12),
+            Some(IFF_UP),
+            "change mask: IFF_UP only"
+        );
+        let up = set_link_up_request(7, 9, true);
+        assert_eq!(u32_at(&up[16..], 8), Some(IFF_UP));
+    }
+
+    #[test]
     fn parses_links_addresses_routes() {
         let mut info = ifinfomsg(4);
         info[8..12].copy_from_slice(&(IFF_UP | IFF_RUNNING | 0x1000).to_ne_bytes());
@@ -742,9 +926,25 @@ mod tests {
             Some(Link {
                 index: 4,
                 name: "wan0".into(),
-                up: true
+                up: true,
+                master: None,
+                mac: None,
             })
         );
+        // A bridge port: its master's index and its MAC; lo's zero MAC is none.
+        let mac = [2, 0, 0, 0, 0, 7];
+        let port = with_attrs(
+            &ifinfomsg(8),
+            &[
+                (IFLA_IFNAME, b"lan1\0"),
+                (IFLA_MASTER, &3u32.to_ne_bytes()),
+                (IFLA_ADDRESS, &mac),
+            ],
+        );
+        let l = parse_link(&port).unwrap();
+        assert_eq!((l.master, l.mac), (Some(3), Some(mac)));
+        let lo = with_attrs(&ifinfomsg(1), &[(IFLA_ADDRESS, &[0; 6])]);
+        assert_eq!(parse_link(&lo).unwrap().mac, None);
         let mut down = ifinfomsg(5);
         down[8..12].copy_from_slice(&IFF_UP.to_ne_bytes());
         assert_eq!(

@@ -1250,3 +1250,183 @@ fn a_missing_lan_interface_moves_nothing() {
     assert_eq!(history_len(&s), 0, "{s}");
     assert_eq!(lab.addrs(&lab.rtr, "lan0"), ["192.168.1.1/24"]);
 }
+
+/// The blackhole rules roadie keeps (priority 97) in `ns`, as `ip rule` prints them.
+fn roadie_rules(lab: &Lab) -> Vec<String> {
+    let out = lab.exec(&lab.rtr, &["ip", "rule", "show"], SHORT);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("97:"))
+        .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// After a move roadie stands in for the old router address: a host still
+/// in the old prefix gets ARP answers for it from the router, LAN traffic to
+/// it is dropped by a rule (never forwarded to the uplink, whose own network
+/// now holds that prefix), and status shows the stand-in and each known
+/// host's move. The rule goes with SIGTERM, and one a killed roadie left
+/// behind is removed at the next start.
+#[test]
+fn i_follow_stands_in_for_the_old_router() {
+    let t0 = Instant::now();
+    let Some(mut lab) = Lab::new(LabOpts::default()) else {
+        return;
+    };
+    // Known hosts are probed by ARP from the start.
+    let s = lab
+        .daemon
+        .wait_status("master reachable before the move", SHORT, |s| {
+            s["lan"]["hosts"][0]["reachable"] == true
+        });
+    assert_eq!(s["lan"]["hosts"][0]["address"], "192.168.1.100", "{s}");
+    assert!(s["lan"]["hosts"][0]["mac"].is_string(), "{s}");
+    assert_eq!(s["lan"]["follow"], serde_json::Value::Null);
+
+    let new = collide_upstream(&mut lab);
+    // The follow task hears of the move right after the LAN task published it.
+    wait_until(
+        "the blackhole rule for the old router address",
+        SHORT,
+        || roadie_rules(&lab) == ["from all to 192.168.1.1 iif lan0 blackhole"],
+    );
+    // The hook moved the node; it answers at its new address.
+    let node = lab.node_in(&new);
+    let s = lab.daemon.wait_status("master followed", LONG, |s| {
+        s["lan"]["hosts"][0]["followed_ms"].is_u64()
+    });
+    let h = &s["lan"]["hosts"][0];
+    assert_eq!(
+        (h["address"].as_str(), h["reachable"].as_bool()),
+        (Some(node.as_str()), Some(true)),
+        "{s}"
+    );
+    let f = &s["lan"]["follow"];
+    assert_eq!(
+        (f["from"].as_str(), f["server_id"].as_str()),
+        (Some(HOME), Some("192.168.1.1")),
+        "{s}"
+    );
+    assert!(
+        f["until"].as_u64() > Some(lan_now() + 3600),
+        "12 h by default: {s}"
+    );
+
+    // A host that still has its old address asks for the old router.
+    lab.exec(
+        &lab.cl,
+        &["ip", "addr", "add", "192.168.1.100/24", "dev", "eth0"],
+        SHORT,
+    );
+    let mac = |ns: &str, dev: &str| {
+        let out = lab.exec(ns, &["ip", "-j", "link", "show", dev], SHORT);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v[0]["address"].as_str().unwrap_or("").to_string()
+    };
+    let router_mac = mac(&lab.rtr, "lan0");
+    wait_until(
+        "the old router address resolved to the router",
+        SHORT,
+        || {
+            // Any packet to 192.168.1.1 makes the node's kernel ask ARP for it.
+            lab.exec(
+                &lab.cl,
+                &[
+                    "curl",
+                    "-s",
+                    "--interface",
+                    "192.168.1.100",
+                    "--connect-timeout",
+                    "0.3",
+                    "http://192.168.1.1:9/",
+                ],
+                SHORT,
+            );
+            let out = lab.exec(
+                &lab.cl,
+                &["ip", "-j", "neigh", "show", "192.168.1.1"],
+                SHORT,
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            v[0]["lladdr"] == router_mac.as_str()
+        },
+    );
+    let s = lab.daemon.wait_status("an ARP reply counted", SHORT, |s| {
+        s["lan"]["follow"]["arp_replies"].as_u64() > Some(0)
+    });
+    assert_eq!(
+        s["lan"]["follow"]["naks"], 0,
+        "the node asked for no lease: {s}"
+    );
+
+    // SIGTERM takes the rule away; a killed roadie's rule goes at the next start.
+    stops_within_2s(&mut lab, libc::SIGTERM);
+    assert_eq!(
+        roadie_rules(&lab),
+        Vec::<String>::new(),
+        "left after SIGTERM"
+    );
+    lab.start_daemon();
+    lab.wait_ready();
+    lab.daemon
+        .call("readdress", serde_json::json!({"prefix": "10.9.8.0/24"}))
+        .expect("readdress");
+    wait_until("a rule for the second old address", SHORT, || {
+        roadie_rules(&lab)
+            .iter()
+            .any(|r| r.contains(&lan_address_in(&lab, &new).replace("/24", "")))
+    });
+    lab.stop_daemon(libc::SIGKILL);
+    assert_eq!(
+        roadie_rules(&lab).len(),
+        1,
+        "kill -9 leaves it: {:?}",
+        roadie_rules(&lab)
+    );
+    lab.start_daemon();
+    lab.wait_ready();
+    wait_until("the stale rule removed at start", SHORT, || {
+        roadie_rules(&lab).is_empty()
+    });
+    elapsed("i_follow_stands_in_for_the_old_router", t0);
+}
+
+fn lan_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A static host that the hook does not move: `lan.hosts` and `roadie
+/// status` say it did not follow, and where it still is.
+#[test]
+fn j_a_static_host_that_did_not_follow_is_named() {
+    let Some(mut lab) = Lab::new(LabOpts {
+        start_daemon: false,
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    // A hook that leaves the node where it is.
+    let cfg = lab.config_text();
+    let hook = lab.dir.join("hook.sh").display().to_string();
+    lab.write_config(&cfg.replace(&format!("hook = {hook:?}\n"), ""));
+    lab.start_daemon();
+    lab.wait_ready();
+    lab.renumber("192.168.1.254/24", "192.168.1.200", "192.168.1.240");
+    let s = lab
+        .daemon
+        .wait_status("master still at its old address", LONG, |s| {
+            lan_prefix(s) != HOME && s["lan"]["hosts"][0]["still_at"] == "192.168.1.100"
+        });
+    let h = &s["lan"]["hosts"][0];
+    assert_eq!(h["followed_ms"], serde_json::Value::Null, "{s}");
+    assert_ne!(h["address"], "192.168.1.100", "{s}");
+    let out = lab.daemon.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("HOST master did not follow: still at 192.168.1.100"),
+        "{text}"
+    );
+}

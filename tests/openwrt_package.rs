@@ -50,8 +50,11 @@ fn have(program: &str) -> bool {
 }
 
 /// Every shell script this part of the project ships or tests with.
+const UCI_DEFAULTS: &str = "openwrt-package/files/roadie.uci-defaults";
+
 const SHELL_SCRIPTS: &[&str] = &[
     INIT,
+    UCI_DEFAULTS,
     "scripts/cross-build",
     "scripts/build-ipk",
     "scripts/test-cross",
@@ -66,6 +69,7 @@ const SHELL_SCRIPTS: &[&str] = &[
     "scripts/zig/aarch64-unknown-linux-musl",
     "scripts/zig/armv7-unknown-linux-musleabihf",
     "scripts/zig/x86_64-unknown-linux-musl",
+    "examples/udhcpc-absorb.script",
     "tests/doubles/ubus-double",
     "tests/doubles/dnsmasq-init-double",
     "tests/doubles/rc.common-double",
@@ -569,6 +573,7 @@ const DATA: &[(&str, u32, &str)] = &[
         0o600,
         "openwrt-package/files/roadie.toml",
     ),
+    ("./etc/uci-defaults/90-roadie-dhcp", 0o755, UCI_DEFAULTS),
     (
         "./lib/upgrade/keep.d/roadie",
         0o644,
@@ -710,6 +715,77 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
         .env("OUT", &out_dir));
     assert_ne!(code, 0);
     assert!(err.contains("ELF machine"), "{err}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The uci-defaults script over OpenWrt's default /etc/config/dhcp (through
+/// tests/doubles/uci-double, which keeps uci's file format): short leases
+/// and T1/T2 once, a repeat changes nothing, a lease someone chose stays.
+#[test]
+fn uci_defaults_shorten_the_lans_leases_once() {
+    let dir = tmpdir("uci-defaults");
+    let conf = dir.join("config");
+    let bin = dir.join("bin");
+    fs::create_dir_all(&conf).unwrap();
+    fs::create_dir_all(&bin).unwrap();
+    // OpenWrt 24.10's package/network/services/dnsmasq/files/dhcp.conf, in part.
+    let stock = "config dnsmasq\n\toption domainneeded '1'\n\toption authoritative '1'\n\n\
+                 config dhcp 'lan'\n\toption interface 'lan'\n\toption start '100'\n\toption limit '150'\n\toption leasetime '12h'\n\n\
+                 config dhcp 'wan'\n\toption interface 'wan'\n\toption ignore '1'\n";
+    // `uci` on PATH is the double over this config dir, with its own savedir.
+    let uci = bin.join("uci");
+    fs::write(
+        &uci,
+        format!(
+            "#!/bin/sh\nexec python3 {} -c {} -t {} \"$@\"\n",
+            repo("tests/doubles/uci-double").display(),
+            conf.display(),
+            dir.join("save").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&uci, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let defaults = |text: &str| {
+        fs::write(conf.join("dhcp"), text).unwrap();
+        for _ in 0..2 {
+            let (code, out, err) = run(Command::new("sh")
+                .arg(repo(UCI_DEFAULTS))
+                .env("PATH", &path)
+                .env("UCI_DOUBLE_SAVEDIR", dir.join("user")));
+            assert_eq!(code, 0, "{out}{err}");
+        }
+        let get = |key: &str| {
+            let (_, out, _) = run(Command::new(&uci).args(["-q", "get", key]));
+            out.trim().to_string()
+        };
+        (
+            get("dhcp.lan.leasetime"),
+            get("dhcp.lan.dhcp_option"),
+            get("dhcp.wan.ignore"),
+        )
+    };
+    assert_eq!(
+        defaults(stock),
+        ("2m".into(), "58,30 59,90".into(), "1".into()),
+        "stock: 2 min leases, T1 30 s, T2 90 s; run twice, added once"
+    );
+    let chosen = stock.replace("'12h'", "'1h'");
+    assert_eq!(
+        defaults(&chosen),
+        ("1h".into(), "".into(), "1".into()),
+        "a chosen lease is kept"
+    );
+    let own_t1 = stock.replace("\toption leasetime '12h'\n", "\tlist dhcp_option '58,10'\n");
+    assert_eq!(
+        defaults(&own_t1),
+        ("2m".into(), "58,10 59,90".into(), "1".into()),
+        "no lease set (12 h): shortened; an own T1 is kept"
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -781,9 +781,10 @@ fn uplink_renumbered_every_session_reconnects_at_once() {
 }
 
 /// An uplink change that leaves the old path working (a second address on
-/// the uplink): sessions reconnect at once, the old session is closed
-/// cleanly (its forwards cancelled), so the new forwards are accepted right
-/// away: serving again well within a second, even out of a long backoff.
+/// the uplink): sessions reconnect at once, from the new address, the old
+/// session is closed cleanly (its forwards cancelled), so the new forwards
+/// are accepted right away: serving again well within a second, even out of
+/// a long backoff.
 #[test]
 fn uplink_change_skips_the_backoff() {
     let Some(mut road) = Road::new() else { return };
@@ -812,10 +813,12 @@ fn uplink_change_skips_the_backoff() {
     eprintln!("uplink change during backoff: up again after {took:?}");
     assert!(took < Duration::from_millis(900), "took {took:?}");
 
-    // Up and running: another change reconnects at once, cleanly.
+    assert_eq!(road.logins_from("10.66.0.3"), 1, "{}", road.sshd.log());
+
+    // Up and running: another new address reconnects at once, cleanly.
     let before = road.roadie().tunnel("ui")["reconnects"].as_u64().unwrap();
     let t0 = Instant::now();
-    road.rtr.ip(&["addr", "del", "10.66.0.3/24", "dev", "wan0"]);
+    road.rtr.ip(&["addr", "add", "10.66.0.4/24", "dev", "wan0"]);
     road.roadie().wait_tunnel("ui", "reconnected", SHORT, |t| {
         t["state"] == "up" && t["reconnects"].as_u64() == Some(before + 1)
     });
@@ -825,6 +828,128 @@ fn uplink_change_skips_the_backoff() {
     let took = t0.elapsed();
     eprintln!("uplink change while up: serving again after {took:?}");
     assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(road.logins_from("10.66.0.4"), 1, "{}", road.sshd.log());
+}
+
+/// The README's sshd (ClientAliveInterval 5, ClientAliveCountMax 3) and a
+/// visitor every 20 ms: the uplink gets a new address and loses the old one
+/// 100 ms later (a renumbering on the same network that adds the new lease
+/// first). roadie closes the old session while its address still works and
+/// connects from the new one, so sshd lets go at once and the tunnel serves
+/// again within 2 s; when the old address goes, the new session is kept.
+/// Without that, sshd would hold the port for the old session for its TCP
+/// timeout (about 15 minutes; bench/results.md).
+#[test]
+fn new_address_before_the_old_goes_serves_again_within_two_seconds_under_traffic() {
+    let Some(mut road) = Road::with_sshd("ClientAliveInterval 5\nClientAliveCountMax 3\n") else {
+        return;
+    };
+    road.promote_secondaries();
+    let cfg = road.config_with(
+        "keepalive_s = 5",
+        &tunnel_block("ui", "vps", "0.0.0.0:18080", "master:8080", ""),
+    );
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    let visitors = Visitors::start(&road.up, 18080);
+    let start = Instant::now();
+    wait_for("the visitors to be served", SHORT, || {
+        visitors.serving_again(start, Duration::from_secs(1))
+    });
+
+    let t0 = Instant::now();
+    road.rtr.ip(&["addr", "add", "10.66.0.3/24", "dev", "wan0"]);
+    // The network's own pace (the scenario), not a wait for roadie.
+    std::thread::sleep(Duration::from_millis(100));
+    road.rtr.ip(&["addr", "del", "10.66.0.2/24", "dev", "wan0"]);
+    let took = wait_for(
+        "the visitors to be served again",
+        Duration::from_secs(15),
+        || visitors.serving_again(t0, Duration::from_secs(2)),
+    );
+    let (failed, all) = visitors.failed_since(t0);
+    let t = road.roadie().tunnel("ui");
+    eprintln!(
+        "new address 100 ms before the old goes, a GET every 20 ms: serving again after {took:?} \
+         ({failed} of {all} GETs failed); {t}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(t["state"], "up", "{t}");
+    assert_eq!(t["reconnects"], 1, "one move to the new address: {t}");
+    assert_eq!(road.logins_from("10.66.0.3"), 1, "{}", road.sshd.log());
+    // The old session was closed, not left for sshd to time out.
+    wait_for("sshd to hold only the new session", SHORT, || {
+        (road.sshd_connections() == 1).then_some(())
+    });
+    let log = road.roadie().log();
+    assert!(log.contains("closing the old session"), "{log}");
+    // The old address going did not cost another reconnect (whether it went
+    // before the new session was logged in or after).
+    assert!(!log.contains("starting over"), "{log}");
+}
+
+/// Renumbered the way udhcpc's script applies a lease (the old address goes
+/// before the new one comes): roadie cannot close the old session, sshd
+/// still holds its forward, and while it does the status says so and names
+/// what ends it; the tunnel comes back by itself once sshd drops the old
+/// session (idle here: its ClientAlive timeout, 2 x 2 s).
+#[test]
+fn renumbered_while_the_server_holds_the_forward_status_says_why() {
+    let Some(mut road) = Road::with_sshd("ClientAliveInterval 2\nClientAliveCountMax 2\n") else {
+        return;
+    };
+    let cfg = road.config_with(
+        "keepalive_s = 5",
+        &tunnel_block("ui", "vps", "0.0.0.0:18080", "master:8080", ""),
+    );
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    let t0 = Instant::now();
+    road.renumber("10.66.0.254/24", "10.66.0.3/24");
+    let r = road.roadie();
+    let t = r.wait_tunnel(
+        "ui",
+        "refused while sshd holds the old session",
+        SHORT,
+        |t| {
+            t["state"] == "backoff"
+                && t["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("refused to listen on 0.0.0.0:18080"))
+        },
+    );
+    let why = t["last_error"].as_str().unwrap();
+    for part in [
+        "still holds the forward for the previous session",
+        "ClientAlive timeout when idle",
+        "TCP retransmission timeout when traffic keeps it busy",
+        "StreamLocalBindUnlink",
+    ] {
+        assert!(why.contains(part), "{why:?} lacks {part:?}");
+    }
+    assert_eq!(
+        road.sshd_connections(),
+        2,
+        "sshd holds the old session and the new one"
+    );
+    assert!(
+        r.log().contains("the old session's address is gone"),
+        "{}",
+        r.log()
+    );
+    let t = r.wait_tunnel(
+        "ui",
+        "up once sshd dropped the old session",
+        Duration::from_secs(60),
+        |t| t["state"] == "up",
+    );
+    eprintln!(
+        "held forward: refused ({why}), up again after {:?}; {t}",
+        t0.elapsed()
+    );
+    wait_for("the page", SHORT, || {
+        (road.get(18080).ok().as_deref() == Some(PAGE)).then_some(())
+    });
 }
 
 /// The collision: upstream renumbers into the LAN's prefix, roadie moves

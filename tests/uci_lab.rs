@@ -312,6 +312,18 @@ fn uci_lab_moves_network_and_dhcp_on_collision() {
     let before = u.lab.status();
     assert_eq!(lan_prefix(&before), "192.168.1.0/24");
     assert!(before["lan"]["apply"].is_null(), "{before}");
+    // Known hosts: [[lan.host]] master, and the reservations in the LAN
+    // (master again by name, worker), not the one elsewhere; OpenWrt's 12 h
+    // lease keeps udhcpc hosts from following a move within a minute.
+    let names: Vec<&str> = before["lan"]["hosts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert_eq!(names, ["master", "worker"], "{before}");
+    let warning = before["lan"]["dhcp_warning"].as_str().unwrap_or_default();
+    assert!(warning.contains("leasetime is 12h"), "{before}");
     assert!(u.calls().is_empty(), "no reload at start: {:?}", u.calls());
 
     u.lab
@@ -333,6 +345,12 @@ fn uci_lab_moves_network_and_dhcp_on_collision() {
         "{apply}"
     );
     assert!(s["lan"]["problem"].is_null(), "{s}");
+    let worker = host_in(&prefix, 101).to_string();
+    lab.daemon
+        .wait_status("the reservation followed in lan.hosts", SHORT, |s| {
+            s["lan"]["hosts"][1]["address"] == worker.as_str()
+                && s["lan"]["follow"]["from"] == "192.168.1.0/24"
+        });
 
     // The committed network config: ipaddr moved, netmask kept.
     let network = u.committed("network");

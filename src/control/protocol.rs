@@ -14,8 +14,22 @@ pub enum Call {
     Status,
     List,
     Reload,
-    Readdress { prefix: Option<Ipv4Net> },
-    TunnelRestart { name: String },
+    Readdress {
+        prefix: Option<Ipv4Net>,
+    },
+    TunnelRestart {
+        name: String,
+    },
+    /// A DHCP client's script reports a lease (crate::absorb).
+    AbsorbLease {
+        interface: String,
+        address: Ipv4Net,
+        router: Option<std::net::Ipv4Addr>,
+        dns: Vec<std::net::Ipv4Addr>,
+    },
+    AbsorbRelease {
+        interface: String,
+    },
 }
 
 /// Methods and their parameters, for `roadie list` (like `ubus -v list`).
@@ -30,6 +44,14 @@ pub const METHODS: &[(&str, &str)] = &[
     (
         "tunnel.restart",
         r#"{"name":"String: the tunnel to restart, e.g. ui"}"#,
+    ),
+    (
+        "absorb.lease",
+        r#"{"interface":"String: the uplink, e.g. wan","address":"String: the lease with its length, e.g. 192.168.1.57/24","router":"String (optional): the lease's gateway","dns":"String (optional): its DNS servers, space-separated"}"#,
+    ),
+    (
+        "absorb.release",
+        r#"{"interface":"String: the uplink whose lease ended"}"#,
     ),
 ];
 
@@ -141,6 +163,7 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
                 Some(_) => Err("tunnel.restart: \"name\" must be a string like \"ui\"".into()),
             }
         }
+        "absorb.lease" | "absorb.release" => absorb_call(method, params),
         other => {
             let known: Vec<&str> = METHODS.iter().map(|(m, _)| *m).collect();
             Err(format!(
@@ -150,6 +173,69 @@ pub fn parse_request(line: &[u8]) -> Result<Call, String> {
             ))
         }
     }
+}
+
+fn absorb_call(method: &str, params: &serde_json::Map<String, Value>) -> Result<Call, String> {
+    let allowed: &[&str] = if method == "absorb.lease" {
+        &["interface", "address", "router", "dns"]
+    } else {
+        &["interface"]
+    };
+    if let Some(k) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!(
+            "{method}: unknown parameter {} (expected {})",
+            Q(k),
+            allowed.join(", ")
+        ));
+    }
+    let text = |key: &str| -> Result<Option<&str>, String> {
+        match params.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(format!("{method}: \"{key}\" must be a string")),
+        }
+    };
+    let ip = |key: &str, s: &str| {
+        s.parse::<std::net::Ipv4Addr>()
+            .map_err(|_| format!("{method}: {key} {} is not an IPv4 address", Q(s)))
+    };
+    let interface = text("interface")?
+        .ok_or_else(|| format!(r#"{method}: which uplink? give {{"interface":"wan"}}"#))?
+        .to_string();
+    if method == "absorb.release" {
+        return Ok(Call::AbsorbRelease { interface });
+    }
+    let address = text("address")?
+        .ok_or_else(|| format!("{method}: no \"address\" (the lease, e.g. 192.168.1.57/24)"))?;
+    let address = address.parse::<Ipv4Net>().map_err(|_| {
+        format!(
+            "{method}: address {} is not an address with its length, like 192.168.1.57/24",
+            Q(address)
+        )
+    })?;
+    let router = text("router")?.map(|r| ip("router", r)).transpose()?;
+    let dns = match params.get("dns") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| format!("{method}: \"dns\" entries must be strings"))
+                    .and_then(|s| ip("dns", s))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => text("dns")?
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|s| ip("dns", s))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(Call::AbsorbLease {
+        interface,
+        address,
+        router,
+        dns,
+    })
 }
 
 pub fn ok_reply(result: Value) -> String {
@@ -195,7 +281,9 @@ mod tests {
         assert_eq!(
             rpcd_signatures(),
             json!({"status": {}, "list": {}, "reload": {},
-                   "readdress": {"prefix": "str"}, "tunnel.restart": {"name": "str"}})
+                   "readdress": {"prefix": "str"}, "tunnel.restart": {"name": "str"},
+                   "absorb.lease": {"interface": "str", "address": "str", "router": "str", "dns": "str"},
+                   "absorb.release": {"interface": "str"}})
         );
         for (reply, want) in [
             (Ok(json!({"a": 1})), json!({"a": 1})),
@@ -230,6 +318,30 @@ mod tests {
             (
                 r#"{"method":"tunnel.restart","params":{"name":"ui"}}"#,
                 Call::TunnelRestart { name: "ui".into() },
+            ),
+            (
+                r#"{"method":"absorb.lease","params":{"interface":"wan","address":"192.168.1.57/24","router":"192.168.1.1","dns":"192.168.1.1 9.9.9.9"}}"#,
+                Call::AbsorbLease {
+                    interface: "wan".into(),
+                    address: "192.168.1.57/24".parse().unwrap(),
+                    router: Some("192.168.1.1".parse().unwrap()),
+                    dns: vec!["192.168.1.1".parse().unwrap(), "9.9.9.9".parse().unwrap()],
+                },
+            ),
+            (
+                r#"{"method":"absorb.lease","params":{"interface":"wan","address":"192.168.1.57/24","router":"","dns":["1.1.1.1"]}}"#,
+                Call::AbsorbLease {
+                    interface: "wan".into(),
+                    address: "192.168.1.57/24".parse().unwrap(),
+                    router: None,
+                    dns: vec!["1.1.1.1".parse().unwrap()],
+                },
+            ),
+            (
+                r#"{"method":"absorb.release","params":{"interface":"wan"}}"#,
+                Call::AbsorbRelease {
+                    interface: "wan".into(),
+                },
             ),
         ];
         for (line, want) in ok {
@@ -286,6 +398,24 @@ mod tests {
             (
                 br#"{"method":"tunnel.restart","params":{"name":"ui","x":1}}"#,
                 "unknown parameter \"x\"",
+            ),
+            (br#"{"method":"absorb.lease","params":{"address":"1.2.3.4/24"}}"#, "which uplink?"),
+            (br#"{"method":"absorb.lease","params":{"interface":"wan"}}"#, "no \"address\""),
+            (
+                br#"{"method":"absorb.lease","params":{"interface":"wan","address":"1.2.3.4"}}"#,
+                "not an address with its length",
+            ),
+            (
+                br#"{"method":"absorb.lease","params":{"interface":"wan","address":"1.2.3.4/24","router":"gw"}}"#,
+                "router \"gw\" is not an IPv4 address",
+            ),
+            (
+                br#"{"method":"absorb.lease","params":{"interface":"wan","address":"1.2.3.4/24","dns":[1]}}"#,
+                "entries must be strings",
+            ),
+            (
+                br#"{"method":"absorb.release","params":{"interface":"wan","address":"x"}}"#,
+                "unknown parameter \"address\"",
             ),
         ];
         for (line, want) in bad {

@@ -40,6 +40,20 @@ pub enum Command {
     Reconfigure(Box<Settings>),
 }
 
+/// A move, as the follow task hears of it (crate::follow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveEvent {
+    /// The router's address is in the new prefix (the hook has not run yet).
+    Moved {
+        from: Ipv4Net,
+        to: Ipv4Net,
+        at_ms: u64,
+    },
+    /// The hook is done (or there is none): the LAN's DHCP server serves
+    /// the new prefix.
+    Done,
+}
+
 impl Settings {
     /// The home prefix (network part of the home address).
     pub fn home(&self) -> Ipv4Net {
@@ -92,6 +106,13 @@ pub struct HookStatus {
     pub message: String,
 }
 
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -131,6 +152,7 @@ struct Task {
     cancel: CancellationToken,
     /// The address a UCI ensure last failed to apply (not retried).
     uci_ensure_failed: Option<Ipv4Net>,
+    moves: mpsc::Sender<MoveEvent>,
 }
 
 /// Run the LAN task until cancelled.
@@ -142,6 +164,7 @@ pub async fn run(
     mut net: watch::Receiver<NetState>,
     mut commands: mpsc::Receiver<Command>,
     status: watch::Sender<Status>,
+    moves: mpsc::Sender<MoveEvent>,
     cancel: CancellationToken,
 ) -> Result<(), String> {
     let nl =
@@ -179,6 +202,7 @@ pub async fn run(
         settling: true,
         cancel: cancel.clone(),
         uci_ensure_failed: None,
+        moves,
     };
     task.publish();
     let mut last = relevant(&task.net.borrow(), &task.settings);
@@ -461,6 +485,12 @@ impl Task {
             to: to.to_string(),
             reason: reason.to_string(),
         });
+        // Never blocks the LAN task: the follow task is a helper.
+        let _ = self.moves.try_send(MoveEvent::Moved {
+            from,
+            to,
+            at_ms: now_ms(),
+        });
         self.problem = None;
         if let Err(e) = state::save(&self.settings.state_path, &self.state) {
             log::error!("{e}");
@@ -485,6 +515,7 @@ impl Task {
                 message: result.unwrap_or_else(|e| e),
             });
         }
+        let _ = self.moves.try_send(MoveEvent::Done);
         Ok(())
     }
 

@@ -12,6 +12,7 @@ pub mod failover;
 pub mod forward;
 pub mod hostkeys;
 pub mod keys;
+pub mod parting;
 pub mod session;
 pub mod socket;
 pub mod stats;
@@ -151,6 +152,11 @@ impl UplinkWatch {
             net,
             view,
         }
+    }
+
+    /// The kernel's network state as last seen.
+    pub fn state(&self) -> NetState {
+        self.net.borrow().clone()
     }
 
     /// Waits for the next snapshot; true when an uplink changed.

@@ -6,6 +6,7 @@ use super::backoff;
 use super::diff::Plan;
 use super::forward::{self, End, Requested};
 use super::hostkeys::{self, Refusal, Verdict};
+use super::parting::{self, Anchor};
 use super::stats::{Health, State, Stats};
 use super::urls;
 use super::{Ctx, UplinkWatch};
@@ -13,6 +14,8 @@ use crate::config::{Server, SessionMode};
 use russh::client::{self, ChannelOpenHandle, Handle, Msg};
 use russh::keys::{Algorithm, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelMsg, ChannelOpenFailure, Disconnect};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,8 +31,9 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Cancelling forwards and saying goodbye when stopping.
 const GOODBYE: Duration = Duration::from_millis(500);
-/// The same before reconnecting: if the old path still works, the server
-/// frees our ports at once and the new session's forwards do not collide.
+/// The same before reconnecting, when the old session's address is still
+/// usable (crate::tunnel::parting): the server frees our ports at once and
+/// the new session's forwards do not collide.
 const QUICK_GOODBYE: Duration = Duration::from_millis(300);
 /// A session that cannot log in for a reason retrying will not fix (host key,
 /// key file, authentication) retries at the slowest pace.
@@ -502,11 +506,39 @@ const CIPHERS: &[russh::cipher::Name] = &[
     russh::cipher::AES_256_CTR,
 ];
 
-/// Connect, check the host key, authenticate, open the session channel.
+/// A logged-in session: its handle, its session channel (when asked for),
+/// and its TCP socket's addresses and a second descriptor for it (to steer
+/// the goodbye through the right link).
+struct LoggedIn {
+    handle: Handle<Client>,
+    channel: Option<Channel<Msg>>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    socket: Option<OwnedFd>,
+}
+
+/// Connect to `a`, from `source` when given (and still bindable).
+async fn tcp_connect(
+    a: SocketAddr,
+    source: Option<Ipv4Addr>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    if let (Some(src), SocketAddr::V4(_)) = (source, a) {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        // Gone meanwhile: the kernel's choice is the next best.
+        if sock.bind(SocketAddr::new(IpAddr::V4(src), 0)).is_ok() {
+            return sock.connect(a).await;
+        }
+    }
+    tokio::net::TcpStream::connect(a).await
+}
+
+/// Connect (from `source`, when given), check the host key, authenticate,
+/// open the session channel.
 async fn login(
     shared: &Arc<Shared>,
     conn: &Arc<Conn>,
-) -> Result<(Handle<Client>, Option<Channel<Msg>>), Failure> {
+    source: Option<Ipv4Addr>,
+) -> Result<LoggedIn, Failure> {
     let s = &shared.server;
     let endpoint = hostkeys::host_pattern(&s.host, s.port);
     let identity = match &s.identity {
@@ -543,7 +575,7 @@ async fn login(
             .map_err(|e| format!("cannot resolve {}: {e}", s.host))?;
         let mut last = format!("{} has no address", s.host);
         for a in addrs {
-            match tokio::net::TcpStream::connect(a).await {
+            match tcp_connect(a, source).await {
                 Ok(t) => return Ok(t),
                 Err(e) => last = format!("cannot reach {endpoint} ({a}): {e}"),
             }
@@ -558,6 +590,11 @@ async fn login(
         ))
     })?
     .map_err(Failure::retry)?;
+    let addrs = tcp.local_addr().and_then(|l| Ok((l, tcp.peer_addr()?)));
+    let (local, peer) = addrs
+        .map_err(|e| Failure::retry(format!("{endpoint}: the connection closed at once: {e}")))?;
+    // A failed dup only costs the choice of link for the goodbye.
+    let socket = tcp.as_fd().try_clone_to_owned().ok();
     let tcp = super::socket::SshSocket::new(tcp);
 
     let handler = Client {
@@ -614,7 +651,13 @@ async fn login(
                 Some(ch)
             }
         };
-        Ok((handle, channel))
+        Ok(LoggedIn {
+            handle,
+            channel,
+            local,
+            peer,
+            socket,
+        })
     };
     tokio::time::timeout(LOGIN_TIMEOUT, login)
         .await
@@ -737,6 +780,10 @@ struct Supervisor {
     attempt: u32,
     generation: u64,
     captive: crate::captive::View,
+    /// Where the last session was connected from and how (parting).
+    anchor: Option<Anchor>,
+    /// The live session's TCP socket (a second descriptor; dropped with it).
+    socket: Option<OwnedFd>,
 }
 
 /// What woke a waiting session.
@@ -797,6 +844,8 @@ pub async fn run(
         attempt: 0,
         generation: 0,
         captive,
+        anchor: None,
+        socket: None,
     };
     sup.run().await;
     sup.shared.health.down("session stopped");
@@ -836,13 +885,28 @@ impl Supervisor {
             // Log in, still answering commands and watching the uplink.
             let shared = self.shared.clone();
             let login_conn = conn.clone();
-            let login = login(&shared, &login_conn);
+            let source = parting::source(self.anchor.as_ref(), &self.uplinks.state());
+            if let Some(src) = source {
+                log::debug!("{}: connecting from {src}", self.shared.tag());
+            }
+            let login = login(&shared, &login_conn, source);
             tokio::pin!(login);
             let result = loop {
                 tokio::select! {
                     r = &mut login => break Some(r),
                     _ = self.stop.cancelled() => return,
                     changed = self.uplinks.changed() => if changed {
+                        // Connecting from the address that just came, which
+                        // is still the one to use (the old one went): go on.
+                        let still = parting::source(self.anchor.as_ref(), &self.uplinks.state());
+                        if source.is_some() && still == source {
+                            log::info!(
+                                "{}: uplink changed while connecting; still the way out from {}",
+                                self.shared.tag(),
+                                source.map(|s| s.to_string()).unwrap_or_default()
+                            );
+                            continue;
+                        }
                         log::info!("{}: uplink changed while connecting; starting over", self.shared.tag());
                         self.attempt = 0;
                         break None;
@@ -863,7 +927,16 @@ impl Supervisor {
             };
             let Some(result) = result else { continue };
             let (handle, session) = match result {
-                Ok(x) => x,
+                Ok(x) => {
+                    self.anchor = match (x.local.ip(), x.peer.ip()) {
+                        (IpAddr::V4(l), IpAddr::V4(p)) => {
+                            parting::anchor(&self.uplinks.state(), l, p)
+                        }
+                        _ => None,
+                    };
+                    self.socket = x.socket;
+                    (x.handle, x.channel)
+                }
                 Err(f) => {
                     let (state, attempt) = if f.permanent {
                         (State::Failed, PERMANENT_ATTEMPT.max(self.attempt))
@@ -888,10 +961,14 @@ impl Supervisor {
                 }
             };
             log::info!(
-                "{}: logged in to {} as {}",
+                "{}: logged in to {} as {}{}",
                 self.shared.tag(),
                 hostkeys::host_pattern(&self.shared.server.host, self.shared.server.port),
-                self.shared.server.user
+                self.shared.server.user,
+                self.anchor
+                    .as_ref()
+                    .map(|a| format!(" from {}", a.local))
+                    .unwrap_or_default()
             );
             self.shared.health.up();
             if let Some(ch) = session {
@@ -902,24 +979,43 @@ impl Supervisor {
                 ));
             }
             let up_since = Instant::now();
-            match self.serve(&handle, &conn, up_since).await {
+            let served = self.serve(&handle, &conn, up_since).await;
+            let socket = self.socket.take();
+            match served {
                 Served::Stop => {
                     let live = self.live_forwards();
                     self.goodbye(&handle, &conn, live, GOODBYE).await;
                     return;
                 }
-                Served::Again(why) => {
-                    log::info!("{}: {why}; reconnecting now", self.shared.tag());
+                Served::Again { why, goodbye } => {
                     let live = self.live_forwards();
                     self.lost(&why);
-                    tokio::select! {
-                        _ = self.goodbye(&handle, &conn, live, QUICK_GOODBYE) => {}
-                        _ = self.stop.cancelled() => return,
+                    match goodbye {
+                        Goodbye::Say { link } => {
+                            log::info!(
+                                "{}: {why}; closing the old session, then reconnecting",
+                                self.shared.tag()
+                            );
+                            if let (Some(fd), Some(link)) = (&socket, &link) {
+                                self.pin(fd, link);
+                            }
+                            tokio::select! {
+                                _ = self.goodbye(&handle, &conn, live, QUICK_GOODBYE) => {}
+                                _ = self.stop.cancelled() => return,
+                            }
+                        }
+                        Goodbye::Skip => log::info!(
+                            "{}: {why}; the old session's address is gone (the server keeps its forwards until it drops that session); reconnecting now",
+                            self.shared.tag()
+                        ),
                     }
+                    drop(socket);
                     self.attempt = 0;
                     continue;
                 }
                 Served::Lost => {
+                    // Closed now, not after the backoff below.
+                    drop(socket);
                     let why = lock(&conn.end_reason)
                         .clone()
                         .unwrap_or_else(|| "session lost".to_string());
@@ -1084,12 +1180,17 @@ impl Supervisor {
             tokio::select! {
                 _ = self.stop.cancelled() => return Served::Stop,
                 _ = conn.ended.cancelled() => return Served::Lost,
-                changed = self.uplinks.changed() => if changed {
-                    return Served::Again("uplink changed".to_string());
+                changed = self.uplinks.changed() => if changed
+                    && let Some(goodbye) = self.after_uplink_change()
+                {
+                    return Served::Again { why: "uplink changed".to_string(), goodbye };
                 },
                 cmd = self.cmds.recv() => match cmd {
                     None => return Served::Stop,
-                    Some(Cmd::Reconnect) => return Served::Again("restart requested".to_string()),
+                    Some(Cmd::Reconnect) => return Served::Again {
+                        why: "restart requested".to_string(),
+                        goodbye: Goodbye::Say { link: None },
+                    },
                     Some(c) => self.apply_online(handle, conn, c).await,
                 },
                 _ = sleep_until(next_retry) => {
@@ -1264,6 +1365,62 @@ impl Supervisor {
         });
     }
 
+    /// The uplinks changed under a live session: None keeps it (its address
+    /// and route are as they were), else how to part with it.
+    fn after_uplink_change(&mut self) -> Option<Goodbye> {
+        let state = self.uplinks.state();
+        let Some(anchor) = self.anchor.as_mut() else {
+            // Where it came from is unknown: try a goodbye, as before.
+            return Some(Goodbye::Say { link: None });
+        };
+        match parting::decide(anchor, &state) {
+            parting::Verdict::Keep => {
+                parting::refresh(anchor, &state);
+                log::info!(
+                    "{}: uplink changed; the session's address {} and its route are as they were: keeping it",
+                    self.shared.tag(),
+                    anchor.local
+                );
+                None
+            }
+            parting::Verdict::Move {
+                goodbye: Some(link),
+            } => Some(Goodbye::Say {
+                link: state
+                    .links
+                    .iter()
+                    .find(|l| l.index == link)
+                    .map(|l| l.name.clone()),
+            }),
+            parting::Verdict::Move { goodbye: None } => Some(Goodbye::Skip),
+        }
+    }
+
+    /// Send the rest of the old session through `link`, the one that holds
+    /// its address (another uplink may have the default route by now).
+    /// Needs CAP_NET_RAW; without it the goodbye takes the kernel's route.
+    fn pin(&self, fd: &OwnedFd, link: &str) {
+        let name = link.as_bytes();
+        // SAFETY: setsockopt on a descriptor this task owns, with a pointer
+        // and length that describe `name`.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                name.as_ptr().cast(),
+                name.len() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            log::debug!(
+                "{}: cannot send the goodbye through {link}: {}",
+                self.shared.tag(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+
     /// The live forwards, as named in their cancel requests.
     fn live_forwards(&self) -> Vec<Wire> {
         self.shared
@@ -1282,11 +1439,11 @@ impl Supervisor {
         self.shared
             .with_fwds(|fwds| fwds.iter_mut().for_each(Fwd::close_connections));
         let _ = tokio::time::timeout(limit, async {
-            let cancels = live.iter().map(|w| w.cancel(handle));
-            futures_util::future::join_all(cancels).await;
-            let _ = handle
-                .disconnect(Disconnect::ByApplication, "roadie is stopping", "en")
-                .await;
+            // Sent back to back, without waiting for the replies: the old
+            // address may be about to go; sshd handles them in order.
+            let cancels = futures_util::future::join_all(live.iter().map(|w| w.cancel(handle)));
+            let bye = handle.disconnect(Disconnect::ByApplication, "roadie is stopping", "en");
+            let _ = futures_util::future::join(cancels, bye).await;
             conn.ended.cancelled().await;
         })
         .await;
@@ -1297,7 +1454,18 @@ impl Supervisor {
 enum Served {
     Stop,
     Lost,
-    Again(String),
+    /// Reconnect now, parting with the old session as `goodbye` says.
+    Again {
+        why: String,
+        goodbye: Goodbye,
+    },
+}
+
+enum Goodbye {
+    /// Cancel the forwards and disconnect (through `link`, when known).
+    Say { link: Option<String> },
+    /// The old session's address is gone: nothing would arrive.
+    Skip,
 }
 
 async fn sleep_until(t: Option<Instant>) {

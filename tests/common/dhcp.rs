@@ -48,6 +48,8 @@ pub struct LabOpts {
     pub return_home: Option<bool>,
     /// Start roadie at the end of `Lab::new` and wait until it is idle.
     pub start_daemon: bool,
+    /// The router's udhcpc event script, relative to the repository.
+    pub udhcpc_script: &'static str,
 }
 
 impl Default for LabOpts {
@@ -62,6 +64,7 @@ impl Default for LabOpts {
             settle_ms: 250,
             return_home: None,
             start_daemon: true,
+            udhcpc_script: "tests/lab/udhcpc.script",
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct Lab {
     /// OpenSSH's sshd in `up` (see [`Lab::start_sshd`]).
     sshd: Option<Sshd>,
     started_pids: Vec<u32>,
+    /// What a test started with [`Lab::spawn_extra`].
+    extra: Vec<Child>,
 }
 
 impl Lab {
@@ -143,6 +148,7 @@ impl Lab {
             udhcpc: None,
             sshd: None,
             started_pids: Vec::new(),
+            extra: Vec::new(),
         };
 
         // Namespaces, without IPv6. The first failure is a reason to skip,
@@ -201,6 +207,15 @@ impl Lab {
     /// Runs a command inside a namespace (`ip netns exec`).
     pub fn exec(&self, ns: &str, args: &[&str], timeout: Duration) -> Output {
         ns::exec(ns, args, timeout)
+    }
+
+    /// Starts `args` inside `ns` for the rest of the lab (stopped with it);
+    /// output goes to `<dir>/<log>`. Returns its PID.
+    pub fn spawn_extra(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
+        let child = self.spawn_in(ns, args, log);
+        let pid = child.id();
+        self.extra.push(child);
+        pid
     }
 
     /// Starts `args` inside `ns`; output goes to `<dir>/<log>`.
@@ -284,7 +299,12 @@ impl Lab {
         let script = self.dir.join("udhcpc.sh");
         fs::write(
             &script,
-            format!("#!/bin/sh\nexec /bin/sh {REPO}/tests/lab/udhcpc.script \"$@\"\n"),
+            format!(
+                "#!/bin/sh\nexport ROADIE='{}' ROADIE_SOCKET='{}'\nexec /bin/sh {REPO}/{} \"$@\"\n",
+                super::ROADIE,
+                self.sock.display(),
+                self.opts.udhcpc_script
+            ),
         )
         .unwrap();
         chmod_x(&script);
@@ -654,9 +674,11 @@ impl Drop for Lab {
         self.daemon = Roadie::new(&self.rtr, &self.dir);
         self.sshd = None;
         let grace = Duration::from_secs(3);
+        let extra = std::mem::take(&mut self.extra);
         for mut child in [self.udhcpc.take(), self.dnsmasq.take(), self.http.take()]
             .into_iter()
             .flatten()
+            .chain(extra)
         {
             stop_child(&mut child, libc::SIGTERM, grace);
         }

@@ -7,6 +7,8 @@
 //! - [`sshd`]: OpenSSH's sshd in a namespace, keys, the test account;
 //! - [`daemon`]: `roadie daemon` in a namespace, its control socket, status;
 //! - [`dhcp`]: the DHCP lab (dnsmasq upstream, udhcpc, a node), [`Lab`];
+//! - [`clients`]: the 4-client lab (udhcpc, dhclient, dhcpcd, networkd on
+//!   the router's bridge, a hotel uplink), [`clients::ClientLab`];
 //! - [`openwrt`]: a router made of OpenWrt's own userland (`OPENWRT_ROOT`),
 //!   [`openwrt::Router`];
 //! - [`portal`]: a hotel's captive portal (an HTTP server in a namespace).
@@ -17,6 +19,7 @@
 // Each test crate uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod daemon;
 pub mod dhcp;
 pub mod ns;

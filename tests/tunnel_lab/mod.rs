@@ -300,6 +300,13 @@ pub struct Road {
 
 impl Road {
     pub fn new() -> Option<Road> {
+        // A stale session (its path gone with the old address) is dropped
+        // after about 2 s, so a renumbered router gets its ports back soon.
+        Road::with_sshd("ClientAliveInterval 1\nClientAliveCountMax 1\n")
+    }
+
+    /// The road lab with `sshd_extra` as the server's extra sshd_config.
+    pub fn with_sshd(sshd_extra: &str) -> Option<Road> {
         if !possible() {
             return None;
         }
@@ -322,16 +329,7 @@ impl Road {
         );
         let key = dir.path().join("id_ed25519");
         keygen(&key, "ed25519");
-        // A stale session (its path gone with the old address) is dropped
-        // after about 2 s, so a renumbered router gets its ports back soon.
-        let sshd = Sshd::start_with(
-            &up,
-            dir.path(),
-            SSHD_ADDR,
-            22,
-            &[&key],
-            "ClientAliveInterval 1\nClientAliveCountMax 1\n",
-        );
+        let sshd = Sshd::start_with(&up, dir.path(), SSHD_ADDR, 22, &[&key], sshd_extra);
         let target = Target::start(&cl, "0.0.0.0:8080", PAGE);
         let hook = dir.path().join("hook.sh");
         fs::write(
@@ -410,6 +408,26 @@ impl Road {
         ));
     }
 
+    /// The kernel keeps wan0's other addresses when its primary one goes
+    /// (else it drops them with it), as a renumbering that adds the new
+    /// lease before removing the old one needs.
+    pub fn promote_secondaries(&self) {
+        self.rtr.enter(|| {
+            fs::write("/proc/sys/net/ipv4/conf/wan0/promote_secondaries", "1\n")
+                .expect("set promote_secondaries in the router namespace")
+        });
+    }
+
+    /// SSH connections sshd has established now (held sessions included).
+    pub fn sshd_connections(&self) -> usize {
+        let out = ns::exec(
+            &self.up.name,
+            &["ss", "-Htn", "state", "established", "( sport = :22 )"],
+            SHORT,
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
     /// How many sessions sshd accepted from `addr` so far.
     pub fn logins_from(&self, addr: &str) -> usize {
         self.sshd
@@ -417,5 +435,97 @@ impl Road {
             .lines()
             .filter(|l| l.contains("Accepted publickey") && l.contains(&format!("from {addr} ")))
             .count()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Visitors: steady traffic through a tunnel
+
+/// Public visitors of a tunnel: a GET to 127.0.0.1:`port` in a namespace
+/// every 20 ms, each on its own connection with a 1 s timeout, not waiting
+/// for the one before (visitors keep coming whether or not it is served).
+pub struct Visitors {
+    results: Shared<Vec<(Instant, bool)>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+fn visit(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).is_ok() && resp.starts_with("HTTP/1.0 200") && resp.ends_with(PAGE)
+}
+
+impl Visitors {
+    pub fn start(ns: &Ns, port: u16) -> Visitors {
+        let results: Shared<Vec<(Instant, bool)>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, st, name) = (results.clone(), stop.clone(), ns.name.clone());
+        // Threads started from a thread inside the namespace are inside too.
+        let thread = thread::spawn(move || {
+            ns::enter(&name, || {
+                while !st.load(Ordering::Relaxed) {
+                    let r = r.clone();
+                    thread::spawn(move || {
+                        let t = Instant::now();
+                        let ok = visit(port);
+                        r.lock().unwrap().push((t, ok));
+                    });
+                    thread::sleep(Duration::from_millis(20)); // the visitors' pace
+                }
+            })
+        });
+        Visitors {
+            results,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// How long after `t0` the visitors were served again: from the first
+    /// GET after the last failed one (zero when none since `t0` failed),
+    /// once GETs have kept succeeding for `hold`; None until then. Only
+    /// GETs started over 1.5 s ago count: they have all finished.
+    pub fn serving_again(&self, t0: Instant, hold: Duration) -> Option<Duration> {
+        let horizon = Instant::now().checked_sub(Duration::from_millis(1500))?;
+        let r: Vec<(Instant, bool)> = self.results.lock().unwrap().clone();
+        let r: Vec<&(Instant, bool)> = r
+            .iter()
+            .filter(|(t, _)| *t >= t0 && *t <= horizon)
+            .collect();
+        let last_fail = r.iter().filter(|(_, ok)| !ok).map(|(t, _)| *t).max();
+        let oks: Vec<Instant> = r
+            .iter()
+            .filter(|(t, ok)| *ok && last_fail.is_none_or(|f| *t > f))
+            .map(|(t, _)| *t)
+            .collect();
+        let (first, last) = (*oks.iter().min()?, *oks.iter().max()?);
+        (last - first >= hold).then(|| match last_fail {
+            None => Duration::ZERO,
+            Some(_) => first - t0,
+        })
+    }
+
+    /// GETs started since `t0` that failed, and all started since.
+    pub fn failed_since(&self, t0: Instant) -> (usize, usize) {
+        let r = self.results.lock().unwrap();
+        let since: Vec<&(Instant, bool)> = r.iter().filter(|(t, _)| *t >= t0).collect();
+        (since.iter().filter(|(_, ok)| !ok).count(), since.len())
+    }
+}
+
+impl Drop for Visitors {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -1,0 +1,512 @@
+//! Absorbing a colliding uplink (`[lan] on_collision = "absorb"`): the LAN
+//! keeps every address; the router's own stack sees the uplink's network
+//! under an alias prefix, translated at the uplink's edge by an nftables
+//! netdev table (crate::absorb::plan has the decisions and the rules).
+//!
+//! The uplink's DHCP client stays the only owner of its address: its event
+//! script asks roadie (`roadie absorb-lease`, the `absorb.lease` method)
+//! before it configures the lease, roadie loads the table first and answers
+//! with the values to install (the alias ones when it absorbs, the lease as
+//! it is otherwise). When it cannot absorb (a prefix wider than /24, no
+//! alias free, a kernel without netdev ingress/egress hooks), the lease goes
+//! in as it is and the LAN moves, as with `on_collision = "move"`.
+
+pub mod plan;
+
+use crate::config::OnCollision;
+use crate::lan;
+use crate::netwatch::NetState;
+use ipnet::Ipv4Net;
+use plan::Verdict;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+const NFT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the tables are checked (a firewall restart flushes them all).
+const CHECK: Duration = Duration::from_secs(2);
+/// The uplink's ARP and source checks while absorbed: answer ARP only for
+/// its own address, announce only that, drop what could not have come in
+/// there. (What the prototype needed so that no frame speaks for the LAN.)
+const SYSCTLS: [(&str, &str); 4] = [
+    ("arp_ignore", "1"),
+    ("arp_announce", "2"),
+    ("arp_filter", "1"),
+    ("rp_filter", "1"),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub on_collision: OnCollision,
+    pub pools: Vec<Ipv4Net>,
+    pub avoid: Vec<Ipv4Net>,
+    /// The LAN's home prefix (an alias must keep off it, too).
+    pub home: Ipv4Net,
+    /// The nft program.
+    pub nft: PathBuf,
+    /// Where the loaded rulesets are written (for `nft -f`, and to look at).
+    pub run_dir: PathBuf,
+    /// /proc/sys/net/ipv4/conf, or a test's stand-in.
+    pub sysctl_dir: PathBuf,
+}
+
+/// A lease, as the DHCP client's script reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub interface: String,
+    pub address: Ipv4Net,
+    pub router: Option<Ipv4Addr>,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+pub enum Request {
+    Lease(Lease, oneshot::Sender<Result<Value, String>>),
+    Release(String, oneshot::Sender<Result<Value, String>>),
+}
+
+/// One absorbed uplink (`lan.absorbed[]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Absorbed {
+    pub interface: String,
+    /// The uplink's own prefix, as its hosts know it.
+    pub prefix: String,
+    /// The same network as the router and the LAN see it.
+    pub alias: String,
+    /// The router's address there (the lease), and as the router has it.
+    pub lease: String,
+    pub address: String,
+    pub since: u64,
+    /// Times the table was found gone (a firewall restart) and loaded again.
+    pub restored: u64,
+    #[serde(skip)]
+    real: Ipv4Net,
+    #[serde(skip)]
+    alias_net: Ipv4Net,
+    #[serde(skip)]
+    lease_addr: Ipv4Addr,
+    /// The sysctls as they were, to put back on release.
+    #[serde(skip)]
+    saved: Vec<(String, String)>,
+}
+
+impl Absorbed {
+    /// `addr` as the router sees it.
+    pub fn alias_of(&self, addr: Ipv4Addr) -> Ipv4Addr {
+        plan::to_alias(addr, self.real, self.alias_net)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Status {
+    pub absorbed: Vec<Absorbed>,
+    /// The last lease that could not be absorbed, and why.
+    pub problem: Option<String>,
+}
+
+struct Task {
+    settings: Settings,
+    lan: watch::Receiver<lan::Status>,
+    net: watch::Receiver<NetState>,
+    absorbed: Vec<Absorbed>,
+    problem: Option<String>,
+    status: watch::Sender<Status>,
+}
+
+pub async fn run(
+    mut settings: watch::Receiver<Settings>,
+    lan: watch::Receiver<lan::Status>,
+    net: watch::Receiver<NetState>,
+    mut requests: mpsc::Receiver<Request>,
+    status: watch::Sender<Status>,
+    cancel: CancellationToken,
+) {
+    let mut t = Task {
+        settings: settings.borrow_and_update().clone(),
+        lan,
+        net,
+        absorbed: Vec::new(),
+        problem: None,
+        status,
+    };
+    t.remove_stale().await;
+    let mut check = tokio::time::interval(CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = settings.changed() => {
+                if r.is_err() { break }
+                t.settings = settings.borrow_and_update().clone();
+                if t.settings.on_collision == OnCollision::Move {
+                    for i in t.absorbed.iter().map(|a| a.interface.clone()).collect::<Vec<_>>() {
+                        t.release(&i).await;
+                    }
+                }
+            }
+            req = requests.recv() => match req {
+                None => break,
+                Some(Request::Lease(lease, reply)) => {
+                    let r = t.lease(lease).await;
+                    let _ = reply.send(r);
+                }
+                Some(Request::Release(interface, reply)) => {
+                    let was = t.release(&interface).await;
+                    let _ = reply.send(Ok(json!({"interface": interface, "released": was})));
+                }
+            },
+            _ = check.tick() => t.check().await,
+        }
+        t.publish();
+    }
+    for i in t
+        .absorbed
+        .iter()
+        .map(|a| a.interface.clone())
+        .collect::<Vec<_>>()
+    {
+        t.release(&i).await;
+    }
+}
+
+/// The reply a DHCP script installs: `lease` unchanged, or mapped.
+fn reply(lease: &Lease, a: Option<&Absorbed>, why: Option<&str>) -> Value {
+    let map = |x: Ipv4Addr| a.map_or(x, |a| a.alias_of(x));
+    let address = Ipv4Net::new(map(lease.address.addr()), lease.address.prefix_len())
+        .unwrap_or(lease.address);
+    json!({
+        "interface": lease.interface,
+        "absorbed": a.is_some(),
+        "address": address.to_string(),
+        "router": lease.router.map(|r| map(r).to_string()),
+        "dns": lease.dns.iter().map(|d| map(*d).to_string()).collect::<Vec<_>>(),
+        "prefix": a.map(|a| a.prefix.clone()),
+        "alias": a.map(|a| a.alias.clone()),
+        "why": why,
+    })
+}
+
+impl Task {
+    fn publish(&self) {
+        self.status.send_replace(Status {
+            absorbed: self.absorbed.clone(),
+            problem: self.problem.clone(),
+        });
+    }
+
+    /// Prefixes an alias must keep off: home, `avoid`, and every address
+    /// on another interface than `interface` (its own is the old alias).
+    fn taken(&self, interface: &str) -> Vec<Ipv4Net> {
+        let mut out = vec![self.settings.home];
+        out.extend(self.settings.avoid.iter().copied());
+        let net = self.net.borrow();
+        for l in net.links.iter().filter(|l| l.name != interface) {
+            out.extend(l.addrs.iter().map(|a| a.trunc()));
+        }
+        for a in self.absorbed.iter().filter(|a| a.interface != interface) {
+            out.push(a.alias_net);
+            out.push(a.real);
+        }
+        out
+    }
+
+    async fn lease(&mut self, lease: Lease) -> Result<Value, String> {
+        if !valid_ifname(&lease.interface) {
+            return Err(format!(
+                "absorb.lease: {} is not an interface name",
+                crate::quote::Q(&lease.interface)
+            ));
+        }
+        if self.settings.on_collision != OnCollision::Absorb {
+            self.release(&lease.interface).await;
+            return Ok(reply(&lease, None, Some("on_collision is \"move\"")));
+        }
+        let lan_prefix = self
+            .lan
+            .borrow()
+            .prefix
+            .parse::<Ipv4Net>()
+            .unwrap_or(self.settings.home);
+        let taken = self.taken(&lease.interface);
+        let verdict = plan::decide(lease.address, lan_prefix, &self.settings.pools, &taken);
+        match verdict {
+            Verdict::Plain => {
+                if self.release(&lease.interface).await {
+                    log::info!(
+                        "{}: {} does not collide with the LAN: translation removed",
+                        lease.interface,
+                        lease.address
+                    );
+                }
+                Ok(reply(&lease, None, None))
+            }
+            Verdict::Cannot(why) => {
+                self.release(&lease.interface).await;
+                let why = format!(
+                    "{}: cannot absorb {}: {why}",
+                    lease.interface, lease.address
+                );
+                log::warn!("{why}");
+                self.problem = Some(why.clone());
+                Ok(reply(&lease, None, Some(&why)))
+            }
+            Verdict::Absorb { real, alias } => match self.absorb(&lease, real, alias).await {
+                Ok(()) => {
+                    self.problem = None;
+                    let a = self
+                        .absorbed
+                        .iter()
+                        .find(|a| a.interface == lease.interface);
+                    Ok(reply(&lease, a, None))
+                }
+                Err(e) => {
+                    let why = format!(
+                        "{}: cannot absorb {}: {e}; the kernel needs nftables netdev ingress and egress hooks (Linux 5.16+, kmod-nft-netdev): the LAN moves instead",
+                        lease.interface, lease.address
+                    );
+                    log::error!("{why}");
+                    self.release(&lease.interface).await;
+                    self.problem = Some(why.clone());
+                    Ok(reply(&lease, None, Some(&why)))
+                }
+            },
+        }
+    }
+
+    async fn absorb(&mut self, lease: &Lease, real: Ipv4Net, alias: Ipv4Net) -> Result<(), String> {
+        let dev = &lease.interface;
+        let addr = lease.address.addr();
+        self.load(dev, real, alias, addr).await?;
+        let prior = self.absorbed.iter().position(|a| a.interface == *dev);
+        let saved = match prior {
+            Some(i) => self.absorbed[i].saved.clone(),
+            None => self.set_sysctls(dev),
+        };
+        let alias_addr = plan::to_alias(addr, real, alias);
+        let entry = Absorbed {
+            interface: dev.clone(),
+            prefix: real.to_string(),
+            alias: alias.to_string(),
+            lease: addr.to_string(),
+            address: Ipv4Net::new(alias_addr, lease.address.prefix_len())
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            since: prior.map_or_else(lan::now_unix, |i| self.absorbed[i].since),
+            restored: prior.map_or(0, |i| self.absorbed[i].restored),
+            real,
+            alias_net: alias,
+            lease_addr: addr,
+            saved,
+        };
+        if prior.is_none() {
+            log::info!(
+                "{dev}: absorbing {real} as {alias}: the LAN keeps its addresses; hosts there are reached at {alias} ({} is {alias_addr} here)",
+                lease.address.addr()
+            );
+        }
+        match prior {
+            Some(i) => self.absorbed[i] = entry,
+            None => self.absorbed.push(entry),
+        }
+        Ok(())
+    }
+
+    fn ruleset_path(&self, dev: &str) -> PathBuf {
+        self.settings
+            .run_dir
+            .join(format!("{}.nft", plan::table_name(dev)))
+    }
+
+    async fn load(
+        &self,
+        dev: &str,
+        real: Ipv4Net,
+        alias: Ipv4Net,
+        lease: Ipv4Addr,
+    ) -> Result<(), String> {
+        let path = self.ruleset_path(dev);
+        std::fs::write(&path, plan::ruleset(dev, real, alias, lease))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let p = path.to_string_lossy();
+        crate::command::run(&self.settings.nft, &["-f", &p], NFT_TIMEOUT)
+            .await
+            .map(drop)
+    }
+
+    async fn table_exists(&self, dev: &str) -> Result<bool, String> {
+        let table = plan::table_name(dev);
+        let out = crate::command::output(
+            &self.settings.nft,
+            &["list", "table", "netdev", &table],
+            NFT_TIMEOUT,
+        )
+        .await?;
+        Ok(out.status.success())
+    }
+
+    async fn delete_table(&self, table: &str) {
+        let r = crate::command::output(
+            &self.settings.nft,
+            &["delete", "table", "netdev", table],
+            NFT_TIMEOUT,
+        )
+        .await;
+        if let Err(e) = r {
+            log::warn!("{e}");
+        }
+    }
+
+    /// Remove the translation of `interface`; whether there was one.
+    async fn release(&mut self, interface: &str) -> bool {
+        let Some(i) = self.absorbed.iter().position(|a| a.interface == interface) else {
+            return false;
+        };
+        let a = self.absorbed.remove(i);
+        self.delete_table(&plan::table_name(interface)).await;
+        let _ = std::fs::remove_file(self.ruleset_path(interface));
+        for (key, value) in &a.saved {
+            let path = self.settings.sysctl_dir.join(interface).join(key);
+            if let Err(e) = std::fs::write(&path, value) {
+                log::debug!("{}: {e}", path.display());
+            }
+        }
+        log::info!("{interface}: no longer absorbing {}", a.prefix);
+        true
+    }
+
+    /// Set the uplink's ARP and source checks; returns the values before.
+    fn set_sysctls(&self, dev: &str) -> Vec<(String, String)> {
+        let mut saved = Vec::new();
+        for (key, value) in SYSCTLS {
+            let path = self.settings.sysctl_dir.join(dev).join(key);
+            match std::fs::read_to_string(&path) {
+                Ok(old) => {
+                    saved.push((key.to_string(), old.trim().to_string()));
+                    if let Err(e) = std::fs::write(&path, value) {
+                        log::warn!("cannot set {}: {e}", path.display());
+                    }
+                }
+                Err(e) => log::warn!("cannot read {}: {e}", path.display()),
+            }
+        }
+        saved
+    }
+
+    /// Tables a firewall restart flushed are loaded again.
+    async fn check(&mut self) {
+        for i in 0..self.absorbed.len() {
+            let (dev, real, alias, lease) = {
+                let a = &self.absorbed[i];
+                (a.interface.clone(), a.real, a.alias_net, a.lease_addr)
+            };
+            match self.table_exists(&dev).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    log::warn!(
+                        "{dev}: the translation of {real} was gone (a firewall restart?): loading it again"
+                    );
+                    match self.load(&dev, real, alias, lease).await {
+                        Ok(()) => self.absorbed[i].restored += 1,
+                        Err(e) => log::error!("{dev}: {e}"),
+                    }
+                }
+                Err(e) => log::warn!("{e}"),
+            }
+        }
+    }
+
+    /// Tables an earlier run left (killed before it could clean up).
+    async fn remove_stale(&mut self) {
+        let out = match crate::command::output(
+            &self.settings.nft,
+            &["list", "tables", "netdev"],
+            NFT_TIMEOUT,
+        )
+        .await
+        {
+            Ok(o) if o.status.success() => o,
+            // No nft, or no netdev support: nothing can have been left.
+            _ => return,
+        };
+        for table in stale_tables(&String::from_utf8_lossy(&out.stdout)) {
+            log::info!("removing the translation table {table} an earlier run left");
+            self.delete_table(&table).await;
+        }
+    }
+}
+
+/// roadie's tables in `nft list tables netdev` output.
+pub fn stale_tables(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("table netdev "))
+        .filter(|t| t.starts_with("roadie_"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn valid_ifname(s: &str) -> bool {
+    !s.is_empty() && s.len() < 16 && !s.contains(['/', ' ', '"', '\n']) && s != "." && s != ".."
+}
+
+/// Defaults for a router.
+pub fn default_paths(socket: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        PathBuf::from("nft"),
+        socket
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir),
+        PathBuf::from("/proc/sys/net/ipv4/conf"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_tables_are_roadies_only() {
+        let listing = "table netdev roadie_wan0\ntable netdev other\ntable netdev roadie_eth0_2\n";
+        assert_eq!(stale_tables(listing), ["roadie_wan0", "roadie_eth0_2"]);
+        assert!(stale_tables("").is_empty());
+    }
+
+    #[test]
+    fn replies_map_only_when_absorbed() {
+        let lease = Lease {
+            interface: "wan0".into(),
+            address: "192.168.1.57/24".parse().unwrap(),
+            router: Some("192.168.1.1".parse().unwrap()),
+            dns: vec!["192.168.1.1".parse().unwrap(), "8.8.8.8".parse().unwrap()],
+        };
+        let plain = reply(&lease, None, None);
+        assert_eq!(plain["address"], "192.168.1.57/24");
+        assert_eq!(plain["absorbed"], false);
+        let a = Absorbed {
+            interface: "wan0".into(),
+            prefix: "192.168.1.0/24".into(),
+            alias: "10.168.183.0/24".into(),
+            lease: "192.168.1.57".into(),
+            address: "10.168.183.57/24".into(),
+            since: 0,
+            restored: 0,
+            real: "192.168.1.0/24".parse().unwrap(),
+            alias_net: "10.168.183.0/24".parse().unwrap(),
+            lease_addr: "192.168.1.57".parse().unwrap(),
+            saved: vec![],
+        };
+        let r = reply(&lease, Some(&a), None);
+        assert_eq!(r["address"], "10.168.183.57/24");
+        assert_eq!(r["router"], "10.168.183.1");
+        assert_eq!(r["dns"], json!(["10.168.183.1", "8.8.8.8"]));
+        assert_eq!(r["alias"], "10.168.183.0/24");
+        for bad in ["", "a/b", "x y", "0123456789abcdef"] {
+            assert!(!valid_ifname(bad), "{bad:?}");
+        }
+        assert!(valid_ifname("phy0-sta0"));
+    }
+}

@@ -1,0 +1,299 @@
+//! `[lan] on_collision = "absorb"` in a namespace lab (see tests/common/dhcp.rs):
+//! the hotel's network is the cluster's own 192.168.1.0/24, with its gateway
+//! and DHCP server at 192.168.1.1, the router's LAN address. The router's
+//! udhcpc runs examples/udhcpc-absorb.script, which asks roadie before the
+//! lease goes in. Run as root: `cargo test --test absorb_lab`.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const HOME: &str = "192.168.1.0/24";
+/// The checksum-neutral alias of 192.168.1.0/24 in 10/8.
+const ALIAS: &str = "10.168.183.0/24";
+
+fn nft(lab: &Lab, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["nft"];
+    all.extend_from_slice(args);
+    let out = lab.exec(&lab.rtr, &all, SHORT);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn table(lab: &Lab) -> Option<String> {
+    let (ok, text) = nft(lab, &["list", "table", "netdev", "roadie_wan0"]);
+    ok.then_some(text)
+}
+
+/// Sends 1400-byte UDP datagrams with DF set from `ns` to `to` until the
+/// kernel refuses one (EMSGSIZE: it learned a smaller path MTU from an ICMP
+/// "fragmentation needed"); whether it did within 3 s.
+fn learns_path_mtu(lab: &Lab, ns: &str, to: &str) -> bool {
+    let py = format!(
+        "import socket, sys, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IP, 10, 2)\n\
+         s.connect(('{to}', 9))\n\
+         end = time.monotonic() + 3\n\
+         while time.monotonic() < end:\n\
+         \x20   try:\n\
+         \x20       s.send(b'x' * 1400)\n\
+         \x20   except OSError as e:\n\
+         \x20       sys.exit(0 if e.errno == 90 else 2)\n\
+         \x20   time.sleep(0.05)\n\
+         sys.exit(1)\n"
+    );
+    lab.exec(ns, &["python3", "-c", &py], SHORT)
+        .status
+        .success()
+}
+
+fn curl_out(lab: &Lab, ns: &str, url: &str) -> String {
+    let out = lab.exec(ns, &["curl", "-s", "--max-time", "2", url], SHORT);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Everything in one lab (a lab takes seconds to build): arrival at a hotel
+/// whose network is ours, what works through it, a new lease, a firewall
+/// flush, kill -9, the hotel moving to another prefix, SIGTERM.
+#[test]
+fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
+    let t0 = Instant::now();
+    let Some(mut lab) = Lab::new(LabOpts {
+        start_daemon: false,
+        udhcpc_script: "examples/udhcpc-absorb.script",
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    let (ok, _) = nft(&lab, &["list", "tables"]);
+    if !ok {
+        skip("nft does not work here (nftables not installed?)");
+        return;
+    }
+    lab.start_sshd();
+    // The hotel's portal: a web server on its gateway address.
+    let www = lab.dir.join("portal");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "hotel portal\n").unwrap();
+    let up = lab.up.clone();
+    let www_s = www.display().to_string();
+    lab.spawn_extra(
+        &up,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            &www_s,
+        ],
+        "portal.log",
+    );
+    // The router forwards and masquerades (what fw4 does on OpenWrt); the
+    // node's default route is the router.
+    lab.exec(
+        &lab.rtr,
+        &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
+        SHORT,
+    );
+    let nat = "add table ip lab_nat; add chain ip lab_nat post { type nat hook postrouting priority 100; }; add rule ip lab_nat post oifname \"wan0\" masquerade";
+    let out = lab.exec(&lab.rtr, &["nft", nat], SHORT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    lab.exec(
+        &lab.cl,
+        &["ip", "route", "replace", "default", "via", "192.168.1.1"],
+        SHORT,
+    );
+    // Beyond the hotel, behind a 1280-byte link: path-MTU discovery needs
+    // the hotel's ICMP errors, whose quoted headers carry the lease address.
+    let far = ns::Ns::new(&format!("{}-far", lab.id));
+    ns::veth("up1", &lab.up, "far0", &far.name);
+    ns::ip_batch(
+        &lab.up,
+        "link set up1 mtu 1280 up\naddr add 198.18.1.1/24 dev up1\n",
+    );
+    far.batch("link set far0 mtu 1280 up\naddr add 198.18.1.2/24 dev far0\nroute add default via 198.18.1.1\n");
+    lab.exec(
+        &lab.up,
+        &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
+        SHORT,
+    );
+
+    let cfg = lab
+        .config_text()
+        .replace("[lan]\n", "[lan]\non_collision = \"absorb\"\n")
+        + &lab.hotel_tunnel_config();
+    lab.write_config(&cfg);
+    lab.start_daemon();
+    lab.wait_ready();
+    let url = format!("http://{SSHD_ADDR}:18080/");
+    lab.daemon
+        .wait_status("tunnel ui up", LONG, |s| tunnel0(s)["state"] == "up");
+
+    // a) The hotel: 192.168.1.0/24, gateway and DHCP at 192.168.1.1.
+    let t_lease = Instant::now();
+    lab.renumber("192.168.1.1/24", "192.168.1.57", "192.168.1.57");
+    let addr = lab.wait_lease(ALIAS);
+    let absorbed_after = t_lease.elapsed();
+    assert_eq!(addr, "10.168.183.57/24");
+    let t = table(&lab).expect("the translation table");
+    assert!(
+        t.contains("ip saddr != { 0.0.0.0, 192.168.1.57 } drop"),
+        "{t}"
+    );
+    let routes = lab.route_dsts("wan0");
+    assert!(routes.contains(&"default".to_string()), "{routes:?}");
+    let s = lab.daemon.wait_status("absorbed in status", SHORT, |s| {
+        s["lan"]["absorbed"][0]["alias"] == ALIAS
+    });
+    let a = &s["lan"]["absorbed"][0];
+    assert_eq!(
+        (a["interface"].as_str(), a["prefix"].as_str()),
+        (Some("wan0"), Some(HOME)),
+        "{s}"
+    );
+    assert_eq!(
+        (a["lease"].as_str(), a["address"].as_str()),
+        (Some("192.168.1.57"), Some("10.168.183.57/24"))
+    );
+    // The cluster keeps every address: no move, the LAN at home.
+    assert_eq!(lan_prefix(&s), HOME, "{s}");
+    assert_eq!(history_len(&s), 0, "{s}");
+    assert_eq!(lab.addrs(&lab.rtr, "lan0"), ["192.168.1.1/24"]);
+    // The uplink answers ARP only for its own address.
+    let arp_ignore = lab.exec(
+        &lab.rtr,
+        &["cat", "/proc/sys/net/ipv4/conf/wan0/arp_ignore"],
+        SHORT,
+    );
+    assert_eq!(String::from_utf8_lossy(&arp_ignore.stdout).trim(), "1");
+
+    // b) What works through it: the tunnel (the router's own SSH through
+    // the hotel) serving the node, the node reaching the Internet side and
+    // the hotel's portal by its alias address, the node at its address.
+    wait_until("the page through the tunnel", LONG, || {
+        lab.curl_page(&lab.up, &url)
+    });
+    let working_after = t_lease.elapsed();
+    assert!(
+        curl_out(&lab, &lab.cl, "http://10.168.183.1/").contains("hotel portal"),
+        "portal by alias"
+    );
+    let banner = curl_out(&lab, &lab.cl, &format!("telnet://{SSHD_ADDR}:22"));
+    assert!(
+        banner.starts_with("SSH-2.0-"),
+        "the node reaches beyond the hotel: {banner:?}"
+    );
+    assert!(
+        curl_out(&lab, &lab.rtr, "http://10.168.183.1/").contains("hotel portal"),
+        "the router's own"
+    );
+    lab.assert_reachable("192.168.1.100");
+    assert!(
+        learns_path_mtu(&lab, &lab.cl, "198.18.1.2"),
+        "the node learns the path MTU"
+    );
+    assert!(
+        learns_path_mtu(&lab, &lab.rtr, "198.18.1.2"),
+        "the router learns the path MTU"
+    );
+    // The hotel knows the router by its lease, at the router's uplink MAC.
+    let neigh = lab.exec(
+        &lab.up,
+        &["ip", "-j", "neigh", "show", "192.168.1.57"],
+        SHORT,
+    );
+    let n: serde_json::Value = serde_json::from_slice(&neigh.stdout).unwrap_or_default();
+    let wan_mac = lab.exec(&lab.rtr, &["cat", "/sys/class/net/wan0/address"], SHORT);
+    assert_eq!(
+        n[0]["lladdr"].as_str(),
+        Some(String::from_utf8_lossy(&wan_mac.stdout).trim()),
+        "{n}"
+    );
+    eprintln!(
+        "absorb: lease -> alias on wan0 {absorbed_after:?}, -> tunnel page {working_after:?}"
+    );
+
+    // c) A firewall restart flushes every table: roadie loads its own again.
+    nft(&lab, &["flush", "ruleset"]);
+    lab.daemon.wait_status("the table restored", SHORT, |s| {
+        s["lan"]["absorbed"][0]["restored"] == 1
+    });
+    assert!(table(&lab).is_some());
+    lab.exec(&lab.rtr, &["nft", nat], SHORT);
+
+    // d) A new lease in the same network: the table follows it.
+    lab.renumber("192.168.1.1/24", "192.168.1.60", "192.168.1.60");
+    assert_eq!(lab.wait_lease(ALIAS), "10.168.183.60/24");
+    wait_until("the table for the new lease", SHORT, || {
+        table(&lab).is_some_and(|t| t.contains("192.168.1.60 } drop"))
+    });
+    wait_until("the page through the tunnel (new lease)", LONG, || {
+        lab.curl_page(&lab.up, &url)
+    });
+
+    // e) kill -9: the next start removes the table it left; the next DHCP
+    // event (a renew here) absorbs again.
+    lab.stop_daemon(libc::SIGKILL);
+    assert!(table(&lab).is_some(), "kill -9 leaves the table");
+    lab.start_daemon();
+    lab.wait_ready();
+    wait_until("the stale table removed", SHORT, || table(&lab).is_none());
+    signal(lab.udhcpc_pid(), libc::SIGUSR1);
+    wait_until("absorbed again after a renew", LONG, || {
+        table(&lab).is_some()
+    });
+    wait_until("the page through the tunnel (restart)", LONG, || {
+        lab.curl_page(&lab.up, &url)
+    });
+
+    // f) The hotel moves to a prefix that does not collide: no translation.
+    lab.renumber("10.66.0.254/24", "10.66.0.50", "10.66.0.150");
+    lab.wait_lease("10.66.0.0/24");
+    wait_until("the table removed", SHORT, || table(&lab).is_none());
+    let s = lab.daemon.wait_status("nothing absorbed", SHORT, |s| {
+        s["lan"]["absorbed"].as_array().is_some_and(Vec::is_empty)
+    });
+    assert_eq!(history_len(&s), 0, "still no move: {s}");
+
+    // g) Absorbed again, then SIGTERM: roadie takes its table with it.
+    lab.renumber("192.168.1.1/24", "192.168.1.57", "192.168.1.57");
+    lab.wait_lease(ALIAS);
+    wait_until("absorbed again", SHORT, || table(&lab).is_some());
+    let (took, _) = lab.stop_daemon(libc::SIGTERM);
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(table(&lab).is_none(), "SIGTERM leaves no table");
+    eprintln!(
+        "absorbs_a_hotel_that_uses_the_clusters_prefix: {:?}",
+        t0.elapsed()
+    );
+}
+
+/// `on_collision = "move"` (the default) never absorbs: the lease goes in
+/// as it is and the LAN moves.
+#[test]
+fn move_is_the_default() {
+    let Some(mut lab) = Lab::new(LabOpts {
+        udhcpc_script: "examples/udhcpc-absorb.script",
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    lab.renumber("192.168.1.1/24", "192.168.1.57", "192.168.1.57");
+    assert_eq!(lab.wait_lease(HOME), "192.168.1.57/24");
+    let s = lab
+        .daemon
+        .wait_status("the LAN moved", LONG, |s| history_len(s) == 1);
+    assert_ne!(lan_prefix(&s), HOME, "{s}");
+    assert_eq!(s["lan"]["absorbed"], serde_json::json!([]), "{s}");
+}
