@@ -454,11 +454,12 @@ def write_results():
     rows = {}
     try:
         with open(path) as f:
-            for line in f:
-                if line.startswith("| ") and not line.startswith("| what"):
-                    rows[line.split(" | ", 1)[0][2:]] = line.rstrip("\n")
+            router, rest = router_sections(f.read())
+        for line in rest.splitlines():
+            if line.startswith("| ") and not line.startswith("| what"):
+                rows[line.split(" | ", 1)[0][2:]] = line
     except FileNotFoundError:
-        pass
+        router = ""
     for section, metric, r, o, unit, better in results:
         inf = float("inf")
         if inf in (r, o):
@@ -468,6 +469,7 @@ def write_results():
         key = f"{section}: {metric}"
         rows[key] = f"| {key} | {show(r, unit)} | {show(o, unit)} | {ratio} | {better} |"
     lines = [
+        *([router] if router else []),
         "# roadie vs OpenSSH `ssh -R`",
         "",
         f"Same sshd ({subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}), "
@@ -485,6 +487,15 @@ def write_results():
     with open(path, "w") as f:
         f.write(text)
     print(text)
+
+
+def router_sections(text):
+    """(the sections bench/router.py writes, kept as they are; the rest)."""
+    kept, rest = [], text
+    for m in re.finditer(r"<!-- router-cpu (\S+) -->.*?<!-- /router-cpu \1 -->\n*", text, re.S):
+        kept.append(m.group(0).rstrip("\n") + "\n")
+        rest = rest.replace(m.group(0), "")
+    return "\n".join(kept), rest
 
 
 def profile():

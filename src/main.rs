@@ -4,6 +4,11 @@ use roadie::cli::{self, Command};
 use roadie::lastgood::{self, Start};
 use tokio_util::sync::CancellationToken;
 
+// Cargo.toml says why the musl (router) builds use dlmalloc.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cli = match cli::parse(&args) {

@@ -16,11 +16,18 @@
 //!
 //! On x86_64 with AVX2, the payload's whole 512-byte chunks take this crate's
 //! own eight-block key stream (`avx2.rs`, the only unsafe code here, for the
-//! SIMD loads and stores); everything else is RustCrypto's.
+//! SIMD loads and stores); elsewhere they take a one-block scalar key stream
+//! (`scalar.rs`) and the tag its own Poly1305 (`poly.rs`); everything else is
+//! RustCrypto's.
 #![deny(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+// On x86_64 only the tests use it (AVX2 or RustCrypto's backends serve there).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+mod poly;
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+mod scalar;
 
 use chacha20::ChaCha20;
 use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
@@ -72,7 +79,7 @@ impl Keys {
         *length = self.packet_length(seqn, *length);
         let (cipher, mac) = self.payload(seqn);
         self.xor_payload(seqn, cipher, rest);
-        *tag_out = mac_of(mac, packet);
+        *tag_out = mac_of(&mac, packet);
     }
 
     /// Checks `tag` over `packet` (encrypted length || ciphertext) and only
@@ -88,7 +95,7 @@ impl Keys {
             return Err(BadPacket);
         }
         let (cipher, mac) = self.payload(seqn);
-        let want = mac_of(mac, packet);
+        let want = mac_of(&mac, packet);
         // Every byte is compared, whatever the first difference.
         let diff = want.iter().zip(tag).fold(0u8, |d, (a, b)| d | (a ^ b));
         if diff != 0 {
@@ -99,25 +106,25 @@ impl Keys {
         Ok(plaintext)
     }
 
-    /// K_2's keystream positioned at block 1, and the Poly1305 key made
-    /// from block 0.
-    fn payload(&self, seqn: u32) -> (ChaCha20, Poly1305) {
+    /// K_2's keystream positioned at block 1, and the Poly1305 key: the
+    /// first half of block 0.
+    fn payload(&self, seqn: u32) -> (ChaCha20, [u8; 32]) {
         let mut cipher = stream(&self.k_2, seqn);
         let mut block0 = [0u8; 64];
         cipher.apply_keystream(&mut block0);
-        let mut key = poly1305::Key::default();
+        let mut key = [0u8; 32];
         key.copy_from_slice(&block0[..32]);
-        (cipher, Poly1305::new(&key))
+        (cipher, key)
     }
 
     /// XORs K_2's key stream from block 1 on into `data`; `cipher` is that
-    /// stream from `payload`. Whole 512-byte chunks go the fast way where
-    /// there is one, the rest through `cipher`.
+    /// stream from `payload`. Whole 512-byte chunks (AVX2) or whole blocks
+    /// (elsewhere) go the fast way, the rest through `cipher`.
     fn xor_payload(&self, seqn: u32, mut cipher: ChaCha20, data: &mut [u8]) {
         #[cfg(target_arch = "x86_64")]
         let done = avx2::xor_chunks(&state(&self.k_2, seqn, 1), data);
         #[cfg(not(target_arch = "x86_64"))]
-        let done = 0;
+        let done = scalar::xor_blocks(&state(&self.k_2, seqn, 1), data);
         if done > 0 {
             cipher.seek(64 + done as u64);
         }
@@ -126,8 +133,7 @@ impl Keys {
 }
 
 /// ChaCha20's 16 input words for `key`, OpenSSH's nonce `seqn` and block
-/// `block`: what `stream` sets up, for the fast path.
-#[cfg(target_arch = "x86_64")]
+/// `block`: what `stream` sets up, for the fast paths.
 fn state(key: &chacha20::Key, seqn: u32, block: u32) -> [u32; 16] {
     let mut w = [0u32; 16];
     w[..4].copy_from_slice(&[0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574]);
@@ -148,9 +154,22 @@ fn stream(key: &chacha20::Key, seqn: u32) -> ChaCha20 {
     ChaCha20::new(key, &nonce)
 }
 
-/// Poly1305 over `data` without padding: whole blocks through the backend's
-/// parallel path, then the partial last block.
-fn mac_of(mut mac: Poly1305, data: &[u8]) -> [u8; TAG_LEN] {
+/// Poly1305 over `data` without padding. On x86_64, RustCrypto's (whole
+/// blocks through its AVX2 backend, then the partial last block); elsewhere
+/// `poly.rs`.
+#[cfg(target_arch = "x86_64")]
+fn mac_of(key: &[u8; 32], data: &[u8]) -> [u8; TAG_LEN] {
+    rustcrypto_mac(key, data)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn mac_of(key: &[u8; 32], data: &[u8]) -> [u8; TAG_LEN] {
+    poly::tag(key, data)
+}
+
+#[cfg_attr(not(any(target_arch = "x86_64", test)), allow(dead_code))]
+fn rustcrypto_mac(key: &[u8; 32], data: &[u8]) -> [u8; TAG_LEN] {
+    let mut mac = Poly1305::new(&poly1305::Key::from(*key));
     let (blocks, rest) = poly1305::Block::slice_as_chunks(data);
     mac.update(blocks);
     mac.compute_unpadded(rest).into()
@@ -269,6 +288,67 @@ mod tests {
                 got[done..],
                 clear[done..],
                 "len {len}: bytes past the chunks touched"
+            );
+        }
+    }
+
+    /// `poly.rs` against RustCrypto's Poly1305: every length around the block
+    /// size, long packets, and keys and data of all ones (the final
+    /// reduction's edge).
+    #[test]
+    fn poly1305_matches_rustcrypto() {
+        let mut cases: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for len in (0..100).chain([1_000, 32_768, 35_004]) {
+            cases.push((bytes(len as u64 + 5, 32), bytes(len as u64 + 600, len)));
+        }
+        for len in [0, 15, 16, 17, 64, 1_000] {
+            cases.push((vec![0xff; 32], vec![0xff; len]));
+            let mut k = vec![0xff; 32];
+            k[16..].fill(0);
+            cases.push((k, vec![0xff; len]));
+        }
+        for (k, data) in &cases {
+            let k: [u8; 32] = k.as_slice().try_into().unwrap();
+            assert_eq!(
+                poly::tag(&k, data),
+                rustcrypto_mac(&k, data),
+                "len {}",
+                data.len()
+            );
+        }
+    }
+
+    /// The scalar one-block path against RustCrypto's stream, the same way.
+    #[test]
+    fn scalar_key_stream_matches_rustcrypto() {
+        let cases = [
+            (0, 1, 0),
+            (63, 1, 7),
+            (64, 1, 0x0102_0304),
+            (65, 0, 9),
+            (1_000, 1, u32::MAX),
+            (32_768, 1, 41),
+            (35_000, 500, 1 << 31),
+        ];
+        for (i, &(len, block, seqn)) in cases.iter().enumerate() {
+            let k = chacha20::Key::from(<[u8; 32]>::try_from(bytes(i as u64 + 70, 32)).unwrap());
+            let clear = bytes(i as u64 + 900, len);
+            let mut want = clear.clone();
+            let mut cipher = stream(&k, seqn);
+            cipher.seek(64 * u64::from(block));
+            cipher.apply_keystream(&mut want);
+            let mut got = clear.clone();
+            let done = scalar::xor_blocks(&state(&k, seqn, block), &mut got);
+            assert_eq!(done, len / scalar::BLOCK * scalar::BLOCK, "len {len}");
+            assert_eq!(
+                got[..done],
+                want[..done],
+                "len {len} block {block} seqn {seqn:#x}"
+            );
+            assert_eq!(
+                got[done..],
+                clear[done..],
+                "len {len}: bytes past the blocks touched"
             );
         }
     }
