@@ -888,6 +888,65 @@ fn new_address_before_the_old_goes_serves_again_within_two_seconds_under_traffic
     assert!(!log.contains("starting over"), "{log}");
 }
 
+/// A second uplink (a phone tether) takes the default route while the first
+/// still has its address, which goes a moment later (the hotel Wi-Fi lost):
+/// roadie closes the old session through the first uplink, so sshd lets go
+/// of the forward at once, and serves again through the second within 2 s,
+/// with visitors the whole time.
+#[test]
+fn a_second_uplink_taking_over_serves_again_within_two_seconds_under_traffic() {
+    let Some(mut road) = Road::with_sshd("ClientAliveInterval 5\nClientAliveCountMax 3\n") else {
+        return;
+    };
+    // The second uplink: its own network to the same server, not up yet.
+    common::ns::veth("up1", &road.up.name, "wan1", &road.rtr.name);
+    road.up
+        .batch("addr add 10.77.0.254/24 dev up1\nlink set up1 up\n");
+    // The first uplink's default route at the metric netifd gives a wired wan.
+    road.rtr.batch("route del default via 10.66.0.254 dev wan0\nroute add default via 10.66.0.254 dev wan0 metric 100\n");
+    let cfg = road
+        .config_with(
+            "keepalive_s = 5",
+            &tunnel_block("ui", "vps", "0.0.0.0:18080", "master:8080", ""),
+        )
+        .replace(
+            "interfaces = [\"wan0\"]",
+            "interfaces = [\"wan0\", \"wan1\"]",
+        );
+    road.start(&cfg);
+    road.roadie().wait_up("ui");
+    let visitors = Visitors::start(&road.up, 18080);
+    let start = Instant::now();
+    wait_for("the visitors to be served", SHORT, || {
+        visitors.serving_again(start, Duration::from_secs(1))
+    });
+
+    let t0 = Instant::now();
+    road.rtr.batch("addr add 10.77.0.2/24 dev wan1\nlink set wan1 up\nroute add default via 10.77.0.254 dev wan1 metric 10\n");
+    // The network's own pace (the scenario), not a wait for roadie.
+    std::thread::sleep(Duration::from_millis(300));
+    road.rtr.ip(&["addr", "del", "10.66.0.2/24", "dev", "wan0"]);
+    let took = wait_for(
+        "the visitors to be served again",
+        Duration::from_secs(15),
+        || visitors.serving_again(t0, Duration::from_secs(2)),
+    );
+    let (failed, all) = visitors.failed_since(t0);
+    let t = road.roadie().tunnel("ui");
+    eprintln!(
+        "a second uplink takes over, the first's address goes 300 ms later, a GET every 20 ms: \
+         serving again after {took:?} ({failed} of {all} GETs failed); {t}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert_eq!(t["state"], "up", "{t}");
+    assert_eq!(road.logins_from("10.77.0.2"), 1, "{}", road.sshd.log());
+    wait_for("sshd to hold only the new session", SHORT, || {
+        (road.sshd_connections() == 1).then_some(())
+    });
+    let log = road.roadie().log();
+    assert!(log.contains("closing the old session"), "{log}");
+}
+
 /// Renumbered the way udhcpc's script applies a lease (the old address goes
 /// before the new one comes): roadie cannot close the old session, sshd
 /// still holds its forward, and while it does the status says so and names
