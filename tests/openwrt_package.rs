@@ -70,6 +70,8 @@ const SHELL_SCRIPTS: &[&str] = &[
     "scripts/zig/armv7-unknown-linux-musleabihf",
     "scripts/zig/x86_64-unknown-linux-musl",
     "examples/udhcpc-absorb.script",
+    "openwrt-package/files/roadie.netifd-proto",
+    "openwrt-package/files/roadie.dhcp-script",
     "tests/doubles/ubus-double",
     "tests/doubles/dnsmasq-init-double",
     "tests/doubles/rc.common-double",
@@ -575,6 +577,11 @@ const DATA: &[(&str, u32, &str)] = &[
     ),
     ("./etc/uci-defaults/90-roadie-dhcp", 0o755, UCI_DEFAULTS),
     (
+        "./lib/netifd/proto/dhcp-roadie.sh",
+        0o755,
+        "openwrt-package/files/roadie.netifd-proto",
+    ),
+    (
         "./lib/upgrade/keep.d/roadie",
         0o644,
         "openwrt-package/files/roadie.keep",
@@ -583,6 +590,11 @@ const DATA: &[(&str, u32, &str)] = &[
         "./usr/libexec/rpcd/roadie",
         0o755,
         "openwrt-package/files/roadie.rpcd",
+    ),
+    (
+        "./usr/libexec/roadie/dhcp.script",
+        0o755,
+        "openwrt-package/files/roadie.dhcp-script",
     ),
     ("./usr/sbin/roadie", 0o755, ""),
     (
