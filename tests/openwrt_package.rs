@@ -1090,10 +1090,16 @@ fn event(dir: &Path, roadie: &Path, event: &str) -> (String, String) {
         .env("subnet", "255.255.255.0")
         .env("router", "192.168.1.1")
         .env("dns", "192.168.1.1 9.9.9.9")
-        .env("staticroutes", "10.0.0.0/8 192.168.1.254 8.8.8.0/24 192.168.1.1"));
+        .env(
+            "staticroutes",
+            "10.0.0.0/8 192.168.1.254 8.8.8.0/24 192.168.1.1",
+        ));
     assert_eq!(code, 0, "dhcp.script {event}: {out}{err}");
     (
-        fs::read_to_string(&got).unwrap_or_default().trim().to_string(),
+        fs::read_to_string(&got)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         fs::read_to_string(dir.join("roadie.args"))
             .unwrap_or_default()
             .trim()
@@ -1174,12 +1180,17 @@ fn netifd_proto_is_openwrts_dhcp_with_roadies_event_script() {
         assert_eq!(code, 0, "{o}{e}");
         fs::read_to_string(&out).unwrap_or_default()
     };
-    let p = stand_in("udhcpc -p /var/run/udhcpc-wan0.pid -s /lib/netifd/dhcp.script -f -t 0 -i wan0");
+    let p =
+        stand_in("udhcpc -p /var/run/udhcpc-wan0.pid -s /lib/netifd/dhcp.script -f -t 0 -i wan0");
     assert_eq!(
         handler(&p).trim(),
         "udhcpc -p /var/run/udhcpc-wan0.pid -s /usr/libexec/roadie/dhcp.script -f -t 0 -i wan0"
     );
     let p = stand_in("udhcpc -p /var/run/udhcpc-wan0.pid -s /lib/netifd/other.script -i wan0");
-    assert_eq!(handler(&p), "", "a dhcp.sh of another shape runs as it is, not from here");
+    assert_eq!(
+        handler(&p),
+        "",
+        "a dhcp.sh of another shape runs as it is, not from here"
+    );
     assert_eq!(handler(&dir.join("none.sh")), "");
 }
