@@ -970,7 +970,7 @@ fn netifds_dhcp_installs_the_alias_lease() {
         "{table}"
     );
     // The hotel's gateway answers the router at its alias address.
-    r.sh("ping -c 1 -W 2 10.168.183.1");
+    r.sh("busybox ping -c 1 -W 2 10.168.183.1");
     let s = o.wait_status("absorbed in status", SHORT, |s| {
         s["lan"]["absorbed"][0]["alias"] == ALIAS
     });
