@@ -28,6 +28,29 @@ fn table(lab: &Lab) -> Option<String> {
     ok.then_some(text)
 }
 
+/// Sends 1400-byte UDP datagrams with DF set from `ns` to `to` until the
+/// kernel refuses one (EMSGSIZE: it learned a smaller path MTU from an ICMP
+/// "fragmentation needed"); whether it did within 3 s.
+fn learns_path_mtu(lab: &Lab, ns: &str, to: &str) -> bool {
+    let py = format!(
+        "import socket, sys, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_IP, 10, 2)\n\
+         s.connect(('{to}', 9))\n\
+         end = time.monotonic() + 3\n\
+         while time.monotonic() < end:\n\
+         \x20   try:\n\
+         \x20       s.send(b'x' * 1400)\n\
+         \x20   except OSError as e:\n\
+         \x20       sys.exit(0 if e.errno == 90 else 2)\n\
+         \x20   time.sleep(0.05)\n\
+         sys.exit(1)\n"
+    );
+    lab.exec(ns, &["python3", "-c", &py], SHORT)
+        .status
+        .success()
+}
+
 fn curl_out(lab: &Lab, ns: &str, url: &str) -> String {
     let out = lab.exec(ns, &["curl", "-s", "--max-time", "2", url], SHORT);
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -89,6 +112,20 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
     lab.exec(
         &lab.cl,
         &["ip", "route", "replace", "default", "via", "192.168.1.1"],
+        SHORT,
+    );
+    // Beyond the hotel, behind a 1280-byte link: path-MTU discovery needs
+    // the hotel's ICMP errors, whose quoted headers carry the lease address.
+    let far = ns::Ns::new(&format!("{}-far", lab.id));
+    ns::veth("up1", &lab.up, "far0", &far.name);
+    ns::ip_batch(
+        &lab.up,
+        "link set up1 mtu 1280 up\naddr add 198.18.1.1/24 dev up1\n",
+    );
+    far.batch("link set far0 mtu 1280 up\naddr add 198.18.1.2/24 dev far0\nroute add default via 198.18.1.1\n");
+    lab.exec(
+        &lab.up,
+        &["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
         SHORT,
     );
 
@@ -162,6 +199,14 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
         "the router's own"
     );
     lab.assert_reachable("192.168.1.100");
+    assert!(
+        learns_path_mtu(&lab, &lab.cl, "198.18.1.2"),
+        "the node learns the path MTU"
+    );
+    assert!(
+        learns_path_mtu(&lab, &lab.rtr, "198.18.1.2"),
+        "the router learns the path MTU"
+    );
     // The hotel knows the router by its lease, at the router's uplink MAC.
     let neigh = lab.exec(
         &lab.up,

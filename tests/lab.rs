@@ -1397,3 +1397,36 @@ fn lan_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// A static host that the hook does not move: `lan.hosts` and `roadie
+/// status` say it did not follow, and where it still is.
+#[test]
+fn j_a_static_host_that_did_not_follow_is_named() {
+    let Some(mut lab) = Lab::new(LabOpts {
+        start_daemon: false,
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    // A hook that leaves the node where it is.
+    let cfg = lab.config_text();
+    let hook = lab.dir.join("hook.sh").display().to_string();
+    lab.write_config(&cfg.replace(&format!("hook = {hook:?}\n"), ""));
+    lab.start_daemon();
+    lab.wait_ready();
+    lab.renumber("192.168.1.254/24", "192.168.1.200", "192.168.1.240");
+    let s = lab
+        .daemon
+        .wait_status("master still at its old address", LONG, |s| {
+            lan_prefix(s) != HOME && s["lan"]["hosts"][0]["still_at"] == "192.168.1.100"
+        });
+    let h = &s["lan"]["hosts"][0];
+    assert_eq!(h["followed_ms"], serde_json::Value::Null, "{s}");
+    assert_ne!(h["address"], "192.168.1.100", "{s}");
+    let out = lab.daemon.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("HOST master did not follow: still at 192.168.1.100"),
+        "{text}"
+    );
+}

@@ -73,6 +73,8 @@ const PAGE_JS: &str = r#"(() => {
     uplinks: Object.fromEntries([...document.querySelectorAll('#roadie-uplink-table tr[data-uplink]')]
       .map(tr => [tr.dataset.uplink, cells(tr)])),
     history: [...document.querySelectorAll('#roadie-history tr[data-move]')].map(cells),
+    hosts: Object.fromEntries([...document.querySelectorAll('#roadie-hosts tr[data-host]')]
+      .map(tr => [tr.dataset.host, cells(tr)])),
     tunnels,
     result: res ? { method: res.dataset.method, class: res.className, text: t(res) } : null,
     buttons: [...document.querySelectorAll('#roadie-actions button')].map(b => ({ id: b.id, enabled: !b.disabled })),
@@ -258,6 +260,33 @@ fn status_page_in_chromium_against_a_lab_daemon() {
     assert_eq!(p["history"][0][1], HOME, "{p:#}");
     assert_eq!(p["history"][0][2], prefix.as_str(), "{p:#}");
     assert_eq!(p["history"][0][3], reason, "{p:#}");
+    // The cluster host followed the move (its hook moved it): where it is now.
+    let s = lab.daemon.wait_status("master followed", LONG, |s| {
+        s["lan"]["hosts"][0]["followed_ms"].is_u64()
+    });
+    let followed = s["lan"]["hosts"][0]["followed_ms"].as_u64().unwrap_or(0);
+    let p = wait_page(&mut b, "the host table", LONG, |p| {
+        p["hosts"]["master"][3]
+            .as_str()
+            .is_some_and(|c| c.starts_with("after "))
+    });
+    let cells = &p["hosts"]["master"];
+    let first: Vec<&str> = (0..3).map(|i| text(&cells[i])).collect();
+    assert_eq!(
+        first,
+        ["master", lab.node_in(&prefix).as_str(), "yes"],
+        "{p:#}"
+    );
+    // Rounded by JavaScript's toFixed(1): within 0.05 s of followed_ms.
+    let shown: f64 = text(&cells[3])
+        .trim_start_matches("after ")
+        .trim_end_matches(" s")
+        .parse()
+        .unwrap_or(-1.0);
+    assert!(
+        (shown - followed as f64 / 1000.0).abs() <= 0.051,
+        "{followed} ms: {p:#}"
+    );
     let ui = &p["tunnels"]["ui"];
     assert_eq!(ui["state_class"], "label success", "{p:#}");
     assert_eq!(ui["cells"][3], node.as_str(), "{p:#}");

@@ -216,8 +216,8 @@ impl Task {
     async fn lease(&mut self, lease: Lease) -> Result<Value, String> {
         if !valid_ifname(&lease.interface) {
             return Err(format!(
-                "absorb.lease: {:?} is not an interface name",
-                lease.interface
+                "absorb.lease: {} is not an interface name",
+                crate::quote::Q(&lease.interface)
             ));
         }
         if self.settings.on_collision != OnCollision::Absorb {

@@ -389,14 +389,17 @@ impl Task {
         for r in want {
             match self.nl.add_rule(&r).await {
                 Ok(()) => self.rules.push(r),
-                Err(e) => log::warn!("cannot keep LAN traffic to {:?} off the uplink: {e}", r.dst),
+                Err(e) => log::warn!(
+                    "cannot keep LAN traffic to {} off the uplink: {e}",
+                    rule_text(&r)
+                ),
             }
         }
     }
 
     async fn del_rule(&mut self, r: &Rule) {
         if let Err(e) = self.nl.del_rule(r).await {
-            log::warn!("cannot remove the rule for {:?} on {:?}: {e}", r.dst, r.iif);
+            log::warn!("cannot remove the rule {}: {e}", rule_text(r));
         }
     }
 
@@ -408,8 +411,8 @@ impl Task {
                     .filter(|r| r.priority == RULE_PRIORITY && r.blackhole)
                 {
                     log::info!(
-                        "removing a blackhole rule left by an earlier run ({:?})",
-                        r.dst
+                        "removing a blackhole rule left by an earlier run ({})",
+                        rule_text(&r)
                     );
                     self.del_rule(&r).await;
                 }
@@ -601,6 +604,13 @@ pub fn lease_warning(dhcp: &[lan::uci::Section], interface: &str) -> Option<Stri
             ))
         }
     }
+}
+
+/// `to 192.168.1.1/32 iif br-lan`, for messages.
+fn rule_text(r: &Rule) -> String {
+    let dst = r.dst.map(|d| d.to_string()).unwrap_or_else(|| "all".into());
+    let iif = r.iif.as_deref().unwrap_or("any");
+    format!("to {dst} iif {iif}")
 }
 
 fn mac_text(m: &frame::Mac) -> String {

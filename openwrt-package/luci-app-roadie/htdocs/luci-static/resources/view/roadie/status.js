@@ -348,6 +348,39 @@ return view.extend({
 				' ', text(lan.apply.message)
 			] ]);
 
+		const absorbed = Array.isArray(lan.absorbed) ? lan.absorbed : [];
+		absorbed.forEach(function(a) {
+			pairs.push([ 'absorbed-' + text(a.interface), _('Uplink %s absorbed').format(text(a.interface)), [
+				label('success', _('absorbed')), ' ',
+				_('its network %s (ours too) is %s here; the router is %s there').format(
+					text(a.prefix), text(a.alias), text(a.lease))
+			] ]);
+		});
+		if (lan.absorb_problem)
+			pairs.push([ 'absorb-problem', _('Not absorbed'), String(lan.absorb_problem) ]);
+		if (lan.dhcp_warning)
+			pairs.push([ 'dhcp-warning', _('DHCP leases'), [ label('warning', _('slow')), ' ', String(lan.dhcp_warning) ] ]);
+
+		const hostTitles = [ _('Host'), _('Address'), _('Answers'), _('Followed the last move') ];
+		const hosts = (Array.isArray(lan.hosts) ? lan.hosts : []).map(function(h) {
+			let answers;
+			if (h.reachable === true)
+				answers = label('success', _('yes'));
+			else if (h.reachable === false)
+				answers = label('important', _('no'));
+			else
+				answers = _('not asked yet');
+			let followed;
+			if (h.followed_ms != null)
+				followed = _('after %s s').format((h.followed_ms / 1000).toFixed(1));
+			else if (h.still_at != null)
+				followed = [ label('important', _('no')), ' ',
+					_('still at %s (a static address? move it, e.g. from the hook)').format(text(h.still_at)) ];
+			else
+				followed = '-';
+			return row({ 'data-host': text(h.name) }, hostTitles, [ text(h.name), text(h.address), answers, followed ]);
+		});
+
 		const titles = [ _('When'), _('From'), _('To'), _('Why') ];
 		const moves = history.slice(-HISTORY_ROWS).reverse().map(function(h) {
 			return row({ 'data-move': text(h.to) }, titles, [ time(h.at), text(h.from), text(h.to), text(h.reason) ]);
@@ -355,6 +388,8 @@ return view.extend({
 
 		dom.content(this.body('roadie-lan'), [
 			facts('roadie-lan-facts', pairs),
+			E('h4', {}, [ _('Cluster hosts') ]),
+			table('roadie-hosts', hostTitles, hosts, _('No hosts named in [[lan.host]] or DHCP reservations.')),
 			E('h4', {}, [ _('Last moves') ]),
 			table('roadie-history', titles, moves, _('The LAN has not moved.'))
 		]);
