@@ -868,7 +868,16 @@ fn rpcd_acl_grants_exactly_roadies_methods() {
         v
     };
     assert_eq!(names("read"), ["list", "status"]);
-    assert_eq!(names("write"), ["readdress", "reload", "tunnel.restart"]);
+    assert_eq!(
+        names("write"),
+        [
+            "absorb.lease",
+            "absorb.release",
+            "readdress",
+            "reload",
+            "tunnel.restart"
+        ]
+    );
     let mut all: Vec<String> = names("read").into_iter().chain(names("write")).collect();
     all.sort();
     let mut methods: Vec<String> = roadie::control::protocol::METHODS
