@@ -952,7 +952,9 @@ fn netifds_dhcp_installs_the_alias_lease() {
     assert_eq!(wan["ipv4-address"][0]["address"], "10.168.183.57", "{wan}");
     assert_eq!(wan["ipv4-address"][0]["mask"], 24, "{wan}");
     assert_eq!(wan["dns-server"], json!(["10.168.183.1"]), "{wan}");
-    let default = wan["route"]
+    let default = wan
+        .pointer("/route")
+        .unwrap_or(&Value::Null)
         .as_array()
         .into_iter()
         .flatten()
@@ -981,6 +983,38 @@ fn netifds_dhcp_installs_the_alias_lease() {
     assert!(
         !seen.contains("192.168.1."),
         "the colliding prefix was up on wan0:\n{seen}"
+    );
+
+    // A renewal (netifd's renew: SIGUSR1 to udhcpc): the unicast renew
+    // cannot leave (its source, the lease address, is not the router's),
+    // the broadcast rebind gets the hotel's ACK, and roadie's answer goes to
+    // netifd again.
+    let log = r.dir.join("hotel-dnsmasq.log");
+    let acks = || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("DHCPACK(hup0) 192.168.1.57")
+            .count()
+    };
+    let before = acks();
+    let t = Instant::now();
+    r.sh("ubus call network.interface.wan renew");
+    wait_for("the hotel to ACK the renewal", LONG, || {
+        (acks() > before).then_some(())
+    });
+    println!(
+        "TIMING renew -> hotel's ACK (absorbed): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    wait_for("netifd to have the renewed alias lease", SHORT, || {
+        let w = r.json("ubus call network.interface.wan status");
+        (w["ipv4-address"][0]["address"] == "10.168.183.57").then_some(())
+    });
+    assert_eq!(r.addrs("wan0"), [want]);
+    let seen = fs::read_to_string(&mon).unwrap_or_default();
+    assert!(
+        !seen.contains("192.168.1."),
+        "the colliding prefix was up on wan0 after the renewal:\n{seen}"
     );
 
     // The interface goes down: udhcpc's deconfig, roadie lets the uplink go.
