@@ -70,6 +70,8 @@ const SHELL_SCRIPTS: &[&str] = &[
     "scripts/zig/armv7-unknown-linux-musleabihf",
     "scripts/zig/x86_64-unknown-linux-musl",
     "examples/udhcpc-absorb.script",
+    "openwrt-package/files/roadie.netifd-proto",
+    "openwrt-package/files/roadie.dhcp-script",
     "tests/doubles/ubus-double",
     "tests/doubles/dnsmasq-init-double",
     "tests/doubles/rc.common-double",
@@ -575,9 +577,19 @@ const DATA: &[(&str, u32, &str)] = &[
     ),
     ("./etc/uci-defaults/90-roadie-dhcp", 0o755, UCI_DEFAULTS),
     (
+        "./lib/netifd/proto/dhcp-roadie.sh",
+        0o755,
+        "openwrt-package/files/roadie.netifd-proto",
+    ),
+    (
         "./lib/upgrade/keep.d/roadie",
         0o644,
         "openwrt-package/files/roadie.keep",
+    ),
+    (
+        "./usr/libexec/roadie/dhcp.script",
+        0o755,
+        "openwrt-package/files/roadie.dhcp-script",
     ),
     (
         "./usr/libexec/rpcd/roadie",
@@ -1025,4 +1037,169 @@ fn luci_ipk_is_arch_all() {
         .env("OUT", &out_dir));
     assert_eq!(code, 2, "{err}");
     let _ = fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------
+// netifd's dhcp protocol with roadie's event script (doubles; the real netifd
+// and udhcpc: tests/openwrt_router.rs)
+
+/// OpenWrt's shell, when there is one (ash, as on the router), else sh.
+fn ash() -> Command {
+    if have("busybox") {
+        let mut c = Command::new("busybox");
+        c.arg("sh");
+        c
+    } else {
+        Command::new("sh")
+    }
+}
+
+/// A roadie double that records its arguments (one line a call) and answers
+/// `absorb-lease` with `answer` (printed as is) and exit code `code`.
+fn roadie_double(dir: &Path, answer: &str, code: i32) -> PathBuf {
+    let p = dir.join("roadie");
+    fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>{args}\n[ \"$1\" = absorb-lease ] && printf '%s' '{answer}'\nexit {code}\n",
+            args = dir.join("roadie.args").display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// udhcpc runs roadie's event script with `event` and a lease of
+/// 192.168.1.57/24 (router and DNS 192.168.1.1, a classless route through
+/// 192.168.1.254); returns what OpenWrt's dhcp.script (a recording
+/// stand-in) was given, and roadie's arguments.
+fn event(dir: &Path, roadie: &Path, event: &str) -> (String, String) {
+    let stock = dir.join("dhcp.script");
+    let got = dir.join("got");
+    fs::write(
+        &stock,
+        format!(
+            "#!/bin/sh\necho \"$1 ip=$ip subnet=$subnet mask=$mask router=$router dns=$dns staticroutes=$staticroutes\" >{}\n",
+            got.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&stock, fs::Permissions::from_mode(0o755)).unwrap();
+    let _ = fs::remove_file(&got);
+    let _ = fs::remove_file(dir.join("roadie.args"));
+    let (code, out, err) = run(ash()
+        .arg(repo("openwrt-package/files/roadie.dhcp-script"))
+        .arg(event)
+        .env("ROADIE", roadie)
+        .env("ROADIE_DHCP_SCRIPT", &stock)
+        .env("interface", "wan0")
+        .env("ip", "192.168.1.57")
+        .env("mask", "24")
+        .env("subnet", "255.255.255.0")
+        .env("router", "192.168.1.1")
+        .env("dns", "192.168.1.1 9.9.9.9")
+        .env(
+            "staticroutes",
+            "10.0.0.0/8 192.168.1.254 8.8.8.0/24 192.168.1.1",
+        ));
+    assert_eq!(code, 0, "dhcp.script {event}: {out}{err}");
+    (
+        fs::read_to_string(&got)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        fs::read_to_string(dir.join("roadie.args"))
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    )
+}
+
+#[test]
+fn dhcp_script_hands_netifd_what_roadie_answers() {
+    let dir = tmpdir(&format!("dhcp-script-{}", unique()));
+    // Absorbed: the alias values go to netifd, classless routes too.
+    let absorb = roadie_double(
+        &dir,
+        "ip=10.168.183.57\nmask=24\nrouter=10.168.183.1\ndns=\"10.168.183.1 9.9.9.9\"\n",
+        0,
+    );
+    let (got, args) = event(&dir, &absorb, "bound");
+    assert_eq!(
+        args,
+        "absorb-lease wan0 192.168.1.57/24 192.168.1.1 192.168.1.1 9.9.9.9"
+    );
+    assert_eq!(
+        got,
+        "bound ip=10.168.183.57 subnet=255.255.255.0 mask=24 router=10.168.183.1 \
+         dns=10.168.183.1 9.9.9.9 staticroutes=10.0.0.0/8 10.168.183.254 8.8.8.0/24 10.168.183.1"
+    );
+    let (got, _) = event(&dir, &absorb, "renew");
+    assert!(got.starts_with("renew ip=10.168.183.57 "), "{got}");
+    // No collision: roadie answers with the lease, which goes in as it is.
+    let same = roadie_double(
+        &dir,
+        "ip=192.168.1.57\nmask=24\nrouter=192.168.1.1\ndns=\"192.168.1.1 9.9.9.9\"\n",
+        0,
+    );
+    let lease = "bound ip=192.168.1.57 subnet=255.255.255.0 mask=24 router=192.168.1.1 \
+                 dns=192.168.1.1 9.9.9.9 staticroutes=10.0.0.0/8 192.168.1.254 8.8.8.0/24 192.168.1.1";
+    assert_eq!(event(&dir, &same, "bound").0, lease);
+    // roadie cannot answer (not installed right, usage error): the lease as
+    // it is, netifd still gets it.
+    let broken = roadie_double(&dir, "", 2);
+    assert_eq!(event(&dir, &broken, "bound").0, lease);
+    // The lease ends: roadie lets the uplink go, then netifd's script runs.
+    let (got, args) = event(&dir, &absorb, "deconfig");
+    assert_eq!(args, "absorb-release wan0");
+    assert!(got.starts_with("deconfig "), "{got}");
+    // Other events reach netifd's script, roadie is not asked.
+    let (got, args) = event(&dir, &absorb, "leasefail");
+    assert_eq!(args, "");
+    assert!(got.starts_with("leasefail "), "{got}");
+}
+
+/// dhcp-roadie.sh runs OpenWrt's dhcp.sh (here a stand-in of its shape)
+/// with roadie's event script in udhcpc's command line; with a dhcp.sh of
+/// another shape it declares nothing (netifd then keeps dhcp.sh's "dhcp").
+#[test]
+fn netifd_proto_is_openwrts_dhcp_with_roadies_event_script() {
+    let dir = tmpdir(&format!("netifd-proto-{}", unique()));
+    let out = dir.join("command");
+    let stand_in = |udhcpc: &str| {
+        let p = dir.join("dhcp.sh");
+        fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\n[ \"$2\" = setup ] || exit 0\nproto_run_command() {{ shift; echo \"$*\" >{}; }}\n\
+                 proto_run_command \"$3\" {udhcpc}\n",
+                out.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let handler = |dhcp_sh: &Path| {
+        let _ = fs::remove_file(&out);
+        let (code, o, e) = run(ash()
+            .arg(repo("openwrt-package/files/roadie.netifd-proto"))
+            .args(["", "setup", "wan", "{}", "wan0"])
+            .env("ROADIE_DHCP_SH", dhcp_sh));
+        assert_eq!(code, 0, "{o}{e}");
+        fs::read_to_string(&out).unwrap_or_default()
+    };
+    let p =
+        stand_in("udhcpc -p /var/run/udhcpc-wan0.pid -s /lib/netifd/dhcp.script -f -t 0 -i wan0");
+    assert_eq!(
+        handler(&p).trim(),
+        "udhcpc -p /var/run/udhcpc-wan0.pid -s /usr/libexec/roadie/dhcp.script -f -t 0 -i wan0"
+    );
+    let p = stand_in("udhcpc -p /var/run/udhcpc-wan0.pid -s /lib/netifd/other.script -i wan0");
+    assert_eq!(
+        handler(&p),
+        "",
+        "a dhcp.sh of another shape runs as it is, not from here"
+    );
+    assert_eq!(handler(&dir.join("none.sh")), "");
 }

@@ -764,6 +764,270 @@ fn the_packaged_config_leaves_a_lan_without_br_lan_alone() {
 }
 
 // ---------------------------------------------------------------------------
+// uci-defaults at install
+
+/// OpenWrt 24.10's default /etc/config/dhcp (dnsmasq's package): a lan pool
+/// with a 12 h lease, no DHCP on wan.
+const DHCP_DEFAULT: &str = "config dnsmasq
+\toption domainneeded '1'
+\toption localise_queries '1'
+\toption local '/lan/'
+\toption domain 'lan'
+\toption authoritative '1'
+\toption leasefile '/tmp/dhcp.leases'
+
+config dhcp 'lan'
+\toption interface 'lan'
+\toption start '100'
+\toption limit '150'
+\toption leasetime '12h'
+
+config dhcp 'wan'
+\toption interface 'wan'
+\toption ignore '1'
+";
+
+/// opkg's default_postinst runs the package's /etc/uci-defaults script
+/// through the real uci: short leases on the LAN, committed, and the script
+/// removed (it runs once).
+#[test]
+fn opkg_install_runs_the_uci_defaults_script_once() {
+    let Some(root) = openwrt_root() else { return };
+    let r = Router::start(&root);
+    r.write("/etc/config/dhcp", DHCP_DEFAULT);
+    let o = install_into(r);
+    let r = &o.r;
+    assert_eq!(r.sh("uci get dhcp.lan.leasetime").trim(), "2m");
+    assert_eq!(r.sh("uci get dhcp.lan.dhcp_option").trim(), "58,30 59,90");
+    assert!(
+        !r.exists("/etc/uci-defaults/90-roadie-dhcp"),
+        "the uci-defaults script is still there"
+    );
+    // Committed, not staged: in the file dnsmasq's init script reads.
+    let file = r.read("/etc/config/dhcp");
+    for line in [
+        "\toption leasetime '2m'\n",
+        "\tlist dhcp_option '58,30'\n",
+        "\tlist dhcp_option '59,90'\n",
+    ] {
+        assert!(file.contains(line), "{line:?} not in:\n{file}");
+    }
+    assert_eq!(r.sh("uci changes").trim(), "", "left staged");
+    assert_eq!(r.sh("uci get dhcp.wan.ignore").trim(), "1");
+    assert!(
+        r.run("uci -q get dhcp.wan.leasetime").code != 0,
+        "wan touched"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// on_collision = "absorb" on netifd's dhcp protocol
+
+/// The router's network with wan on netifd's dhcp protocol (OpenWrt's
+/// default wan).
+fn network_dhcp() -> String {
+    NETWORK.replace(
+        "\toption device 'wan0'\n\toption proto 'none'\n",
+        "\toption device 'wan0'\n\toption proto 'dhcp'\n",
+    )
+}
+
+/// The checksum-neutral alias of 192.168.1.0/24 (see tests/absorb_lab.rs).
+const ALIAS: &str = "10.168.183.0/24";
+
+/// Kills a host process at the end of a test.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The hotel of the absorb issue: 192.168.1.0/24 with its gateway, DNS and
+/// DHCP server (dnsmasq) at 192.168.1.1, the router's own LAN address,
+/// handing out 192.168.1.57; behind the router's wan0.
+fn colliding_hotel(r: &Router) -> (Ns, Reap) {
+    let hotel = Ns::create(&unique("owa"), false).unwrap_or_else(|e| panic!("{e}"));
+    host(
+        Command::new("ip").args([
+            "-n",
+            &hotel.name,
+            "link",
+            "add",
+            "hup0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "wan0",
+            "netns",
+            &r.pid().to_string(),
+        ]),
+        SHORT,
+    );
+    hotel.batch("addr add 192.168.1.1/24 dev hup0\nlink set hup0 up\n");
+    let log = r.dir.join("hotel-dnsmasq.log");
+    let leases = r.dir.join("hotel.leases");
+    let child = common::ns::spawn_in(
+        &hotel.name,
+        &[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--user=root",
+            "--port=0",
+            "--no-ping",
+            "--dhcp-authoritative",
+            "--interface=hup0",
+            "--bind-interfaces",
+            "--log-facility=-",
+            "--log-dhcp",
+            &format!("--dhcp-leasefile={}", leases.display()),
+            "--dhcp-range=192.168.1.57,192.168.1.57,255.255.255.0,1h",
+            "--dhcp-option=3,192.168.1.1",
+            "--dhcp-option=6,192.168.1.1",
+        ],
+        &log,
+    );
+    let pid = child.id();
+    common::proc::wait_listening("the hotel's dnsmasq", pid, "udp", 67, &log);
+    (hotel, Reap(child))
+}
+
+/// netifd's dhcp protocol with the package installed (netifd restarted, so
+/// that it reads /lib/netifd/proto/dhcp-roadie.sh): the colliding lease is
+/// absorbed, netifd installs the alias values, and wan0 never carries the
+/// colliding prefix, not even for a moment.
+#[test]
+fn netifds_dhcp_installs_the_alias_lease() {
+    let Some(o) = installed() else { return };
+    let r = &o.r;
+    if r.run("nft list tables").code != 0 {
+        common::skip("nft does not work here (nftables not installed?)");
+        return;
+    }
+    // netifd reads its protocol handlers at start: as after a reboot.
+    r.sh("/etc/init.d/network restart");
+    wait_for("netifd back with lan up", SHORT, || {
+        let s = r.run("ubus call network.interface.lan status");
+        (s.code == 0 && s.stdout.contains("\"up\": true")).then_some(())
+    });
+    let toml = ROADIE_TOML.replace("[lan]\n", "[lan]\non_collision = \"absorb\"\n");
+    o.configure(&toml);
+    let (_hotel, _dnsmasq) = colliding_hotel(r);
+    // Every address change on wan0 from now on.
+    let mon = r.dir.join("wan0-monitor.log");
+    let _monitor = r.spawn("exec ip -o -4 monitor address dev wan0", &mon);
+    // A marker address (TEST-NET-3, on wan0 only) tells when it listens.
+    wait_for("ip monitor to listen", SHORT, || {
+        r.sh("ip addr add 203.0.113.9/32 dev wan0 && ip addr del 203.0.113.9/32 dev wan0");
+        let seen = fs::read_to_string(&mon).unwrap_or_default();
+        seen.contains("203.0.113.9").then_some(())
+    });
+    r.write("/etc/config/network", network_dhcp());
+    let t = Instant::now();
+    r.sh("ubus call network reload");
+    let want = "10.168.183.57/24";
+    wait_for("netifd to put the alias lease on wan0", LONG, || {
+        (r.addrs("wan0") == [want]).then_some(())
+    });
+    let took = t.elapsed();
+    println!(
+        "TIMING network reload -> {want} on wan0 through netifd's dhcp + roadie: {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    );
+    // udhcpc runs roadie's event script.
+    let pid = r.sh("cat /var/run/udhcpc-wan0.pid");
+    let cmdline = r.sh(&format!("tr '\\0' ' ' </proc/{}/cmdline", pid.trim()));
+    assert!(
+        cmdline.contains("-s /usr/libexec/roadie/dhcp.script"),
+        "{cmdline}"
+    );
+    // netifd's view: the alias lease, gateway and DNS.
+    let wan = r.json("ubus call network.interface.wan status");
+    assert_eq!(wan["up"], true, "{wan}");
+    assert_eq!(wan["proto"], "dhcp", "{wan}");
+    assert_eq!(wan["ipv4-address"][0]["address"], "10.168.183.57", "{wan}");
+    assert_eq!(wan["ipv4-address"][0]["mask"], 24, "{wan}");
+    assert_eq!(wan["dns-server"], json!(["10.168.183.1"]), "{wan}");
+    let default = wan
+        .pointer("/route")
+        .unwrap_or(&Value::Null)
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|rt| rt["target"] == "0.0.0.0" && rt["mask"] == 0)
+        .unwrap_or_else(|| panic!("no default route in netifd's wan: {wan}"));
+    assert_eq!(default["nexthop"], "10.168.183.1", "{wan}");
+    // The kernel's: the default route through the alias gateway, the LAN
+    // where it was, the translation loaded.
+    let routes = r.sh("ip -4 route show default");
+    assert!(routes.contains("via 10.168.183.1 dev wan0"), "{routes}");
+    assert_eq!(r.addrs("br-lan"), ["192.168.1.1/24"]);
+    let table = r.sh("nft list table netdev roadie_wan0");
+    assert!(
+        table.contains("ip saddr != { 0.0.0.0, 192.168.1.57 } drop"),
+        "{table}"
+    );
+    // The hotel's gateway answers the router at its alias address.
+    r.sh("busybox ping -c 1 -W 2 10.168.183.1");
+    let s = o.wait_status("absorbed in status", SHORT, |s| {
+        s["lan"]["absorbed"][0]["alias"] == ALIAS
+    });
+    assert_eq!(s["lan"]["prefix"], "192.168.1.0/24", "{s}");
+    // Never, not for a moment, the colliding address on wan0.
+    let seen = fs::read_to_string(&mon).unwrap_or_default();
+    assert!(seen.contains("10.168.183.57/24"), "monitor saw:\n{seen}");
+    assert!(
+        !seen.contains("192.168.1."),
+        "the colliding prefix was up on wan0:\n{seen}"
+    );
+
+    // A renewal (netifd's renew: SIGUSR1 to udhcpc): the unicast renew
+    // cannot leave (its source, the lease address, is not the router's),
+    // the broadcast rebind gets the hotel's ACK, and roadie's answer goes to
+    // netifd again.
+    let log = r.dir.join("hotel-dnsmasq.log");
+    let acks = || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("DHCPACK(hup0) 192.168.1.57")
+            .count()
+    };
+    let before = acks();
+    let t = Instant::now();
+    r.sh("ubus call network.interface.wan renew");
+    wait_for("the hotel to ACK the renewal", LONG, || {
+        (acks() > before).then_some(())
+    });
+    println!(
+        "TIMING renew -> hotel's ACK (absorbed): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    wait_for("netifd to have the renewed alias lease", SHORT, || {
+        let w = r.json("ubus call network.interface.wan status");
+        (w["ipv4-address"][0]["address"] == "10.168.183.57").then_some(())
+    });
+    assert_eq!(r.addrs("wan0"), [want]);
+    let seen = fs::read_to_string(&mon).unwrap_or_default();
+    assert!(
+        !seen.contains("192.168.1."),
+        "the colliding prefix was up on wan0 after the renewal:\n{seen}"
+    );
+
+    // The interface goes down: udhcpc's deconfig, roadie lets the uplink go.
+    r.sh("ubus call network.interface.wan down");
+    wait_for("the translation removed", SHORT, || {
+        (r.run("nft list table netdev roadie_wan0").code != 0).then_some(())
+    });
+    wait_for("wan0 without addresses", SHORT, || {
+        r.addrs("wan0").is_empty().then_some(())
+    });
+}
+
+// ---------------------------------------------------------------------------
 // rpcd's ACL through uhttpd
 
 const LOGINS: &str = "
@@ -858,7 +1122,16 @@ fn rpcd_acl_through_uhttpd() {
     };
     let (reads, writes) = (names("read"), names("write"));
     assert_eq!(reads, ["status", "list"]);
-    assert_eq!(writes, ["reload", "readdress", "tunnel.restart"]);
+    assert_eq!(
+        writes,
+        [
+            "reload",
+            "readdress",
+            "tunnel.restart",
+            "absorb.lease",
+            "absorb.release"
+        ]
+    );
 
     let admin = login(r, "roadie-admin");
     let viewer = login(r, "roadie-viewer");

@@ -55,6 +55,9 @@ pub const TREE: &[&str] = &[
     "etc/opkg.conf",
     "lib/functions.sh",
     "lib/functions/procd.sh",
+    "lib/netifd/netifd-proto.sh",
+    "lib/netifd/proto/dhcp.sh",
+    "lib/netifd/dhcp.script",
 ];
 
 /// The note printed instead of running (once per test binary).
