@@ -421,7 +421,10 @@ pub fn absorb_lease(cli: &Cli) -> i32 {
         None => (address.clone(), String::new()),
     };
     let (mut gw, mut servers) = (router.clone().unwrap_or_default(), dns.join(" "));
-    match client::call(&socket_path(cli), "absorb.lease", &params) {
+    // A DHCP client waits on this: a daemon that does not answer in time
+    // (nft has 10 s) gets the lease in as it is.
+    let within = std::time::Duration::from_secs(12);
+    match client::call_within(&socket_path(cli), "absorb.lease", &params, within) {
         Ok(v) => {
             if let Some((i, m)) = v["address"].as_str().and_then(|a| a.split_once('/')) {
                 (ip, mask) = (i.to_string(), m.to_string());
@@ -452,7 +455,8 @@ pub fn absorb_release(cli: &Cli) -> i32 {
         return 2;
     };
     let params = serde_json::json!({"interface": interface});
-    if let Err(e) = client::call(&socket_path(cli), "absorb.release", &params) {
+    let within = std::time::Duration::from_secs(12);
+    if let Err(e) = client::call_within(&socket_path(cli), "absorb.release", &params, within) {
         eprintln!("roadie: {}", call_error_text(&e));
     }
     0

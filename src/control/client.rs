@@ -22,6 +22,16 @@ pub enum CallError {
 
 /// Send one request and wait for its reply.
 pub fn call(socket: &Path, method: &str, params: &Value) -> Result<Value, CallError> {
+    call_within(socket, method, params, REPLY_TIMEOUT)
+}
+
+/// [`call`], waiting at most `timeout` for the reply.
+pub fn call_within(
+    socket: &Path,
+    method: &str,
+    params: &Value,
+    timeout: Duration,
+) -> Result<Value, CallError> {
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
             CallError::NotRunning(format!(
@@ -35,7 +45,7 @@ pub fn call(socket: &Path, method: &str, params: &Value) -> Result<Value, CallEr
         CallError::Unreachable(format!("control socket {}: {e}", socket.display()))
     };
     stream
-        .set_read_timeout(Some(REPLY_TIMEOUT))
+        .set_read_timeout(Some(timeout))
         .map_err(unreachable)?;
     let req = serde_json::json!({ "method": method, "params": params });
     let mut line = req.to_string();
