@@ -1442,8 +1442,18 @@ impl Supervisor {
             // Sent back to back, without waiting for the replies: the old
             // address may be about to go; sshd handles them in order.
             let cancels = futures_util::future::join_all(live.iter().map(|w| w.cancel(handle)));
-            let bye = handle.disconnect(Disconnect::ByApplication, "roadie is stopping", "en");
-            let _ = futures_util::future::join(cancels, bye).await;
+            tokio::pin!(cancels);
+            // One poll queues the cancels' requests; their replies are not
+            // awaited (after the disconnect none comes, and russh would log
+            // each missing one as an error).
+            tokio::select! {
+                biased;
+                _ = &mut cancels => {}
+                _ = std::future::ready(()) => {}
+            }
+            let _ = handle
+                .disconnect(Disconnect::ByApplication, "roadie is stopping", "en")
+                .await;
             conn.ended.cancelled().await;
         })
         .await;
