@@ -584,6 +584,28 @@ impl Ctx<'_> {
     }
 
     /// An integer in `min..=max`, or `default` when absent.
+    /// One of `choices` by name; left out, the first. Anything else is
+    /// reported as `unknown WHAT "x"; expected "a" or "b"`.
+    fn choice<T: Copy>(&mut self, v: &Option<Str>, what: &str, choices: &[(&str, T)]) -> Option<T> {
+        let Some(v) = v else {
+            return choices.first().map(|c| c.1);
+        };
+        let given = v.get_ref().as_str();
+        if let Some((_, t)) = choices.iter().find(|(name, _)| *name == given) {
+            return Some(*t);
+        }
+        let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
+        self.err(
+            v.span(),
+            format!(
+                "unknown {what} {}; expected {}",
+                Q(given),
+                names.join(" or ")
+            ),
+        );
+        None
+    }
+
     fn int(&mut self, v: &Option<Int>, key: &str, default: i64, min: i64, max: i64) -> Option<i64> {
         let Some(v) = v else {
             return Some(default);
@@ -1171,40 +1193,16 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             "the LAN's kernel link name or netifd interface, e.g. \"br-lan\" or \"@lan\"",
         )
         .and_then(|v| cx.ifname(v, "interface"));
-    let on_collision = match &l.on_collision {
-        None => Some(OnCollision::Move),
-        Some(v) => match v.get_ref().as_str() {
-            "move" => Some(OnCollision::Move),
-            "absorb" => Some(OnCollision::Absorb),
-            other => {
-                cx.err(
-                    v.span(),
-                    format!(
-                        "unknown on_collision {other_q}; expected \"move\" or \"absorb\"",
-                        other_q = Q(other)
-                    ),
-                );
-                None
-            }
-        },
-    };
-    let apply = match &l.apply {
-        None => Some(ApplyMode::Netlink),
-        Some(v) => match v.get_ref().as_str() {
-            "netlink" => Some(ApplyMode::Netlink),
-            "uci" => Some(ApplyMode::Uci),
-            other => {
-                cx.err(
-                    v.span(),
-                    format!(
-                        "unknown apply mode {other_q}; expected \"netlink\" or \"uci\"",
-                        other_q = Q(other)
-                    ),
-                );
-                None
-            }
-        },
-    };
+    let on_collision = cx.choice(
+        &l.on_collision,
+        "on_collision",
+        &[("move", OnCollision::Move), ("absorb", OnCollision::Absorb)],
+    );
+    let apply = cx.choice(
+        &l.apply,
+        "apply mode",
+        &[("netlink", ApplyMode::Netlink), ("uci", ApplyMode::Uci)],
+    );
     // Some(None): left out, which apply = "uci" allows (the home address is
     // read from UCI at start); None: a problem was reported.
     let address: Option<Option<Ipv4Net>> = match &l.address {

@@ -15,6 +15,7 @@ use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 // linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h
@@ -621,61 +622,57 @@ impl Socket {
         // SAFETY: sockaddr_nl is plain data; all-zero (pid 0) is the kernel.
         let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        loop {
-            let mut guard = self.fd.writable().await?;
-            // SAFETY: msg and to are valid for the lengths given.
-            let rc = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    msg.as_ptr().cast(),
-                    msg.len(),
-                    0,
-                    (&to as *const libc::sockaddr_nl).cast(),
-                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-                )
-            };
-            if rc >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                guard.clear_ready();
-                continue;
-            }
-            return Err(e);
-        }
+        self.fd
+            .async_io(Interest::WRITABLE, |fd| {
+                // SAFETY: msg and to are valid for the lengths given.
+                let rc = unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        msg.as_ptr().cast(),
+                        msg.len(),
+                        0,
+                        (&to as *const libc::sockaddr_nl).cast(),
+                        std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+                    )
+                };
+                if rc < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            })
+            .await
     }
 
     /// One datagram into `self.buf`; returns its length.
     async fn recv(&mut self) -> io::Result<usize> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            // SAFETY: buf is valid for its length; MSG_TRUNC reports the
-            // datagram's real length.
-            let rc = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_TRUNC,
-                )
-            };
-            if rc >= 0 {
-                let n = rc as usize;
-                if n > self.buf.len() {
-                    return Err(io::Error::other(format!(
-                        "netlink datagram of {n} bytes truncated"
-                    )));
+        let buf = &mut self.buf;
+        let n = self
+            .fd
+            .async_io(Interest::READABLE, |fd| {
+                // SAFETY: buf is valid for its length; MSG_TRUNC reports the
+                // datagram's real length.
+                let rc = unsafe {
+                    libc::recv(
+                        fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_TRUNC,
+                    )
+                };
+                if rc < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(rc as usize)
                 }
-                return Ok(n);
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                guard.clear_ready();
-                continue;
-            }
-            return Err(e);
+            })
+            .await?;
+        if n > self.buf.len() {
+            return Err(io::Error::other(format!(
+                "netlink datagram of {n} bytes truncated"
+            )));
         }
+        Ok(n)
     }
 
     fn next_seq(&mut self) -> u32 {

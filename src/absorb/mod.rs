@@ -142,9 +142,7 @@ pub async fn run(
                 if r.is_err() { break }
                 t.settings = settings.borrow_and_update().clone();
                 if t.settings.on_collision == OnCollision::Move {
-                    for i in t.absorbed.iter().map(|a| a.interface.clone()).collect::<Vec<_>>() {
-                        t.release(&i).await;
-                    }
+                    t.release_all().await;
                 }
             }
             req = requests.recv() => match req {
@@ -162,14 +160,7 @@ pub async fn run(
         }
         t.publish();
     }
-    for i in t
-        .absorbed
-        .iter()
-        .map(|a| a.interface.clone())
-        .collect::<Vec<_>>()
-    {
-        t.release(&i).await;
-    }
+    t.release_all().await;
 }
 
 /// The reply a DHCP script installs: `lease` unchanged, or mapped.
@@ -356,6 +347,13 @@ impl Task {
         .await;
         if let Err(e) = r {
             log::warn!("{e}");
+        }
+    }
+
+    async fn release_all(&mut self) {
+        let all: Vec<String> = self.absorbed.iter().map(|a| a.interface.clone()).collect();
+        for interface in all {
+            self.release(&interface).await;
         }
     }
 

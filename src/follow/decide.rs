@@ -183,13 +183,6 @@ pub struct Table {
     moved_ms: Option<u64>,
 }
 
-fn mac_text(m: &Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 impl Table {
     /// Set the hosts (after a start or reload); what is known of a host that
     /// keeps its name and address is kept.
@@ -322,7 +315,7 @@ impl Table {
             .map(|h| HostStatus {
                 name: h.name.clone(),
                 address: h.address.to_string(),
-                mac: h.mac.as_ref().map(mac_text),
+                mac: h.mac.as_ref().map(frame::mac_text),
                 reachable: h.reachable,
                 since: h.since_ms.map(|ms| ms / 1000),
                 followed_ms: h.followed_ms,

@@ -67,6 +67,14 @@ impl DhcpRequest {
     }
 }
 
+/// `02:00:00:00:00:64`, for status and messages.
+pub fn mac_text(m: &Mac) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }

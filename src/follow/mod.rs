@@ -182,9 +182,8 @@ pub async fn run(
     };
     t.remove_stale_rules().await;
     let first = Lan::of(&lan.borrow_and_update());
+    // Loads the hosts as soon as the LAN task has published its prefix.
     t.lan_changed(first).await;
-    t.reload_hosts().await;
-    t.publish();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 2048];
@@ -510,7 +509,7 @@ impl Task {
                     fs.naks += 1;
                     log::info!(
                         "NAKed {}'s request for {} (the LAN moved to {current})",
-                        mac_text(&req.client_mac()),
+                        frame::mac_text(&req.client_mac()),
                         req.address().map(|a| a.to_string()).unwrap_or_default()
                     );
                 }
@@ -611,13 +610,6 @@ fn rule_text(r: &Rule) -> String {
     let dst = r.dst.map(|d| d.to_string()).unwrap_or_else(|| "all".into());
     let iif = r.iif.as_deref().unwrap_or("any");
     format!("to {dst} iif {iif}")
-}
-
-fn mac_text(m: &frame::Mac) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// DHCP reservations (`config host` with an `ip`) in the `current` prefix,

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 const ETH_P_ALL: u16 = 0x0003;
@@ -100,40 +101,32 @@ impl PacketSocket {
         Ok(PacketSocket { fd, ifindex })
     }
 
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
     /// The next frame that came in (frames the router sent are skipped).
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let mut guard = self.fd.readable().await?;
-            // SAFETY: sockaddr_ll is plain data; all-zero is valid.
-            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            // SAFETY: buf and from are valid for the lengths given.
-            let rc = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut from as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            };
-            if rc >= 0 {
-                if from.sll_pkttype == PACKET_OUTGOING {
-                    continue;
-                }
-                return Ok(rc as usize);
+            let (n, pkttype) = self
+                .fd
+                .async_io(Interest::READABLE, |fd| {
+                    // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+                    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                    // SAFETY: buf and from are valid for the lengths given.
+                    let rc = unsafe {
+                        libc::recvfrom(
+                            fd.as_raw_fd(),
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            0,
+                            (&mut from as *mut libc::sockaddr_ll).cast(),
+                            &mut len,
+                        )
+                    };
+                    check_len(rc).map(|n| (n, from.sll_pkttype))
+                })
+                .await?;
+            if pkttype != PACKET_OUTGOING {
+                return Ok(n);
             }
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                guard.clear_ready();
-                continue;
-            }
-            return Err(e);
         }
     }
 
@@ -144,29 +137,32 @@ impl PacketSocket {
             .and_then(|d| d.try_into().ok())
             .ok_or_else(|| io::Error::other("frame shorter than an Ethernet header"))?;
         let sa = sockaddr(self.ifindex, Some(dst));
-        loop {
-            let mut guard = self.fd.writable().await?;
-            // SAFETY: frame and sa are valid for the lengths given.
-            let rc = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                )
-            };
-            if rc >= 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                guard.clear_ready();
-                continue;
-            }
-            return Err(e);
-        }
+        self.fd
+            .async_io(Interest::WRITABLE, |fd| {
+                // SAFETY: frame and sa are valid for the lengths given.
+                let rc = unsafe {
+                    libc::sendto(
+                        fd.as_raw_fd(),
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&sa as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                    )
+                };
+                check_len(rc).map(drop)
+            })
+            .await
+    }
+}
+
+/// A byte count from recvfrom/sendto, or the errno (WouldBlock included,
+/// which `async_io` waits out).
+fn check_len(rc: isize) -> io::Result<usize> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
     }
 }
 
