@@ -36,19 +36,8 @@ def stop(lab, impl):
 
 
 def iperf(lab, reverse):
-    args = ["ip", "netns", "exec", lab.up, "iperf3", "-c", L.SERVER_IP, "-p", "5201", "-t", str(SECONDS), "-J"]
-    if reverse:
-        args.append("-R")
-    # iperf3's server takes one test at a time and sometimes answers "busy"
-    # right after the previous one: try again a few times.
-    for attempt in range(5):
-        out = json.loads(L.sh(*args, check=False) or "{}")
-        got = out.get("end", {}).get("sum_received")
-        if got:
-            return got["bits_per_second"] / 1e9, got["bytes"]
-        print(f"  iperf3: {out.get('error', 'no result')}; again", flush=True)
-        time.sleep(0.5 * (attempt + 1))
-    raise RuntimeError("iperf3 kept failing")
+    bps, nbytes = L.iperf3(lab.up, ["-t", str(SECONDS)], reverse)
+    return bps / 1e9, nbytes
 
 
 def show(v, unit):

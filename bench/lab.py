@@ -12,6 +12,7 @@ Ctrl-C and on errors.
 """
 
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -49,6 +50,24 @@ def wait_for(what, cond, timeout=20.0, step=0.01):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(step)
+
+
+def iperf3(ns, extra, reverse):
+    """iperf3 from namespace `ns` to SERVER_IP:5201 with `extra` arguments
+    (`-t N` or `-n NM`); (bits per second, bytes). iperf3's server takes one
+    test at a time and sometimes answers "busy" right after the previous
+    one: try again a few times."""
+    args = ["ip", "netns", "exec", ns, "iperf3", "-c", SERVER_IP, "-p", "5201", *extra, "-J"]
+    if reverse:
+        args.append("-R")
+    for attempt in range(5):
+        out = json.loads(sh(*args, check=False) or "{}")
+        got = out.get("end", {}).get("sum_received")
+        if got:
+            return got["bits_per_second"], got["bytes"]
+        print(f"  iperf3: {out.get('error', 'no result')}; again", flush=True)
+        time.sleep(0.5 * (attempt + 1))
+    raise RuntimeError("iperf3 kept failing")
 
 
 def alive(pid):

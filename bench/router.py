@@ -135,17 +135,8 @@ def snapshot(counters, pid):
 
 
 def iperf(lab, reverse):
-    args = ["ip", "netns", "exec", lab.up, "iperf3", "-c", L.SERVER_IP, "-p", "5201", "-n", f"{MIB}M", "-J"]
-    if reverse:
-        args.append("-R")
-    for attempt in range(5):
-        out = json.loads(L.sh(*args, check=False) or "{}")
-        got = out.get("end", {}).get("sum_received")
-        if got:
-            return got["bits_per_second"] / 1e6, got["bytes"]
-        print(f"  iperf3: {out.get('error', 'no result')}; again", flush=True)
-        time.sleep(0.5 * (attempt + 1))
-    raise RuntimeError("iperf3 kept failing")
+    bps, nbytes = L.iperf3(lab.up, ["-n", f"{MIB}M"], reverse)
+    return bps / 1e6, nbytes
 
 
 def sshd_extra(mac):

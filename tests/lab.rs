@@ -1308,7 +1308,7 @@ fn i_follow_stands_in_for_the_old_router() {
         "{s}"
     );
     assert!(
-        f["until"].as_u64() > Some(lan_now() + 3600),
+        f["until"].as_u64() > Some(roadie::lan::now_unix() + 3600),
         "12 h by default: {s}"
     );
 
@@ -1389,13 +1389,6 @@ fn i_follow_stands_in_for_the_old_router() {
         roadie_rules(&lab).is_empty()
     });
     elapsed("i_follow_stands_in_for_the_old_router", t0);
-}
-
-fn lan_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A static host that the hook does not move: `lan.hosts` and `roadie

@@ -561,13 +561,8 @@ apply = "uci"
 settle_ms = 100
 "#;
 
-/// The uplink: a "hotel" namespace (hup0, 172.30.0.254/24) behind the
-/// router's wan0 (172.30.0.2/24, default route through the hotel), with
-/// netifd's config above.
-fn uplink(r: &Router) -> Ns {
-    r.write("/etc/config/network", NETWORK);
-    r.sh("ubus call network reload");
-    let hotel = Ns::create(&unique("owh"), false).unwrap_or_else(|e| panic!("{e}"));
+/// A veth from `hotel` (hup0) into the router (its wan0).
+fn hotel_link(r: &Router, hotel: &Ns) {
     host(
         Command::new("ip").args([
             "-n",
@@ -585,6 +580,16 @@ fn uplink(r: &Router) -> Ns {
         ]),
         SHORT,
     );
+}
+
+/// The uplink: a "hotel" namespace (hup0, 172.30.0.254/24) behind the
+/// router's wan0 (172.30.0.2/24, default route through the hotel), with
+/// netifd's config above.
+fn uplink(r: &Router) -> Ns {
+    r.write("/etc/config/network", NETWORK);
+    r.sh("ubus call network reload");
+    let hotel = Ns::create(&unique("owh"), false).unwrap_or_else(|e| panic!("{e}"));
+    hotel_link(r, &hotel);
     hotel.batch("addr add 172.30.0.254/24 dev hup0\nlink set hup0 up\n");
     wait_for("netifd to bring wan up", SHORT, || {
         let s = r.run("ubus call network.interface.wan status");
@@ -850,23 +855,7 @@ impl Drop for Reap {
 /// handing out 192.168.1.57; behind the router's wan0.
 fn colliding_hotel(r: &Router) -> (Ns, Reap) {
     let hotel = Ns::create(&unique("owa"), false).unwrap_or_else(|e| panic!("{e}"));
-    host(
-        Command::new("ip").args([
-            "-n",
-            &hotel.name,
-            "link",
-            "add",
-            "hup0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "wan0",
-            "netns",
-            &r.pid().to_string(),
-        ]),
-        SHORT,
-    );
+    hotel_link(r, &hotel);
     hotel.batch("addr add 192.168.1.1/24 dev hup0\nlink set hup0 up\n");
     let log = r.dir.join("hotel-dnsmasq.log");
     let leases = r.dir.join("hotel.leases");

@@ -651,20 +651,8 @@ impl ClientLab {
             .map(|c| format!("{}.log", c.name()))
             .collect();
         names.extend(clients.iter().map(String::as_str));
-        for name in names {
-            let text = read_log(&self.log(name));
-            if !text.is_empty() {
-                eprintln!("----- follow lab {} {name} -----\n{text}", self.id);
-            }
-        }
-        for ns in &self.namespaces {
-            let out = ns::exec(&ns.name, &["ip", "-4", "-br", "addr"], SHORT);
-            eprintln!(
-                "----- follow lab {} addresses -----\n{}",
-                ns.name,
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
+        let label = format!("follow lab {}", self.id);
+        ns::dump_lab(&label, &self.dir, &names, &self.namespaces);
     }
 }
 

@@ -641,26 +641,15 @@ impl Lab {
     /// Every log but roadie's (its [`Roadie`] prints that), and the
     /// addresses in each namespace.
     fn dump_logs(&self) {
-        for name in [
+        let logs = [
             "hook.log",
             "udhcpc.log",
             "dnsmasq.log",
             "http.log",
             "sshd.log",
-        ] {
-            let text = self.read_log(name);
-            if !text.is_empty() {
-                eprintln!("----- lab {} {name} -----\n{text}", self.id);
-            }
-        }
-        for ns in &self.namespaces {
-            let out = ns::exec(&ns.name, &["ip", "-4", "-br", "addr"], SHORT);
-            eprintln!(
-                "----- lab {} addresses -----\n{}",
-                ns.name,
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
+        ];
+        let label = format!("lab {}", self.id);
+        ns::dump_lab(&label, &self.dir, &logs, &self.namespaces);
     }
 }
 

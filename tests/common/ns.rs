@@ -215,3 +215,22 @@ pub fn routes(ns: &str, dev: &str) -> Vec<Value> {
         _ => Vec::new(),
     }
 }
+
+/// After a failed test: each non-empty log of `names` in `dir`, then the
+/// IPv4 addresses in every namespace, headed `----- LABEL ... -----`.
+pub fn dump_lab(label: &str, dir: &Path, names: &[&str], namespaces: &[Ns]) {
+    for name in names {
+        let text = super::proc::read_log(&dir.join(name));
+        if !text.is_empty() {
+            eprintln!("----- {label} {name} -----\n{text}");
+        }
+    }
+    for ns in namespaces {
+        let out = exec(&ns.name, &["ip", "-4", "-br", "addr"], SHORT);
+        eprintln!(
+            "----- {label} {} addresses -----\n{}",
+            ns.name,
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
