@@ -247,6 +247,41 @@ mod tests {
         }
     }
 
+    /// A key-stream path (`xor`, which says how many bytes it did) against
+    /// RustCrypto's stream over `cases` of (length, first block, sequence
+    /// number): `expect(len)` bytes done and right, the rest untouched.
+    fn check_key_stream(
+        cases: &[(usize, u32, u32)],
+        key_seed: u64,
+        data_seed: u64,
+        xor: fn(&[u32; 16], &mut [u8]) -> usize,
+        expect: impl Fn(usize) -> usize,
+        unit: &str,
+    ) {
+        for (i, &(len, block, seqn)) in cases.iter().enumerate() {
+            let k =
+                chacha20::Key::from(<[u8; 32]>::try_from(bytes(i as u64 + key_seed, 32)).unwrap());
+            let clear = bytes(i as u64 + data_seed, len);
+            let mut want = clear.clone();
+            let mut cipher = stream(&k, seqn);
+            cipher.seek(64 * u64::from(block));
+            cipher.apply_keystream(&mut want);
+            let mut got = clear.clone();
+            let done = xor(&state(&k, seqn, block), &mut got);
+            assert_eq!(done, expect(len), "len {len}");
+            assert_eq!(
+                got[..done],
+                want[..done],
+                "len {len} block {block} seqn {seqn:#x}"
+            );
+            assert_eq!(
+                got[done..],
+                clear[done..],
+                "len {len}: bytes past the {unit} touched"
+            );
+        }
+    }
+
     /// The eight-block fast path against RustCrypto's stream: lengths below,
     /// at and around whole chunks, first blocks 0, 1 and far on, and
     /// sequence numbers whose bytes all differ (the nonce's byte order).
@@ -264,32 +299,14 @@ mod tests {
             (32_768, 1, 41),
             (35_000, 500, 1 << 31),
         ];
-        for (i, &(len, block, seqn)) in cases.iter().enumerate() {
-            let k = chacha20::Key::from(<[u8; 32]>::try_from(bytes(i as u64 + 7, 32)).unwrap());
-            let clear = bytes(i as u64 + 300, len);
-            let mut want = clear.clone();
-            let mut cipher = stream(&k, seqn);
-            cipher.seek(64 * u64::from(block));
-            cipher.apply_keystream(&mut want);
-            let mut got = clear.clone();
-            let done = avx2::xor_chunks(&state(&k, seqn, block), &mut got);
-            let expect_done = if avx2::available() {
+        let expect = |len: usize| {
+            if avx2::available() {
                 len / avx2::CHUNK * avx2::CHUNK
             } else {
                 0
-            };
-            assert_eq!(done, expect_done, "len {len}");
-            assert_eq!(
-                got[..done],
-                want[..done],
-                "len {len} block {block} seqn {seqn:#x}"
-            );
-            assert_eq!(
-                got[done..],
-                clear[done..],
-                "len {len}: bytes past the chunks touched"
-            );
-        }
+            }
+        };
+        check_key_stream(&cases, 7, 300, avx2::xor_chunks, expect, "chunks");
     }
 
     /// `poly.rs` against RustCrypto's Poly1305: every length around the block
@@ -330,27 +347,8 @@ mod tests {
             (32_768, 1, 41),
             (35_000, 500, 1 << 31),
         ];
-        for (i, &(len, block, seqn)) in cases.iter().enumerate() {
-            let k = chacha20::Key::from(<[u8; 32]>::try_from(bytes(i as u64 + 70, 32)).unwrap());
-            let clear = bytes(i as u64 + 900, len);
-            let mut want = clear.clone();
-            let mut cipher = stream(&k, seqn);
-            cipher.seek(64 * u64::from(block));
-            cipher.apply_keystream(&mut want);
-            let mut got = clear.clone();
-            let done = scalar::xor_blocks(&state(&k, seqn, block), &mut got);
-            assert_eq!(done, len / scalar::BLOCK * scalar::BLOCK, "len {len}");
-            assert_eq!(
-                got[..done],
-                want[..done],
-                "len {len} block {block} seqn {seqn:#x}"
-            );
-            assert_eq!(
-                got[done..],
-                clear[done..],
-                "len {len}: bytes past the blocks touched"
-            );
-        }
+        let expect = |len: usize| len / scalar::BLOCK * scalar::BLOCK;
+        check_key_stream(&cases, 70, 900, scalar::xor_blocks, expect, "blocks");
     }
 
     #[test]
