@@ -624,7 +624,10 @@ pub fn human_status(v: &Value) -> String {
     if lan["settling"].as_bool() == Some(true) {
         out.push_str("  waiting for the uplink to settle\n");
     }
-    if let Some(c) = lan["collision"].as_object() {
+    // An absorbed collision has its own lines (absorbed_lines).
+    if let Some(c) = lan["collision"].as_object()
+        && c.get("absorbed") != Some(&Value::Bool(true))
+    {
         out.push_str(&format!(
             "  COLLISION: {} overlaps {}\n",
             s(&lan["prefix"]),
@@ -679,6 +682,12 @@ fn absorbed_lines(v: &Value) -> String {
             s(&a["alias"]),
             alias_of(a, &first_host(&a["prefix"])).unwrap_or_default()
         ));
+        if a["dns"] == true {
+            out.push_str(&format!(
+                "  its DNS answers reach the cluster rewritten to {} (dnsmasq): its hosts by name work too\n",
+                s(&a["alias"])
+            ));
+        }
         if let Some(url) = v["captive"]["url"].as_str()
             && let Some(mapped) = alias_url(url, a)
         {
@@ -1080,8 +1089,14 @@ mod tests {
             "lan":{"interface":"br-lan","address":"192.168.1.1/24","prefix":"192.168.1.0/24",
                    "home":"192.168.1.0/24","history":[],
                    "absorbed":[{"interface":"wan","prefix":"192.168.1.0/24","alias":"10.168.183.0/24",
-                                "lease":"192.168.1.57","address":"10.168.183.57/24","since":0,"restored":0}]}});
+                                "lease":"192.168.1.57","address":"10.168.183.57/24","since":0,"restored":0,"dns":true}],
+                   "collision":{"prefix":"192.168.1.0/24","what":"wan lease 192.168.1.57 (absorbed as 10.168.183.0/24)","absorbed":true}}});
         let text = human_status(&v);
+        assert!(!text.contains("COLLISION"), "{text}");
+        assert!(
+            text.contains("its DNS answers reach the cluster rewritten to 10.168.183.0/24"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "uplink wan ABSORBED: its network 192.168.1.0/24 (ours too) is 10.168.183.0/24 here"

@@ -100,6 +100,9 @@ pub struct Lan {
     pub flap_ports: bool,
     pub flap_ms: u64,
     pub on_collision: OnCollision,
+    /// Where dnsmasq's `alias=` lines go while an uplink is absorbed (a file
+    /// in dnsmasq's conf-dir; with apply = "uci" OpenWrt's by default).
+    pub dns_alias_file: Option<PathBuf>,
 }
 
 /// `[openwrt]`: the OpenWrt commands `apply = "uci"` runs, and where the LAN
@@ -429,6 +432,7 @@ mod raw {
         pub flap_ports: Option<bool>,
         pub flap_ms: Option<Int>,
         pub on_collision: Option<Str>,
+        pub dns_alias_file: Option<Str>,
         #[serde(default)]
         pub host: Vec<Spanned<Host>>,
     }
@@ -487,6 +491,9 @@ const DEFAULT_FOLLOW_S: i64 = 12 * 3600;
 const MAX_FOLLOW_S: i64 = 30 * 24 * 3600;
 /// Long enough for dhcpcd and systemd-networkd to notice the carrier loss.
 const DEFAULT_FLAP_MS: i64 = 1500;
+/// `[lan] dns_alias_file` with apply = "uci": in the conf-dir OpenWrt's
+/// dnsmasq.init gives dnsmasq.
+pub const DEFAULT_UCI_DNS_ALIAS_FILE: &str = "/tmp/dnsmasq.d/roadie-absorb.conf";
 const MAX_FLAP_MS: i64 = 30_000;
 const DEFAULT_PORT: i64 = 22;
 const DEFAULT_USER: &str = "roadie";
@@ -1248,6 +1255,12 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         .map(|v| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
 
     let hook = cx.opt_path(&l.hook, "hook");
+    // OpenWrt's dnsmasq.init gives dnsmasq `--conf-dir=/tmp/dnsmasq.d`.
+    let dns_alias_file = cx.opt_path(&l.dns_alias_file, "dns_alias_file").map(|p| {
+        p.or_else(|| {
+            (apply == Some(ApplyMode::Uci)).then(|| PathBuf::from(DEFAULT_UCI_DNS_ALIAS_FILE))
+        })
+    });
     let settle_ms = cx.int(
         &l.settle_ms,
         "settle_ms",
@@ -1325,6 +1338,7 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         Some(follow_s),
         Some(flap_ms),
         Some(on_collision),
+        Some(dns_alias_file),
         true,
     ) = (
         interface,
@@ -1337,6 +1351,7 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
         follow_s,
         flap_ms,
         on_collision,
+        dns_alias_file,
         hosts_ok,
     )
     else {
@@ -1358,6 +1373,7 @@ fn validate_lan(cx: &mut Ctx<'_>, l: &Spanned<raw::Lan>) -> (Option<Lan>, Vec<St
             flap_ports: l.flap_ports.unwrap_or(true),
             flap_ms: flap_ms as u64,
             on_collision,
+            dns_alias_file,
         }),
         names,
     )
@@ -1923,6 +1939,7 @@ address = \"192.168.1.100\"
                 flap_ports: true,
                 flap_ms: 1500,
                 on_collision: OnCollision::Move,
+                dns_alias_file: None,
             }
         );
         assert_eq!(
@@ -2327,6 +2344,11 @@ failback_s = 7
         assert_eq!((c.lan.follow, c.lan.follow_s), (false, 120));
         assert_eq!((c.lan.flap_ports, c.lan.flap_ms), (false, 3000));
         assert_eq!(c.lan.on_collision, OnCollision::Absorb);
+        // apply = "uci": OpenWrt's dnsmasq conf-dir unless given.
+        assert_eq!(
+            c.lan.dns_alias_file.as_deref(),
+            Some(Path::new(DEFAULT_UCI_DNS_ALIAS_FILE))
+        );
         assert_eq!(
             c.wan.probe_url.as_deref(),
             Some("http://example.org:8080/check?x")

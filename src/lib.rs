@@ -275,6 +275,9 @@ fn absorb_settings(config: &Config, home: ipnet::Ipv4Net) -> absorb::Settings {
         nft,
         run_dir,
         sysctl_dir,
+        dns_alias_file: config.lan.dns_alias_file.clone(),
+        init_d: config.openwrt.init_d.clone(),
+        proc_dir: std::path::PathBuf::from("/proc"),
     }
 }
 
@@ -398,6 +401,16 @@ fn status(
         let a = absorb.borrow();
         lan["absorbed"] = serde_json::to_value(&a.absorbed).unwrap_or(Value::Null);
         lan["absorb_problem"] = json!(a.problem);
+        // The collision is there, absorbed: the LAN itself does not see it.
+        if lan["collision"].is_null()
+            && let Some(first) = a.absorbed.first()
+        {
+            lan["collision"] = json!({
+                "prefix": first.prefix,
+                "what": format!("{} lease {} (absorbed as {})", first.interface, first.lease, first.alias),
+                "absorbed": true,
+            });
+        }
     }
     json!({
         "version": VERSION,

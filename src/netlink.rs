@@ -1,6 +1,8 @@
 //! A small rtnetlink client with exactly what roadie needs: dump links, IPv4
 //! addresses and IPv4 routes, add and remove an IPv4 address, look a link up
-//! by name, and wait for multicast change events.
+//! by name, and wait for multicast change events; and, on a netfilter
+//! socket, whether an nftables table exists and when any table changed
+//! (crate::absorb watches its own table so, without running `nft`).
 //!
 //! It replaces the rtnetlink crate family, whose message types cover every
 //! link kind, tc, neighbours and more (about 350 KB of a MIPS binary; see
@@ -64,6 +66,16 @@ const AF_INET: u8 = libc::AF_INET as u8;
 const AF_UNSPEC: u8 = libc::AF_UNSPEC as u8;
 /// Multicast groups (the legacy bitmask form): links, IPv4 addresses, IPv4 routes.
 pub const GROUPS_LINK_IPV4: u32 = 0x1 | 0x10 | 0x40;
+// linux/netfilter/nfnetlink.h, linux/netfilter/nf_tables.h
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_NEWTABLE: u16 = NFNL_SUBSYS_NFTABLES << 8;
+const NFT_MSG_GETTABLE: u16 = NFNL_SUBSYS_NFTABLES << 8 | 1;
+const NFTA_TABLE_NAME: u16 = 1;
+/// nftables' address family of netdev tables.
+pub const NFPROTO_NETDEV: u8 = 5;
+/// Multicast group NFNLGRP_NFTABLES (7), as a legacy bitmask: every change
+/// to any nftables table, chain or rule of the namespace.
+pub const GROUPS_NFTABLES: u32 = 1 << (7 - 1);
 /// Largest datagram read at once; kernel dump batches are far smaller.
 const RECV_BUF: usize = 64 * 1024;
 /// A dump the kernel reports as interrupted (it changed meanwhile) is redone.
@@ -194,6 +206,17 @@ impl Builder {
         self.0[..4].copy_from_slice(&len);
         self.0
     }
+}
+
+/// nft's `list table FAMILY NAME` as a request: struct nfgenmsg (family,
+/// version 0, resource id 0) and the table's name.
+pub fn nft_get_table_request(seq: u32, family: u8, name: &str) -> Vec<u8> {
+    let mut z = name.as_bytes().to_vec();
+    z.push(0);
+    Builder::new(NFT_MSG_GETTABLE, NLM_F_REQUEST, seq)
+        .bytes(&[family, 0, 0, 0])
+        .attr(NFTA_TABLE_NAME, &z)
+        .finish()
 }
 
 /// struct ifinfomsg
@@ -551,7 +574,8 @@ fn collect(
 // ---------------------------------------------------------------------------
 // The socket
 
-/// A NETLINK_ROUTE socket. One request at a time (`&mut self`).
+/// A NETLINK_ROUTE (or NETLINK_NETFILTER) socket. One request at a time
+/// (`&mut self`).
 pub struct Socket {
     fd: AsyncFd<OwnedFd>,
     seq: u32,
@@ -571,21 +595,27 @@ pub enum Event {
 impl Socket {
     /// A socket for requests.
     pub fn open() -> io::Result<Socket> {
-        Socket::bind(0)
+        Socket::bind(libc::NETLINK_ROUTE, 0)
     }
 
     /// A socket that receives the change notifications of `groups`.
     pub fn open_events(groups: u32) -> io::Result<Socket> {
-        Socket::bind(groups)
+        Socket::bind(libc::NETLINK_ROUTE, groups)
     }
 
-    fn bind(groups: u32) -> io::Result<Socket> {
+    /// A netfilter socket: requests, or with [`GROUPS_NFTABLES`] the
+    /// nftables change notifications (both need CAP_NET_ADMIN).
+    pub fn open_netfilter(groups: u32) -> io::Result<Socket> {
+        Socket::bind(libc::NETLINK_NETFILTER, groups)
+    }
+
+    fn bind(protocol: libc::c_int, groups: u32) -> io::Result<Socket> {
         // SAFETY: plain socket(2); the fd is owned right away.
         let fd = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_ROUTE,
+                protocol,
             )
         };
         if fd < 0 {
@@ -777,6 +807,21 @@ impl Socket {
         }
     }
 
+    /// Whether the nftables table `family` `name` exists (on a socket from
+    /// [`Socket::open_netfilter`]).
+    pub async fn nft_table_exists(&mut self, family: u8, name: &str) -> Result<bool, Error> {
+        match self
+            .request(NFT_MSG_NEWTABLE, |seq| {
+                nft_get_table_request(seq, family, name)
+            })
+            .await
+        {
+            Ok(bodies) => Ok(!bodies.is_empty()),
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Wait for notifications (on a socket from [`Socket::open_events`]).
     pub async fn event(&mut self) -> Result<Event, Error> {
         match self.recv().await {
@@ -872,6 +917,14 @@ mod tests {
         let r = link_by_name_request(11, "br-lan");
         assert_eq!(header(&r), (44, RTM_GETLINK, NLM_F_REQUEST, 11));
         assert_eq!(attrs(&r[16..], 16), [(IFLA_IFNAME, &b"br-lan\0"[..])]);
+        // What `nft list table netdev roadie_wan` sends (strace of nft 1.0.6).
+        let r = nft_get_table_request(12, NFPROTO_NETDEV, "roadie_wan");
+        assert_eq!(header(&r), (36, 0x0a01, NLM_F_REQUEST, 12));
+        assert_eq!(&r[16..20], &[5, 0, 0, 0]);
+        assert_eq!(
+            attrs(&r[16..], 4),
+            [(NFTA_TABLE_NAME, &b"roadie_wan\0"[..])]
+        );
     }
 
     #[test]

@@ -51,6 +51,53 @@ fn learns_path_mtu(lab: &Lab, ns: &str, to: &str) -> bool {
         .success()
 }
 
+/// What the router's DNS (at its LAN address) answers `name` with, as
+/// busybox nslookup prints it.
+fn lookup(lab: &Lab, ns: &str, name: &str) -> String {
+    let out = lab.exec(ns, &["busybox", "nslookup", name, "192.168.1.1"], SHORT);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The answer follows the "Name:" line (the server's address comes first).
+    text.split_once("Name:")
+        .map(|(_, a)| a.to_string())
+        .unwrap_or_default()
+}
+
+/// The router's dnsmasq, as procd runs OpenWrt's: respawned when it exits,
+/// so that `init.d/dnsmasq restart` (a kill here) starts it again with the
+/// files in its conf-dir. Returns the init.d directory and the alias file.
+fn router_dnsmasq(lab: &mut Lab) -> (std::path::PathBuf, std::path::PathBuf) {
+    let confdir = lab.dir.join("dnsmasq.d");
+    let init_d = lab.dir.join("init.d");
+    std::fs::create_dir_all(&confdir).unwrap();
+    std::fs::create_dir_all(&init_d).unwrap();
+    let pidfile = lab.dir.join("router-dnsmasq.pid");
+    let run = format!(
+        "trap 'kill $c 2>/dev/null; exit 0' TERM; \
+         while :; do \
+           dnsmasq --keep-in-foreground --conf-file=/dev/null --user=root --no-resolv --no-hosts \
+             --listen-address=192.168.1.1 --bind-dynamic --server=10.168.183.1 --log-queries \
+             --log-facility=- --conf-dir={confdir} & c=$!; echo $c > {pidfile}; wait $c; sleep 0.05; \
+         done",
+        confdir = confdir.display(),
+        pidfile = pidfile.display()
+    );
+    let rtr = lab.rtr.clone();
+    lab.spawn_extra(&rtr, &["sh", "-c", &run], "router-dnsmasq.log");
+    // What roadie runs: `init.d/dnsmasq restart`.
+    let script = init_d.join("dnsmasq");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# The lab's init script for the router's dnsmasq (respawned by its loop).\n\
+             [ \"$1\" = restart ] && kill \"$(cat {})\"\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    chmod_x(&script);
+    (init_d, confdir.join("roadie-absorb.conf"))
+}
+
 fn curl_out(lab: &Lab, ns: &str, url: &str) -> String {
     let out = lab.exec(ns, &["curl", "-s", "--max-time", "2", url], SHORT);
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -95,6 +142,49 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
         ],
         "portal.log",
     );
+    // The hotel's DNS, at its gateway address: the portal and a printer
+    // that has the node's address, 192.168.1.100 (on the hotel's side).
+    lab.spawn_extra(
+        &up,
+        &[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--user=root",
+            "--no-resolv",
+            "--no-hosts",
+            "--listen-address=192.168.1.1",
+            "--bind-dynamic",
+            "--address=/portal.hotel/192.168.1.1",
+            "--address=/printer.hotel/192.168.1.100",
+            "--log-facility=-",
+        ],
+        "hotel-dns.log",
+    );
+    lab.exec(
+        &up,
+        &["ip", "addr", "add", "192.168.1.100/32", "dev", "lo"],
+        SHORT,
+    );
+    let printer = lab.dir.join("printer");
+    std::fs::create_dir_all(&printer).unwrap();
+    std::fs::write(printer.join("index.html"), "hotel printer\n").unwrap();
+    let printer_s = printer.display().to_string();
+    lab.spawn_extra(
+        &up,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "631",
+            "--bind",
+            "192.168.1.100",
+            "--directory",
+            &printer_s,
+        ],
+        "printer.log",
+    );
+    let (init_d, alias_file) = router_dnsmasq(&mut lab);
     // The router forwards and masquerades (what fw4 does on OpenWrt); the
     // node's default route is the router.
     lab.exec(
@@ -129,10 +219,14 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
         SHORT,
     );
 
-    let cfg = lab
-        .config_text()
-        .replace("[lan]\n", "[lan]\non_collision = \"absorb\"\n")
-        + &lab.hotel_tunnel_config();
+    let cfg = lab.config_text().replace(
+        "[lan]\n",
+        &format!(
+            "[lan]\non_collision = \"absorb\"\ndns_alias_file = {:?}\n",
+            alias_file.display().to_string()
+        ),
+    ) + &lab.hotel_tunnel_config()
+        + &format!("\n[openwrt]\ninit_d = {:?}\n", init_d.display().to_string());
     lab.write_config(&cfg);
     lab.start_daemon();
     lab.wait_ready();
@@ -199,6 +293,26 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
         "the router's own"
     );
     lab.assert_reachable("192.168.1.100");
+    // The hotel's names, through the router's DNS: dnsmasq rewrites the
+    // hotel's answers to the alias, so the printer that has the node's
+    // address is reached by name while the node stays the node.
+    wait_until("the printer's name gives its alias", SHORT, || {
+        lookup(&lab, &lab.cl, "printer.hotel").contains("10.168.183.100")
+    });
+    assert!(lookup(&lab, &lab.cl, "portal.hotel").contains("10.168.183.1"));
+    assert!(
+        curl_out(&lab, &lab.cl, "http://10.168.183.100:631/").contains("hotel printer"),
+        "the printer by its alias"
+    );
+    let text = std::fs::read_to_string(&alias_file).expect("the alias file");
+    assert!(
+        text.contains("alias=192.168.1.0,10.168.183.0,255.255.255.0"),
+        "{text}"
+    );
+    let s = lab.status();
+    assert_eq!(s["lan"]["absorbed"][0]["dns"], true, "{s}");
+    assert_eq!(s["lan"]["collision"]["absorbed"], true, "{s}");
+    assert_eq!(s["lan"]["collision"]["prefix"], HOME, "{s}");
     assert!(
         learns_path_mtu(&lab, &lab.cl, "198.18.1.2"),
         "the node learns the path MTU"
@@ -253,6 +367,9 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
     wait_until("absorbed again after a renew", LONG, || {
         table(&lab).is_some()
     });
+    wait_until("the alias file written again", SHORT, || {
+        alias_file.exists()
+    });
     wait_until("the page through the tunnel (restart)", LONG, || {
         lab.curl_page(&lab.up, &url)
     });
@@ -261,6 +378,7 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
     lab.renumber("10.66.0.254/24", "10.66.0.50", "10.66.0.150");
     lab.wait_lease("10.66.0.0/24");
     wait_until("the table removed", SHORT, || table(&lab).is_none());
+    assert!(!alias_file.exists(), "no alias file when nothing collides");
     let s = lab.daemon.wait_status("nothing absorbed", SHORT, |s| {
         s["lan"]["absorbed"].as_array().is_some_and(Vec::is_empty)
     });
@@ -273,6 +391,7 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
     let (took, _) = lab.stop_daemon(libc::SIGTERM);
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(table(&lab).is_none(), "SIGTERM leaves no table");
+    assert!(!alias_file.exists(), "SIGTERM leaves no alias file");
     eprintln!(
         "absorbs_a_hotel_that_uses_the_clusters_prefix: {:?}",
         t0.elapsed()
@@ -295,5 +414,40 @@ fn move_is_the_default() {
         .daemon
         .wait_status("the LAN moved", LONG, |s| history_len(s) == 1);
     assert_ne!(lan_prefix(&s), HOME, "{s}");
+    assert_eq!(s["lan"]["absorbed"], serde_json::json!([]), "{s}");
+}
+
+/// `on_collision = "absorb"` with a DHCP client that does not ask roadie
+/// (the lab's plain udhcpc script; on OpenWrt, netifd's stock handler until
+/// netifd restarts): the lease goes in as it is, the LAN moves, and status
+/// says why it did not absorb and what to change.
+#[test]
+fn a_lease_that_did_not_ask_is_named() {
+    let Some(mut lab) = Lab::new(LabOpts {
+        start_daemon: false,
+        ..LabOpts::default()
+    }) else {
+        return;
+    };
+    let cfg = lab
+        .config_text()
+        .replace("[lan]\n", "[lan]\non_collision = \"absorb\"\n");
+    lab.write_config(&cfg);
+    lab.start_daemon();
+    lab.wait_ready();
+    lab.renumber("192.168.1.1/24", "192.168.1.57", "192.168.1.57");
+    assert_eq!(lab.wait_lease(HOME), "192.168.1.57/24");
+    let s = lab.daemon.wait_status("the reason in status", LONG, |s| {
+        s["lan"]["absorb_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("went in without asking roadie"))
+    });
+    let p = s["lan"]["absorb_problem"].as_str().unwrap_or_default();
+    assert!(
+        p.starts_with("wan0: its address 192.168.1.57/24") && p.contains("roadie absorb-lease"),
+        "{p}"
+    );
+    lab.daemon
+        .wait_status("the LAN moved instead", LONG, |s| history_len(s) == 1);
     assert_eq!(s["lan"]["absorbed"], serde_json::json!([]), "{s}");
 }

@@ -130,6 +130,49 @@ fn apply_leaves_unrelated_addresses_and_reports_missing_interfaces() {
     assert!(e.contains("br-nope") && e.contains("not found"), "{e}");
 }
 
+/// What crate::absorb uses in place of running `nft`: whether a table
+/// exists, and a notification when any table goes (a firewall restart).
+#[test]
+fn nftables_tables_are_seen_and_their_removal_is_notified() {
+    let Some(ns) = Netns::new("n") else { return };
+    let nft_ok = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, "nft", "add", "table", "netdev", "rdtest",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !nft_ok {
+        common::skip("nft does not work here (nftables not installed?)");
+        return;
+    }
+    let name = ns.0.clone();
+    let (before, notified, after, missing) = ns.run(async move || {
+        let mut q = netlink::Socket::open_netfilter(0).expect("netfilter socket");
+        let mut ev = netlink::Socket::open_netfilter(netlink::GROUPS_NFTABLES)
+            .expect("netfilter event socket");
+        let before = q.nft_table_exists(netlink::NFPROTO_NETDEV, "rdtest").await;
+        let del = tokio::process::Command::new("ip")
+            .args([
+                "netns", "exec", &name, "nft", "delete", "table", "netdev", "rdtest",
+            ])
+            .status()
+            .await
+            .expect("nft delete");
+        assert!(del.success());
+        let notified = tokio::time::timeout(Duration::from_secs(5), ev.event()).await;
+        let after = q.nft_table_exists(netlink::NFPROTO_NETDEV, "rdtest").await;
+        let missing = q.nft_table_exists(netlink::NFPROTO_NETDEV, "never").await;
+        (before, notified, after, missing)
+    });
+    assert!(before.expect("query"), "the table is there");
+    assert_eq!(
+        notified.expect("a notification within 5 s").expect("event"),
+        netlink::Event::Changed
+    );
+    assert!(!after.expect("query"), "the table is gone");
+    assert!(!missing.expect("query"), "no such table");
+}
+
 #[test]
 fn netwatch_dumps_then_follows_events() {
     let Some(ns) = Netns::new("w") else { return };

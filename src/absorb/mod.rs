@@ -15,6 +15,7 @@ pub mod plan;
 
 use crate::config::OnCollision;
 use crate::lan;
+use crate::netlink;
 use crate::netwatch::NetState;
 use ipnet::Ipv4Net;
 use plan::Verdict;
@@ -27,8 +28,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 const NFT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the tables are checked (a firewall restart flushes them all).
+/// How often the tables are checked (a firewall restart flushes them all)
+/// when nftables' change notifications cannot be had.
 const CHECK: Duration = Duration::from_secs(2);
+/// With the notifications: a check now and then all the same (the kernel
+/// may have dropped some, and says so only when the socket overflows).
+const CHECK_WITH_EVENTS: Duration = Duration::from_secs(60);
+/// How long `init.d/dnsmasq restart` may take.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(15);
 /// The uplink's ARP and source checks while absorbed: answer ARP only for
 /// its own address, announce only that, drop what could not have come in
 /// there. (What the prototype needed so that no frame speaks for the LAN.)
@@ -52,6 +59,14 @@ pub struct Settings {
     pub run_dir: PathBuf,
     /// /proc/sys/net/ipv4/conf, or a test's stand-in.
     pub sysctl_dir: PathBuf,
+    /// `[lan] dns_alias_file`: where dnsmasq's `alias=` lines go while an
+    /// uplink is absorbed (a file in dnsmasq's conf-dir), or none.
+    pub dns_alias_file: Option<PathBuf>,
+    /// `[openwrt] init_d`: `dnsmasq restart` is run from here after the
+    /// alias file changed (dnsmasq reads it only when it starts).
+    pub init_d: PathBuf,
+    /// /proc, where a stock DHCP client is looked for (a test's stand-in).
+    pub proc_dir: PathBuf,
 }
 
 /// A lease, as the DHCP client's script reports it.
@@ -82,6 +97,8 @@ pub struct Absorbed {
     pub since: u64,
     /// Times the table was found gone (a firewall restart) and loaded again.
     pub restored: u64,
+    /// Whether dnsmasq rewrites the uplink's DNS answers to the alias.
+    pub dns: bool,
     #[serde(skip)]
     real: Ipv4Net,
     #[serde(skip)]
@@ -113,7 +130,16 @@ struct Task {
     net: watch::Receiver<NetState>,
     absorbed: Vec<Absorbed>,
     problem: Option<String>,
+    /// Uplinks whose colliding lease roadie answered with the lease as it
+    /// is (it could not absorb it): their address is no surprise.
+    declined: Vec<String>,
+    /// A colliding lease that went in without asking roadie, and why.
+    unasked: Option<String>,
     status: watch::Sender<Status>,
+    /// Netfilter requests (whether a table exists) without running nft.
+    nl: Option<netlink::Socket>,
+    /// The alias file's content as last written ("" when removed).
+    dns_written: String,
 }
 
 pub async fn run(
@@ -130,14 +156,58 @@ pub async fn run(
         net,
         absorbed: Vec::new(),
         problem: None,
+        declined: Vec::new(),
+        unasked: None,
         status,
+        nl: netlink::Socket::open_netfilter(0)
+            .map_err(|e| log::debug!("no netfilter socket ({e}): tables are checked with nft"))
+            .ok(),
+        dns_written: String::new(),
     };
     t.remove_stale().await;
-    let mut check = tokio::time::interval(CHECK);
+    // A firewall restart (or anything else) removing a table shows as an
+    // nftables notification: the table is back at once, and nothing runs
+    // every 2 s on the router's CPU.
+    let mut events = match netlink::Socket::open_netfilter(netlink::GROUPS_NFTABLES) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::info!(
+                "no nftables notifications ({e}): the translation tables are checked every {} s",
+                CHECK.as_secs()
+            );
+            None
+        }
+    };
+    let every = if events.is_some() {
+        CHECK_WITH_EVENTS
+    } else {
+        CHECK
+    };
+    let mut check = tokio::time::interval(every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            ev = nft_event(&mut events) => {
+                if let Err(e) = ev {
+                    log::warn!("nftables notifications: {e}; checking every {} s instead", CHECK.as_secs());
+                    events = None;
+                    check = tokio::time::interval(CHECK);
+                }
+                // A burst (a whole ruleset loaded) is one check.
+                while events.as_ref().is_some_and(netlink::Socket::pending) {
+                    if let Some(ev) = events.as_mut() {
+                        let _ = ev.event().await;
+                    }
+                }
+                if !t.absorbed.is_empty() {
+                    t.check().await;
+                }
+            }
+            r = t.net.changed() => {
+                if r.is_err() { break }
+                t.look_for_unasked();
+            }
             r = settings.changed() => {
                 if r.is_err() { break }
                 t.settings = settings.borrow_and_update().clone();
@@ -158,9 +228,19 @@ pub async fn run(
             },
             _ = check.tick() => t.check().await,
         }
+        t.sync_dns().await;
         t.publish();
     }
     t.release_all().await;
+    t.sync_dns().await;
+}
+
+/// The next nftables notification, or never without the socket.
+async fn nft_event(events: &mut Option<netlink::Socket>) -> Result<netlink::Event, netlink::Error> {
+    match events {
+        Some(s) => s.event().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The reply a DHCP script installs: `lease` unchanged, or mapped.
@@ -184,8 +264,113 @@ impl Task {
     fn publish(&self) {
         self.status.send_replace(Status {
             absorbed: self.absorbed.clone(),
-            problem: self.problem.clone(),
+            problem: self.unasked.clone().or_else(|| self.problem.clone()),
         });
+    }
+
+    /// With `on_collision = "absorb"`, an uplink carrying an address in the
+    /// LAN's prefix (home or now) that roadie did not answer for: its DHCP
+    /// client did not ask (on OpenWrt: netifd still runs the dhcp handler it
+    /// started with), so the LAN moved instead. Says so, and how to fix it.
+    fn look_for_unasked(&mut self) {
+        let found = if self.settings.on_collision == OnCollision::Absorb {
+            self.find_unasked()
+        } else {
+            None
+        };
+        if found.is_some() && found != self.unasked {
+            log::warn!("{}", found.as_deref().unwrap_or_default());
+        }
+        self.unasked = found;
+    }
+
+    fn find_unasked(&self) -> Option<String> {
+        let (lan_if, lan_prefix) = {
+            let l = self.lan.borrow();
+            (l.interface.clone(), l.prefix.parse::<Ipv4Net>().ok())
+        };
+        let ours = |n: &Ipv4Net| {
+            let n = n.trunc();
+            let overlaps = |p: &Ipv4Net| p.contains(&n.network()) || n.contains(&p.network());
+            overlaps(&self.settings.home) || lan_prefix.as_ref().is_some_and(overlaps)
+        };
+        let net = self.net.borrow();
+        let (dev, addr) = net
+            .links
+            .iter()
+            .filter(|l| Some(&l.name) != lan_if.as_ref())
+            .filter(|l| !self.absorbed.iter().any(|a| a.interface == l.name))
+            .filter(|l| !self.declined.contains(&l.name))
+            .find_map(|l| {
+                l.addrs
+                    .iter()
+                    .find(|a| ours(a))
+                    .map(|a| (l.name.clone(), *a))
+            })?;
+        let fix = if stock_udhcpc_runs(&self.settings.proc_dir, &dev) {
+            "netifd still runs OpenWrt's own dhcp protocol handler (it reads /lib/netifd/proto/ only when it starts): run `/etc/init.d/network restart` or reboot once, and roadie's handler takes over"
+        } else {
+            "its DHCP client's event script must ask roadie first (`roadie absorb-lease`; README: \"Or keep every address\")"
+        };
+        Some(format!(
+            "{dev}: its address {addr} collides with the LAN and went in without asking roadie, so the LAN moved instead of absorbing it: {fix}"
+        ))
+    }
+
+    /// dnsmasq's alias file as the absorbed uplinks want it; dnsmasq
+    /// restarted when it changed (it reads the file only when it starts).
+    async fn sync_dns(&mut self) {
+        let Some(path) = self.settings.dns_alias_file.clone() else {
+            return;
+        };
+        let pairs: Vec<(Ipv4Net, Ipv4Net)> = self
+            .absorbed
+            .iter()
+            .map(|a| (a.real, a.alias_net))
+            .collect();
+        let want = plan::dnsmasq_aliases(&pairs);
+        if want == self.dns_written {
+            return;
+        }
+        let r = if want.is_empty() {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::write(&path, &want)
+        };
+        if let Err(e) = r {
+            log::error!(
+                "cannot write {}: {e}; hotel DNS answers are not rewritten",
+                path.display()
+            );
+            return;
+        }
+        self.dns_written = want;
+        for a in self.absorbed.iter_mut() {
+            a.dns = true;
+        }
+        if self.dns_written.is_empty() {
+            log::info!(
+                "{} removed: dnsmasq no longer rewrites uplink DNS answers",
+                path.display()
+            );
+        } else {
+            log::info!(
+                "{}: dnsmasq rewrites the absorbed uplinks' DNS answers ({})",
+                path.display(),
+                pairs
+                    .iter()
+                    .map(|(r, a)| format!("{r} -> {a}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        restart_dnsmasq(&self.settings.init_d).await;
     }
 
     /// Prefixes an alias must keep off: home, `avoid`, and every address
@@ -225,6 +410,7 @@ impl Task {
         let verdict = plan::decide(lease.address, lan_prefix, &self.settings.pools, &taken);
         match verdict {
             Verdict::Plain => {
+                self.declined.retain(|d| *d != lease.interface);
                 if self.release(&lease.interface).await {
                     log::info!(
                         "{}: {} does not collide with the LAN: translation removed",
@@ -236,6 +422,7 @@ impl Task {
             }
             Verdict::Cannot(why) => {
                 self.release(&lease.interface).await;
+                self.decline(&lease.interface);
                 let why = format!(
                     "{}: cannot absorb {}: {why}",
                     lease.interface, lease.address
@@ -247,6 +434,8 @@ impl Task {
             Verdict::Absorb { real, alias } => match self.absorb(&lease, real, alias).await {
                 Ok(()) => {
                     self.problem = None;
+                    self.declined.retain(|d| *d != lease.interface);
+                    self.unasked = None;
                     let a = self
                         .absorbed
                         .iter()
@@ -260,6 +449,7 @@ impl Task {
                     );
                     log::error!("{why}");
                     self.release(&lease.interface).await;
+                    self.decline(&lease.interface);
                     self.problem = Some(why.clone());
                     Ok(reply(&lease, None, Some(&why)))
                 }
@@ -287,6 +477,7 @@ impl Task {
                 .unwrap_or_default(),
             since: prior.map_or_else(lan::now_unix, |i| self.absorbed[i].since),
             restored: prior.map_or(0, |i| self.absorbed[i].restored),
+            dns: prior.is_some_and(|i| self.absorbed[i].dns),
             real,
             alias_net: alias,
             lease_addr: addr,
@@ -327,8 +518,20 @@ impl Task {
             .map(drop)
     }
 
-    async fn table_exists(&self, dev: &str) -> Result<bool, String> {
+    fn decline(&mut self, interface: &str) {
+        if !self.declined.iter().any(|d| d == interface) {
+            self.declined.push(interface.to_string());
+        }
+    }
+
+    async fn table_exists(&mut self, dev: &str) -> Result<bool, String> {
         let table = plan::table_name(dev);
+        if let Some(nl) = self.nl.as_mut() {
+            match nl.nft_table_exists(netlink::NFPROTO_NETDEV, &table).await {
+                Ok(there) => return Ok(there),
+                Err(e) => log::debug!("netfilter query for {table}: {e}; asking nft"),
+            }
+        }
         let out = crate::command::output(
             &self.settings.nft,
             &["list", "table", "netdev", &table],
@@ -416,8 +619,18 @@ impl Task {
         }
     }
 
-    /// Tables an earlier run left (killed before it could clean up).
+    /// Tables an earlier run left (killed before it could clean up), and its
+    /// dnsmasq alias file.
     async fn remove_stale(&mut self) {
+        if let Some(path) = &self.settings.dns_alias_file
+            && std::fs::remove_file(path).is_ok()
+        {
+            log::info!(
+                "removed the dnsmasq alias file {} an earlier run left",
+                path.display()
+            );
+            restart_dnsmasq(&self.settings.init_d).await;
+        }
         let out = match crate::command::output(
             &self.settings.nft,
             &["list", "tables", "netdev"],
@@ -434,6 +647,41 @@ impl Task {
             self.delete_table(&table).await;
         }
     }
+}
+
+/// `init.d/dnsmasq restart`, when there is such a script.
+async fn restart_dnsmasq(init_d: &Path) {
+    let script = init_d.join("dnsmasq");
+    if !script.exists() {
+        log::info!(
+            "{} not found: restart dnsmasq yourself for its alias file to count",
+            script.display()
+        );
+        return;
+    }
+    if let Err(e) = crate::command::run(&script, &["restart"], RESTART_TIMEOUT).await {
+        log::warn!("{e}");
+    }
+}
+
+/// Whether a udhcpc with netifd's stock event script runs on `dev`.
+fn stock_udhcpc_runs(proc_dir: &Path, dev: &str) -> bool {
+    let Ok(dir) = std::fs::read_dir(proc_dir) else {
+        return false;
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|raw| {
+            let text = String::from_utf8_lossy(&raw);
+            let argv: Vec<&str> = text.split('\0').filter(|a| !a.is_empty()).collect();
+            plan::stock_netifd_udhcpc(&argv, dev)
+        })
 }
 
 /// roadie's tables in `nft list tables netdev` output.
@@ -492,6 +740,7 @@ mod tests {
             address: "10.168.183.57/24".into(),
             since: 0,
             restored: 0,
+            dns: false,
             real: "192.168.1.0/24".parse().unwrap(),
             alias_net: "10.168.183.0/24".parse().unwrap(),
             lease_addr: "192.168.1.57".parse().unwrap(),

@@ -184,6 +184,43 @@ pub fn ruleset(device: &str, real: Ipv4Net, alias: Ipv4Net, lease: Ipv4Addr) -> 
     s
 }
 
+/// dnsmasq's `alias=` lines for the absorbed uplinks (real, alias): an
+/// upstream answer inside the uplink's network reaches the LAN as the alias
+/// address, so hotel hosts are reached by name (dnsmasq's `--alias`, which
+/// only ever rewrites answers from upstream servers, never its own).
+/// Empty when nothing is absorbed.
+pub fn dnsmasq_aliases(absorbed: &[(Ipv4Net, Ipv4Net)]) -> String {
+    if absorbed.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "# Written by roadie while it absorbs a colliding uplink (on_collision = \"absorb\");\n\
+         # removed when the uplink stops colliding. Answers from the uplink's DNS\n\
+         # in its network are rewritten to the alias the LAN reaches it at.\n",
+    );
+    for (real, alias) in absorbed {
+        out += &format!(
+            "alias={},{},{}\n",
+            real.network(),
+            alias.network(),
+            real.netmask()
+        );
+    }
+    out
+}
+
+/// Whether `argv` is a udhcpc on `dev` with OpenWrt netifd's own event
+/// script: netifd still runs its stock `dhcp` protocol handler (it reads
+/// /lib/netifd/proto/ only when it starts), so the lease goes in without
+/// asking roadie.
+pub fn stock_netifd_udhcpc(argv: &[&str], dev: &str) -> bool {
+    let is_udhcpc = argv
+        .first()
+        .is_some_and(|a| a.rsplit('/').next() == Some("udhcpc"));
+    let arg = |flag: &str| argv.windows(2).find(|w| w[0] == flag).map(|w| w[1]);
+    is_udhcpc && arg("-i") == Some(dev) && arg("-s") == Some("/lib/netifd/dhcp.script")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +364,44 @@ mod tests {
             ip("172.20.10.2"),
         );
         assert!(r.contains("@nh,320,28 0xac140a0 "), "{r}");
+    }
+
+    #[test]
+    fn dnsmasq_aliases_map_each_absorbed_network() {
+        let n = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        assert_eq!(dnsmasq_aliases(&[]), "");
+        let text = dnsmasq_aliases(&[
+            (n("192.168.1.0/24"), n("10.168.183.0/24")),
+            (n("192.168.8.0/24"), n("10.168.176.0/24")),
+        ]);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            lines,
+            [
+                "alias=192.168.1.0,10.168.183.0,255.255.255.0",
+                "alias=192.168.8.0,10.168.176.0,255.255.255.0"
+            ]
+        );
+    }
+
+    #[test]
+    fn netifds_stock_udhcpc_is_recognised() {
+        // What OpenWrt 24.10's dhcp.sh runs (proto_run_command), and roadie's.
+        let stock = "/sbin/udhcpc -p /var/run/udhcpc-wan.pid -s /lib/netifd/dhcp.script -f -t 0 -i wan -x hostname:OpenWrt -C -R -O 121";
+        let ours = stock.replace("/lib/netifd/dhcp.script", "/usr/libexec/roadie/dhcp.script");
+        let argv = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let check = |s: &str, dev: &str| {
+            let a = argv(s);
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            stock_netifd_udhcpc(&a, dev)
+        };
+        assert!(check(stock, "wan"));
+        assert!(!check(stock, "wan2"), "another uplink");
+        assert!(!check(&ours, "wan"), "roadie's handler");
+        assert!(!check(
+            "/usr/sbin/dhcpcd -s /lib/netifd/dhcp.script -i wan",
+            "wan"
+        ));
+        assert!(!check("", "wan"));
     }
 }

@@ -115,7 +115,7 @@ pub fn remove_lab_dir(dir: &Path) {
     }
 }
 
-fn chmod_x(p: &Path) {
+pub fn chmod_x(p: &Path) {
     fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
