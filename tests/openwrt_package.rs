@@ -371,7 +371,11 @@ fn sdk_makefile_follows_the_packages_feed() {
             .any(|l| l.starts_with("include ") && l.ends_with("lang/rust/rust-package.mk"))
     );
     let pkg = mk_define(&mk, "Package/roadie");
-    assert!(pkg.contains(&"DEPENDS:=$(RUST_ARCH_DEPENDS)"), "{pkg:?}");
+    // The same dependencies as the ipk scripts/build-ipk makes.
+    assert!(
+        pkg.contains(&"DEPENDS:=$(RUST_ARCH_DEPENDS) +kmod-nft-netdev +nftables-json"),
+        "{pkg:?}"
+    );
     assert_eq!(mk_define(&mk, "Package/roadie/conffiles"), CONFFILES);
     let install = mk_define(&mk, "Package/roadie/install").join("\n");
     for want in [
@@ -655,7 +659,7 @@ fn check_ipk(target: &str, arch: &str, elf_machine: u16) {
         .collect();
     assert_eq!(fields["Package"], "roadie");
     assert_eq!(fields["Version"], version);
-    assert_eq!(fields["Depends"], "libc");
+    assert_eq!(fields["Depends"], "libc, kmod-nft-netdev, nftables-json");
     assert_eq!(fields["Architecture"], arch);
     assert_eq!(fields["Section"], "net");
     assert_eq!(fields["SourceDateEpoch"], "1700000000");
