@@ -338,6 +338,41 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
         "absorb: lease -> alias on wan0 {absorbed_after:?}, -> tunnel page {working_after:?}"
     );
 
+    // b2) Software flow offload (fw4's `flow_offloading`: a flowtable on the
+    // uplink, hooked at ingress priority 0, after the translation's -500):
+    // an offloaded flow still goes through the translation. The forward
+    // chain counts only what was not offloaded.
+    std::fs::write(www.join("big"), vec![b'x'; 4 << 20]).unwrap();
+    let ft = "add table inet lab_ft; \
+              add flowtable inet lab_ft ft { hook ingress priority 0; devices = { wan0, lan0 }; }; \
+              add chain inet lab_ft through { type filter hook forward priority 0; }; \
+              add rule inet lab_ft through meta l4proto tcp counter flow add @ft";
+    let out = lab.exec(&lab.rtr, &["nft", ft], SHORT);
+    if out.status.success() {
+        let got = curl_out(&lab, &lab.cl, "http://10.168.183.1/big");
+        assert_eq!(got.len(), 4 << 20, "the download through an offloaded flow");
+        let (_, rules) = nft(&lab, &["list", "chain", "inet", "lab_ft", "through"]);
+        let forwarded: u64 = rules
+            .split("packets ")
+            .nth(1)
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u64::MAX);
+        // 4 MiB is about 2900 segments and their ACKs; offloaded, only the
+        // first packets of the flow pass the forward chain.
+        assert!(forwarded < 200, "offloaded: {forwarded} packets forwarded\n{rules}");
+        eprintln!("absorb: offloaded download, {forwarded} packets through the forward chain");
+        nft(&lab, &["delete", "table", "inet", "lab_ft"]);
+    } else {
+        // Only a kernel without flowtables is a reason to skip.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("No such file or directory") || err.contains("not supported"),
+            "the flowtable: {err}"
+        );
+        eprintln!("SKIP flow offload: {}", err.trim());
+    }
+
     // c) A firewall restart flushes every table: roadie loads its own again.
     nft(&lab, &["flush", "ruleset"]);
     lab.daemon.wait_status("the table restored", SHORT, |s| {
