@@ -360,7 +360,10 @@ fn absorbs_a_hotel_that_uses_the_clusters_prefix() {
             .unwrap_or(u64::MAX);
         // 4 MiB is about 2900 segments and their ACKs; offloaded, only the
         // first packets of the flow pass the forward chain.
-        assert!(forwarded < 200, "offloaded: {forwarded} packets forwarded\n{rules}");
+        assert!(
+            forwarded < 200,
+            "offloaded: {forwarded} packets forwarded\n{rules}"
+        );
         eprintln!("absorb: offloaded download, {forwarded} packets through the forward chain");
         nft(&lab, &["delete", "table", "inet", "lab_ft"]);
     } else {
