@@ -1207,3 +1207,21 @@ fn netifd_proto_is_openwrts_dhcp_with_roadies_event_script() {
     );
     assert_eq!(handler(&dir.join("none.sh")), "");
 }
+
+/// The packaged config absorbs a colliding uplink (issue 18's default on
+/// OpenWrt: netifd's dhcp protocol asks roadie, fw4 keeps to its own
+/// table, the package depends on kmod-nft-netdev), rewrites hotel DNS
+/// through OpenWrt's dnsmasq conf-dir, and moves the LAN through UCI
+/// where it cannot absorb.
+#[test]
+fn the_packaged_config_absorbs_collisions() {
+    let path = Path::new(REPO).join("openwrt-package/files/roadie.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    let c = roadie::config::parse(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.lan.on_collision, roadie::config::OnCollision::Absorb);
+    assert_eq!(c.lan.apply, roadie::config::ApplyMode::Uci);
+    assert_eq!(
+        c.lan.dns_alias_file.as_deref(),
+        Some(Path::new("/tmp/dnsmasq.d/roadie-absorb.conf"))
+    );
+}

@@ -1016,6 +1016,79 @@ fn netifds_dhcp_installs_the_alias_lease() {
     });
 }
 
+/// fw4 (OpenWrt's firewall, firewall4 on ucode, built into the tree when
+/// there) beside the absorb table: starting, restarting and reloading it
+/// leaves roadie's table alone (fw4 keeps to `table inet fw4`), the router
+/// still reaches the hotel through its wan zone, and `fw4 flush`, which
+/// deletes every table, has roadie load its own again.
+#[test]
+fn fw4_keeps_to_its_table_beside_the_absorb_table() {
+    let Some(root) = common::openwrt::openwrt_root() else {
+        return;
+    };
+    if !root.join("usr/sbin/fw4").exists() || !root.join("usr/bin/utpl").exists() {
+        common::skip("no fw4 (firewall4 and ucode) in OPENWRT_ROOT");
+        return;
+    }
+    let o = install_into(Router::start(&root));
+    let r = &o.r;
+    if r.run("nft list tables").code != 0 {
+        common::skip("nft does not work here (nftables not installed?)");
+        return;
+    }
+    r.sh("/etc/init.d/network restart");
+    wait_for("netifd back with lan up", SHORT, || {
+        let s = r.run("ubus call network.interface.lan status");
+        (s.code == 0 && s.stdout.contains("\"up\": true")).then_some(())
+    });
+    let toml = ROADIE_TOML.replace("[lan]\n", "[lan]\non_collision = \"absorb\"\n");
+    o.configure(&toml);
+    let (_hotel, _dnsmasq) = colliding_hotel(r);
+    r.write("/etc/config/network", network_dhcp());
+    r.sh("ubus call network reload");
+    wait_for("the alias lease on wan0", LONG, || {
+        (r.addrs("wan0") == ["10.168.183.57/24"]).then_some(())
+    });
+    let absorbed = |restored: u64| {
+        o.wait_status("absorbed, table restored as counted", SHORT, |s| {
+            s["lan"]["absorbed"][0]["alias"] == ALIAS
+                && s["lan"]["absorbed"][0]["restored"] == restored
+        })
+    };
+    absorbed(0);
+    let check = |what: &str| {
+        let fw = r.run("nft list table inet fw4");
+        assert_eq!(fw.code, 0, "{what}: fw4's table: {}", fw.both());
+        let ours = r.run("nft list table netdev roadie_wan0");
+        assert_eq!(ours.code, 0, "{what}: roadie's table: {}", ours.both());
+        // The router's own traffic through fw4's wan zone and the translation.
+        r.sh("busybox ping -c 1 -W 2 10.168.183.1");
+    };
+    let t = Instant::now();
+    r.sh("fw4 start");
+    println!("TIMING fw4 start: {:.0} ms", t.elapsed().as_secs_f64() * 1000.0);
+    check("fw4 start");
+    // fw4's wan zone covers wan0 and masquerades there: to the alias
+    // address, which the egress translation turns into the lease.
+    let masq = r.sh("nft list chain inet fw4 srcnat_wan");
+    assert!(masq.contains("masquerade"), "{masq}");
+    let zones = r.sh("nft list table inet fw4");
+    assert!(zones.contains("\"wan0\""), "fw4's wan zone on wan0:\n{zones}");
+    for cmd in ["fw4 restart", "fw4 reload", "/etc/init.d/firewall restart"] {
+        r.sh(cmd);
+        check(cmd);
+        // Not a reload of roadie's table: fw4 never touched it.
+        absorbed(0);
+    }
+    // `fw4 flush` deletes every table, roadie's too: back on the notification.
+    r.sh("fw4 flush");
+    absorbed(1);
+    let ours = r.run("nft list table netdev roadie_wan0");
+    assert_eq!(ours.code, 0, "{}", ours.both());
+    r.sh("fw4 start");
+    check("fw4 start after the flush");
+}
+
 // ---------------------------------------------------------------------------
 // rpcd's ACL through uhttpd
 
