@@ -1066,14 +1066,20 @@ fn fw4_keeps_to_its_table_beside_the_absorb_table() {
     };
     let t = Instant::now();
     r.sh("fw4 start");
-    println!("TIMING fw4 start: {:.0} ms", t.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "TIMING fw4 start: {:.0} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
     check("fw4 start");
     // fw4's wan zone covers wan0 and masquerades there: to the alias
     // address, which the egress translation turns into the lease.
     let masq = r.sh("nft list chain inet fw4 srcnat_wan");
     assert!(masq.contains("masquerade"), "{masq}");
     let zones = r.sh("nft list table inet fw4");
-    assert!(zones.contains("\"wan0\""), "fw4's wan zone on wan0:\n{zones}");
+    assert!(
+        zones.contains("\"wan0\""),
+        "fw4's wan zone on wan0:\n{zones}"
+    );
     for cmd in ["fw4 restart", "fw4 reload", "/etc/init.d/firewall restart"] {
         r.sh(cmd);
         check(cmd);
