@@ -26,11 +26,14 @@ use aes::{Aes128, Aes192, Aes256};
 #[cfg(feature = "aws-lc-rs")]
 use aws_lc_rs::aead::{AES_128_GCM as ALGORITHM_AES_128_GCM, AES_256_GCM as ALGORITHM_AES_256_GCM};
 use byteorder::{BigEndian, ByteOrder};
+#[cfg(not(feature = "table-aes"))]
 use block::CtrWrapper;
+#[cfg(not(feature = "table-aes"))]
 use ctr::Ctr128BE;
 use delegate::delegate;
 use log::trace;
 #[cfg(all(not(feature = "aws-lc-rs"), feature = "ring"))]
+#[cfg(not(all(feature = "table-aes", not(target_arch = "arm"))))]
 use ring::aead::{AES_128_GCM as ALGORITHM_AES_128_GCM, AES_256_GCM as ALGORITHM_AES_256_GCM};
 use ssh_encoding::Encode;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -45,10 +48,13 @@ pub(crate) mod cbc;
 pub(crate) mod chacha20poly1305;
 pub(crate) mod clear;
 pub(crate) mod gcm;
+#[cfg(feature = "table-aes")]
+pub(crate) mod table_gcm;
 
 use block::SshBlockCipher;
 use chacha20poly1305::SshChacha20Poly1305Cipher;
 use clear::Clear;
+#[cfg(not(all(feature = "table-aes", not(target_arch = "arm"))))]
 use gcm::GcmCipher;
 
 pub(crate) trait Cipher {
@@ -104,11 +110,32 @@ pub const NONE: Name = Name("none");
 pub(crate) static _CLEAR: Clear = Clear {};
 #[cfg(feature = "des")]
 static _3DES_CBC: SshBlockCipher<CbcWrapper<des::TdesEde3>> = SshBlockCipher(PhantomData);
+// roadie patch: with the `table-aes` feature (roadie turns it on for MIPS
+// and 32-bit ARM routers, which have no AES instructions), AES-CTR comes
+// from crates/table-aes, and AES-GCM too except on ARM, where ring's NEON
+// code is as fast as OpenSSH's. The constant-time code here cost 2.4 times
+// OpenSSH's instructions per byte on a MIPS router; crates/table-aes says
+// what tables cost.
+#[cfg(not(feature = "table-aes"))]
 static _AES_128_CTR: SshBlockCipher<CtrWrapper<Ctr128BE<Aes128>>> = SshBlockCipher(PhantomData);
+#[cfg(not(feature = "table-aes"))]
 static _AES_192_CTR: SshBlockCipher<CtrWrapper<Ctr128BE<Aes192>>> = SshBlockCipher(PhantomData);
+#[cfg(not(feature = "table-aes"))]
 static _AES_256_CTR: SshBlockCipher<CtrWrapper<Ctr128BE<Aes256>>> = SshBlockCipher(PhantomData);
+#[cfg(feature = "table-aes")]
+static _AES_128_CTR: SshBlockCipher<table_aes::Aes128Ctr> = SshBlockCipher(PhantomData);
+#[cfg(feature = "table-aes")]
+static _AES_192_CTR: SshBlockCipher<table_aes::Aes192Ctr> = SshBlockCipher(PhantomData);
+#[cfg(feature = "table-aes")]
+static _AES_256_CTR: SshBlockCipher<table_aes::Aes256Ctr> = SshBlockCipher(PhantomData);
+#[cfg(not(all(feature = "table-aes", not(target_arch = "arm"))))]
 static _AES_128_GCM: GcmCipher = GcmCipher(&ALGORITHM_AES_128_GCM);
+#[cfg(not(all(feature = "table-aes", not(target_arch = "arm"))))]
 static _AES_256_GCM: GcmCipher = GcmCipher(&ALGORITHM_AES_256_GCM);
+#[cfg(all(feature = "table-aes", not(target_arch = "arm")))]
+static _AES_128_GCM: table_gcm::TableGcmCipher = table_gcm::TableGcmCipher(16);
+#[cfg(all(feature = "table-aes", not(target_arch = "arm")))]
+static _AES_256_GCM: table_gcm::TableGcmCipher = table_gcm::TableGcmCipher(32);
 static _AES_128_CBC: SshBlockCipher<CbcWrapper<Aes128>> = SshBlockCipher(PhantomData);
 static _AES_192_CBC: SshBlockCipher<CbcWrapper<Aes192>> = SshBlockCipher(PhantomData);
 static _AES_256_CBC: SshBlockCipher<CbcWrapper<Aes256>> = SshBlockCipher(PhantomData);
