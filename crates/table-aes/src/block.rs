@@ -100,12 +100,63 @@ impl Aes {
     #[inline]
     pub fn encrypt_words(&self, input: [u32; 4]) -> [u32; 4] {
         let rk = &self.rk;
-        let mut s0 = input[0] ^ rk[0];
-        let mut s1 = input[1] ^ rk[1];
-        let mut s2 = input[2] ^ rk[2];
-        let mut s3 = input[3] ^ rk[3];
+        let s = [
+            input[0] ^ rk[0],
+            input[1] ^ rk[1],
+            input[2] ^ rk[2],
+            input[3] ^ rk[3],
+        ];
+        self.rounds_from(s, 4)
+    }
+
+    /// For counter mode, where only a block's last word changes from one
+    /// block to the next: the first round's work that depends on the first
+    /// three words alone (12 of its 16 table loads), for `encrypt_last_word`.
+    pub fn first_round_of(&self, head: [u32; 3]) -> [u32; 4] {
+        let rk = &self.rk;
+        let (s0, s1, s2) = (head[0] ^ rk[0], head[1] ^ rk[1], head[2] ^ rk[2]);
+        // round_column with the last word's byte left out, as below.
+        [
+            T[0][(s0 & 0xff) as usize]
+                ^ T[1][((s1 >> 8) & 0xff) as usize]
+                ^ T[2][((s2 >> 16) & 0xff) as usize]
+                ^ rk[4],
+            T[0][(s1 & 0xff) as usize]
+                ^ T[1][((s2 >> 8) & 0xff) as usize]
+                ^ T[3][(s0 >> 24) as usize]
+                ^ rk[5],
+            T[0][(s2 & 0xff) as usize]
+                ^ T[2][((s0 >> 16) & 0xff) as usize]
+                ^ T[3][(s1 >> 24) as usize]
+                ^ rk[6],
+            T[1][((s0 >> 8) & 0xff) as usize]
+                ^ T[2][((s1 >> 16) & 0xff) as usize]
+                ^ T[3][(s2 >> 24) as usize]
+                ^ rk[7],
+        ]
+    }
+
+    /// Encrypts the block whose first three words gave `first` (from
+    /// `first_round_of`) and whose last word is `last`: the same result as
+    /// `encrypt_words`, four table loads fewer.
+    #[inline]
+    pub fn encrypt_last_word(&self, first: &[u32; 4], last: u32) -> [u32; 4] {
+        let s3 = last ^ self.rk[3];
+        let s = [
+            first[0] ^ T[3][(s3 >> 24) as usize],
+            first[1] ^ T[2][((s3 >> 16) & 0xff) as usize],
+            first[2] ^ T[1][((s3 >> 8) & 0xff) as usize],
+            first[3] ^ T[0][(s3 & 0xff) as usize],
+        ];
+        self.rounds_from(s, 8)
+    }
+
+    /// The rounds from round key word `k` on, the last one included.
+    #[inline(always)]
+    fn rounds_from(&self, s: [u32; 4], mut k: usize) -> [u32; 4] {
+        let rk = &self.rk;
+        let [mut s0, mut s1, mut s2, mut s3] = s;
         // Round r's key is rk[4r..4r+4]; the last round has no MixColumns.
-        let mut k = 4;
         while k < 4 * self.rounds {
             let t0 = round_column(s0, s1, s2, s3) ^ rk[k];
             let t1 = round_column(s1, s2, s3, s0) ^ rk[k + 1];
@@ -198,6 +249,27 @@ mod tests {
                 .expect("16 bytes");
             aes.encrypt(&mut block);
             assert_eq!(block.to_vec(), hex(want), "key {key}");
+        }
+    }
+
+    /// The counter-mode shortcut gives what the whole block function gives.
+    #[test]
+    fn the_first_round_shortcut_is_the_same_block_function() {
+        for len in [16, 24, 32] {
+            let key: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
+            let aes = Aes::new(&key).expect("key");
+            for i in 0u32..300 {
+                let head = [i.wrapping_mul(0x9e37_79b9), !i, i.rotate_left(13)];
+                let first = aes.first_round_of(head);
+                for last in [0, 1, 0xff, 0x100, i.wrapping_mul(0x0101_0101), u32::MAX] {
+                    let want = aes.encrypt_words([head[0], head[1], head[2], last]);
+                    assert_eq!(
+                        aes.encrypt_last_word(&first, last),
+                        want,
+                        "{len} {i} {last}"
+                    );
+                }
+            }
         }
     }
 

@@ -17,6 +17,9 @@ pub struct Ctr {
     aes: Aes,
     /// The next counter block, as the four big-endian words of its value.
     counter: [u32; 4],
+    /// The block function's first round for the counter's first three
+    /// words (`Aes::first_round_of`), which change once in 2^32 blocks.
+    first: [u32; 4],
     /// The current key-stream block and how much of it is used (16: all).
     stream: [u8; 16],
     used: usize,
@@ -29,8 +32,10 @@ impl Ctr {
         for (c, b) in counter.iter_mut().zip(iv.chunks_exact(4)) {
             *c = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         }
+        let aes = Aes::new(key)?;
         Some(Ctr {
-            aes: Aes::new(key)?,
+            first: first_round(&aes, &counter),
+            aes,
             counter,
             stream: [0; 16],
             used: 16,
@@ -70,14 +75,7 @@ impl Ctr {
     #[inline(always)]
     fn next_block(&mut self) -> [u32; 4] {
         let c = self.counter;
-        // The block's bytes are the counter's big-endian bytes; as the
-        // little-endian words the block function takes, each word swapped.
-        let k = self.aes.encrypt_words([
-            c[0].swap_bytes(),
-            c[1].swap_bytes(),
-            c[2].swap_bytes(),
-            c[3].swap_bytes(),
-        ]);
+        let k = self.aes.encrypt_last_word(&self.first, c[3].swap_bytes());
         let (w3, carry) = c[3].overflowing_add(1);
         self.counter[3] = w3;
         if carry {
@@ -94,7 +92,18 @@ impl Ctr {
                 break;
             }
         }
+        self.first = first_round(&self.aes, &self.counter);
     }
+}
+
+/// The block's bytes are the counter's big-endian bytes; as the
+/// little-endian words the block function takes, each word swapped.
+fn first_round(aes: &Aes, counter: &[u32; 4]) -> [u32; 4] {
+    aes.first_round_of([
+        counter[0].swap_bytes(),
+        counter[1].swap_bytes(),
+        counter[2].swap_bytes(),
+    ])
 }
 
 macro_rules! ctr_type {

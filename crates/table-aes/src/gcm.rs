@@ -108,12 +108,13 @@ impl Gcm {
         let n2 = u32::from_le_bytes([n[4], n[5], n[6], n[7]]);
         self.invocation = self.invocation.wrapping_add(1);
         let block = |counter: u32| [self.fixed, n1, n2, counter.swap_bytes()];
+        let first = self.aes.first_round_of([self.fixed, n1, n2]);
 
         let mut x = self.ghash([0; 4], aad);
         let mut counter = 2u32;
         let (blocks, tail) = data.as_chunks_mut::<16>();
         for b in blocks {
-            let k = self.aes.encrypt_words(block(counter));
+            let k = self.aes.encrypt_last_word(&first, counter.swap_bytes());
             counter = counter.wrapping_add(1);
             let d = load(b);
             let c = [d[0] ^ k[0], d[1] ^ k[1], d[2] ^ k[2], d[3] ^ k[3]];
