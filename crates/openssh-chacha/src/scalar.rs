@@ -38,15 +38,38 @@ pub fn xor_blocks(input: &[u32; 16], data: &mut [u8]) -> usize {
             quarter(&mut x, 2, 7, 8, 13);
             quarter(&mut x, 3, 4, 9, 14);
         }
-        for (i, word) in chunk.chunks_exact_mut(4).enumerate() {
-            let mut bytes = [0u8; 4];
-            bytes.copy_from_slice(word);
-            let k = x[i].wrapping_add(state[i]);
-            word.copy_from_slice(&(u32::from_le_bytes(bytes) ^ k).to_le_bytes());
+        match words(chunk) {
+            // russh's payload starts 4 bytes into its buffer: aligned, so
+            // plain word loads and stores (on MIPS the unaligned kind is two
+            // instructions each way).
+            Some(words) => {
+                for (i, word) in words.iter_mut().enumerate() {
+                    let k = x[i].wrapping_add(state[i]);
+                    *word = (u32::from_le(*word) ^ k).to_le();
+                }
+            }
+            None => {
+                for (i, word) in chunk.chunks_exact_mut(4).enumerate() {
+                    let mut bytes = [0u8; 4];
+                    bytes.copy_from_slice(word);
+                    let k = x[i].wrapping_add(state[i]);
+                    word.copy_from_slice(&(u32::from_le_bytes(bytes) ^ k).to_le_bytes());
+                }
+            }
         }
         // A packet is at most a few hundred blocks: the 32-bit counter of
         // this nonce layout does not wrap within one.
         state[12] = state[12].wrapping_add(1);
     }
     whole
+}
+
+/// `chunk` as 16 words when it is 4-byte aligned.
+#[allow(unsafe_code)]
+#[inline(always)]
+fn words(chunk: &mut [u8]) -> Option<&mut [u32]> {
+    // SAFETY: every bit pattern is a valid u32, and align_to_mut gives the
+    // aligned middle only; with no head and no tail that is the whole chunk.
+    let (head, words, tail) = unsafe { chunk.align_to_mut::<u32>() };
+    (head.is_empty() && tail.is_empty()).then_some(words)
 }
