@@ -15,6 +15,7 @@ fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
+#[cfg(not(target_arch = "mips"))]
 fn mul(a: u32, b: u32) -> u64 {
     u64::from(a) * u64::from(b)
 }
@@ -26,7 +27,13 @@ struct State {
 
 impl State {
     /// Adds each whole 16-byte block of `m` (with the 2^128 bit `hibit`)
-    /// and multiplies by r.
+    /// and multiplies by r: on MIPS in assembly (`poly_mips32.rs`).
+    #[cfg(target_arch = "mips")]
+    fn blocks(&mut self, m: &[u8], hibit: u32) {
+        crate::poly_mips32::blocks(&self.r, &mut self.h, m, hibit);
+    }
+
+    #[cfg(not(target_arch = "mips"))]
     fn blocks(&mut self, m: &[u8], hibit: u32) {
         let [r0, r1, r2, r3, r4] = self.r;
         let (s1, s2, s3, s4) = (r1 * 5, r2 * 5, r3 * 5, r4 * 5);
