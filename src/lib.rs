@@ -16,6 +16,7 @@ pub mod logging;
 pub mod netifd;
 pub mod netlink;
 pub mod netwatch;
+pub mod packet_alloc;
 pub mod plan;
 pub mod quote;
 pub mod road;

@@ -4,10 +4,11 @@ use roadie::cli::{self, Command};
 use roadie::lastgood::{self, Start};
 use tokio_util::sync::CancellationToken;
 
-// Cargo.toml says why the musl (router) builds use dlmalloc.
+// The router builds (musl): src/packet_alloc.rs says why.
 #[cfg(target_env = "musl")]
 #[global_allocator]
-static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOC: roadie::packet_alloc::PacketAlloc<std::alloc::System> =
+    roadie::packet_alloc::PacketAlloc::new(std::alloc::System);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -68,6 +69,15 @@ fn daemon(cli: &cli::Cli, syslog: Option<std::path::PathBuf>) -> i32 {
         }
     };
     let code = rt.block_on(async {
+        // Packet buffers kept by the allocator go back once traffic stops.
+        #[cfg(target_env = "musl")]
+        tokio::spawn(async {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                ALLOC.trim_if_idle();
+            }
+        });
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         tokio::spawn(async move {

@@ -348,7 +348,10 @@ mod tests {
         }
         // Many keys (r's clamped bits, s's carries) over a few packets.
         for seed in 0..300 {
-            cases.push((bytes(seed * 7 + 1, 32), bytes(seed, 16 * (seed as usize % 5) + 33)));
+            cases.push((
+                bytes(seed * 7 + 1, 32),
+                bytes(seed, 16 * (seed as usize % 5) + 33),
+            ));
         }
         for (k, data) in &cases {
             let k: [u8; 32] = k.as_slice().try_into().unwrap();
