@@ -418,6 +418,11 @@ impl PacketWriter {
         Self::new(Box::new(cipher::clear::Key {}), Compress::None)
     }
 
+    /// roadie: bytes sealed and not yet written to the socket.
+    pub(crate) fn buffered_len(&self) -> usize {
+        self.write_buffer.buffer.len()
+    }
+
     pub fn new(cipher: Box<dyn SealingKey + Send>, compress: Compress) -> Self {
         Self {
             cipher,

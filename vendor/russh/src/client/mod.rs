@@ -42,6 +42,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// roadie: how much the session loop seals before writing to the socket.
+const EAGER_WRITE: usize = 64 * 1024;
+
 use futures::Future;
 use futures::task::{Context, Poll};
 use kex::ClientKex;
@@ -1504,7 +1507,11 @@ impl Session {
                     };
 
                     // eagerly take all outgoing messages so writes are batched
-                    while !self.kex.active() && !self.common.has_any_pending_data() {
+                    // (roadie: up to EAGER_WRITE bytes, or the write buffer
+                    // grows to all that is queued: 580 KiB seen on a router)
+                    while !self.kex.active() && !self.common.has_any_pending_data()
+                        && self.common.packet_writer.buffered_len() < EAGER_WRITE
+                    {
                         self.drain_priority_msgs()?;
                         match self.receiver.try_recv() {
                             Ok(next) => self.handle_msg(next)?,
@@ -1529,7 +1536,11 @@ impl Session {
                     }
 
                     // eagerly take all outgoing messages so writes are batched
-                    while !self.kex.active() && !self.common.has_any_pending_data() {
+                    // (roadie: up to EAGER_WRITE bytes, or the write buffer
+                    // grows to all that is queued: 580 KiB seen on a router)
+                    while !self.kex.active() && !self.common.has_any_pending_data()
+                        && self.common.packet_writer.buffered_len() < EAGER_WRITE
+                    {
                         self.drain_priority_msgs()?;
                         match self.inbound_channel_receiver.try_recv() {
                             Ok(next) => self.handle_msg(next)?,
