@@ -212,10 +212,9 @@ def guest_rss(pid):
 
 
 def memory():
-    """{impl: (idle, peak, idle anonymous, peak anonymous, after, after
-    anonymous), MiB},
-    medians of ROUNDS: each client's own cipher choice. The peaks are
-    sampled (every 50 ms), so they vary more."""
+    """{impl: {when: (MiB resident, MiB of it anonymous)}} for `when` in
+    idle, peak and after, medians of ROUNDS: each client's own cipher
+    choice. The peaks are sampled (every 50 ms), so they vary more."""
     print(f"router memory ({ARCH})", flush=True)
     runs = {i: [] for i in IMPLS if i in ONLY}
     lab = L.Lab(tag="m", sshd_extra=sshd_extra(None))
@@ -225,7 +224,8 @@ def memory():
                 runs[impl].append(memory_once(lab, impl))
     finally:
         lab.close()
-    return {i: tuple(statistics.median(r[k] for r in rs) for k in range(6)) for i, rs in runs.items()}
+    return {i: {w: tuple(statistics.median(r[w][k] for r in rs) for k in range(2)) for w in rs[0]}
+            for i, rs in runs.items()}
 
 
 def memory_once(lab, impl):
@@ -261,7 +261,7 @@ def memory_once(lab, impl):
           f"peak {peak[0] / 1024:.2f} MiB ({peak[1] / 1024:.2f} anonymous), "
           f"{AFTER_S} s after {after[0] / 1024:.2f} MiB ({after[1] / 1024:.2f} anonymous)", flush=True)
     lab.stop(impl)
-    return tuple(v / 1024 for v in (idle[0], peak[0], idle[1], peak[1], after[0], after[1]))
+    return {w: (v[0] / 1024, v[1] / 1024) for w, v in (("idle", idle), ("peak", peak), ("after", after))}
 
 
 def serving(lab):
@@ -348,19 +348,22 @@ def table(cpu_res, mem_res):
         r_d = g["roadie"]["ginsns"] / g["dbclient"]["ginsns"] if g["dbclient"] else None
         lines.append(f"| {c}, {d} | {three('ginsns')} | {r_s:.2f} | {fmt(r_d, 3)} | {three('mmaps', fmt_k)} | "
                      f"{three('faults', fmt_k)} | {three('mbit')} |")
+    def mem_row(label, cell):
+        return f"| {label} | " + " | ".join(cell(mem_res[i]) for i in IMPLS) + " |"
+
     if mem_res:
         lines += [
             "",
             "| memory (resident inside the emulated address space) | roadie | ssh | dbclient |",
             "|---|---|---|---|",
-            f"| idle, 3 tunnels (median of {ROUNDS}) | " + " | ".join(f"{mem_res[i][0]:.2f} MiB" for i in IMPLS) + " |",
-            f"| peak, 200 connections moving data (256 KiB each; median of {ROUNDS}) | "
-            + " | ".join(f"{mem_res[i][1]:.2f} MiB" for i in IMPLS) + " |",
-            "| of which anonymous (heap, stacks; the rest is file pages of code), idle | "
-            + " | ".join(f"{mem_res[i][2]:.2f} MiB" for i in IMPLS) + " |",
-            "| of which anonymous, peak | " + " | ".join(f"{mem_res[i][3]:.2f} MiB" for i in IMPLS) + " |",
-            f"| {AFTER_S} s after the 200 connections closed | "
-            + " | ".join(f"{mem_res[i][4]:.2f} MiB ({mem_res[i][5]:.2f} anonymous)" for i in IMPLS) + " |",
+            mem_row(f"idle, 3 tunnels (median of {ROUNDS})", lambda m: f"{m['idle'][0]:.2f} MiB"),
+            mem_row(f"peak, 200 connections moving data (256 KiB each; median of {ROUNDS})",
+                    lambda m: f"{m['peak'][0]:.2f} MiB"),
+            mem_row("of which anonymous (heap, stacks; the rest is file pages of code), idle",
+                    lambda m: f"{m['idle'][1]:.2f} MiB"),
+            mem_row("of which anonymous, peak", lambda m: f"{m['peak'][1]:.2f} MiB"),
+            mem_row(f"{AFTER_S} s after the 200 connections closed",
+                    lambda m: f"{m['after'][0]:.2f} MiB ({m['after'][1]:.2f} anonymous)"),
         ]
     lines.append(f"<!-- /router-cpu {ARCH} -->")
     return "\n".join(lines)

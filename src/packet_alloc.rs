@@ -28,6 +28,8 @@ pub const MIN: usize = 8 * 1024;
 pub const MAX: usize = 128 * 1024;
 /// Requests at most this aligned; malloc's blocks always are.
 const ALIGN: usize = 8;
+/// A slot with no block.
+const EMPTY: (*mut u8, usize) = (std::ptr::null_mut(), 0);
 
 pub struct PacketAlloc<A> {
     inner: A,
@@ -48,12 +50,12 @@ impl<A> PacketAlloc<A> {
             inner,
             lock: AtomicBool::new(false),
             activity: AtomicUsize::new(0),
-            slots: UnsafeCell::new([(std::ptr::null_mut(), 0); SLOTS]),
+            slots: UnsafeCell::new([EMPTY; SLOTS]),
         }
     }
 
     fn with_slots<R>(&self, f: impl FnOnce(&mut [(*mut u8, usize); SLOTS]) -> R) -> R {
-        // A spin lock: held for a scan of eight slots, by one thread nearly
+        // A spin lock: held for a scan of the slots, by one thread nearly
         // always (the daemon's runtime is single-threaded).
         while self
             .lock
@@ -78,21 +80,58 @@ impl<A: GlobalAlloc> PacketAlloc<A> {
         if self.activity.swap(0, Ordering::Relaxed) != 0 {
             return 0;
         }
-        let kept =
-            self.with_slots(|slots| std::mem::replace(slots, [(std::ptr::null_mut(), 0); SLOTS]));
+        let kept = self.with_slots(|slots| std::mem::replace(slots, [EMPTY; SLOTS]));
         let mut n = 0;
         for (p, size) in kept {
             if size != 0 {
-                // SAFETY: a free block of `inner`'s, taken out of the cache
-                // (nothing else has it), of at least that size and ALIGN.
-                unsafe {
-                    self.inner
-                        .dealloc(p, Layout::from_size_align_unchecked(size, ALIGN))
-                };
+                // SAFETY: taken out of the cache, so nothing else has it.
+                unsafe { self.free_kept(p, size) };
                 n += 1;
             }
         }
         n
+    }
+
+    /// A kept block that holds `size` bytes (at most twice that), taken out
+    /// of the cache.
+    fn take(&self, size: usize) -> Option<*mut u8> {
+        let p = self.with_slots(|slots| {
+            pick(slots, size).map(|i| std::mem::replace(&mut slots[i], EMPTY).0)
+        })?;
+        self.activity.fetch_add(1, Ordering::Relaxed);
+        Some(p)
+    }
+
+    /// Keeps the freed block `ptr` of `size` bytes if there is room (its
+    /// slot's smaller block, if any, goes back to `inner`); false when not
+    /// kept.
+    ///
+    /// # Safety
+    /// `ptr` is a free block of `inner`'s of at least `size` bytes, aligned
+    /// to ALIGN, that nothing else will use.
+    unsafe fn keep(&self, ptr: *mut u8, size: usize) -> bool {
+        let Some((old, old_size)) = self.with_slots(|slots| {
+            place(slots, size).map(|i| std::mem::replace(&mut slots[i], (ptr, size)))
+        }) else {
+            return false;
+        };
+        self.activity.fetch_add(1, Ordering::Relaxed);
+        if old_size != 0 {
+            // SAFETY: evicted from the cache, so nothing else has it.
+            unsafe { self.free_kept(old, old_size) };
+        }
+        true
+    }
+
+    /// # Safety
+    /// `p` was kept (a free block of `inner`'s, at least `size` bytes and
+    /// ALIGN-aligned) and is no longer in the cache.
+    unsafe fn free_kept(&self, p: *mut u8, size: usize) {
+        // SAFETY: as the caller says; `inner` (malloc) frees by pointer.
+        unsafe {
+            self.inner
+                .dealloc(p, Layout::from_size_align_unchecked(size, ALIGN))
+        };
     }
 }
 
@@ -122,42 +161,20 @@ fn place(slots: &[(*mut u8, usize)], size: usize) -> Option<usize> {
 // long and aligned to at least ALIGN; cached blocks are handed out once.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for PacketAlloc<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if cached(&layout) {
-            let hit = self.with_slots(|slots| {
-                pick(slots, layout.size())
-                    .map(|i| std::mem::replace(&mut slots[i], (std::ptr::null_mut(), 0)).0)
-            });
-            if let Some(p) = hit {
-                self.activity.fetch_add(1, Ordering::Relaxed);
-                return p;
-            }
+        if cached(&layout)
+            && let Some(p) = self.take(layout.size())
+        {
+            return p;
         }
         // SAFETY: the caller's layout, passed on.
         unsafe { self.inner.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if cached(&layout) {
-            let evicted = self.with_slots(|slots| {
-                place(slots, layout.size())
-                    .map(|i| std::mem::replace(&mut slots[i], (ptr, layout.size())))
-            });
-            if evicted.is_some() {
-                self.activity.fetch_add(1, Ordering::Relaxed);
-            }
-            match evicted {
-                None => {}
-                Some((old, 0)) if old.is_null() => return,
-                // SAFETY: a block of `inner`'s with a size in the cached
-                // range and ALIGN; `inner` (malloc) frees by pointer.
-                Some((old, size)) => {
-                    unsafe {
-                        self.inner
-                            .dealloc(old, Layout::from_size_align_unchecked(size, ALIGN))
-                    };
-                    return;
-                }
-            }
+        // SAFETY: the caller gives the block up; in the cached range it is
+        // one of `inner`'s (malloc's blocks are ALIGN-aligned).
+        if cached(&layout) && unsafe { self.keep(ptr, layout.size()) } {
+            return;
         }
         // SAFETY: the caller's block and layout, passed on.
         unsafe { self.inner.dealloc(ptr, layout) }
@@ -166,26 +183,22 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for PacketAlloc<A> {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // Packet buffers mostly start small and grow (Vec, BytesMut): a
         // cached block serves the growth too, or the cache would fill with
-        // blocks nothing asks for while malloc maps fresh ones.
+        // blocks nothing asks for while malloc maps fresh ones. Shrinking
+        // stays `inner`'s (in place).
         // SAFETY: `layout.align()` is a valid alignment and new_size does not
         // overflow isize (the caller's contract).
         let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        if cached(&new) {
-            let hit = self.with_slots(|slots| {
-                pick(slots, new_size)
-                    .map(|i| std::mem::replace(&mut slots[i], (std::ptr::null_mut(), 0)).0)
-            });
-            if let Some(p) = hit {
-                self.activity.fetch_add(1, Ordering::Relaxed);
-                // SAFETY: both blocks hold at least the bytes copied and are
-                // distinct (the cached one was free); the old block is the
-                // caller's, with its layout.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
-                    self.dealloc(ptr, layout);
-                }
-                return p;
+        if new_size > layout.size()
+            && cached(&new)
+            && let Some(p) = self.take(new_size)
+        {
+            // SAFETY: both blocks hold the bytes copied and are distinct
+            // (the cached one was free); the old block is the caller's.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, p, layout.size());
+                self.dealloc(ptr, layout);
             }
+            return p;
         }
         // A cached block handed out is `inner`'s own, so `inner` can grow it.
         // SAFETY: the caller's block, layout and size, passed on.

@@ -19,28 +19,26 @@
  * sum goes in with mtlo.
  */
 
-/* LOADW rt, off, aligned: the little-endian word at off($5). */
-#if defined(__MIPSEB__)
+/* LOADW rt, off, aligned: the little-endian word at off($5); on
+ * big-endian MIPS the unaligned pair's roles swap and the word is then
+ * byte-swapped. */
         .macro LOADW rt, off, aligned
         .if \aligned
         lw    \rt, \off($5)
         .else
+#if defined(__MIPSEB__)
         lwl   \rt, \off($5)
         lwr   \rt, \off+3($5)
-        .endif
-        wsbh  \rt, \rt
-        rotr  \rt, \rt, 16
-        .endm
 #else
-        .macro LOADW rt, off, aligned
-        .if \aligned
-        lw    \rt, \off($5)
-        .else
         lwr   \rt, \off($5)
         lwl   \rt, \off+3($5)
-        .endif
-        .endm
 #endif
+        .endif
+#if defined(__MIPSEB__)
+        wsbh  \rt, \rt
+        rotr  \rt, \rt, 16
+#endif
+        .endm
 
 /* $22/$23 = LO/HI of HI:LO + h0*a0 + h1*a1 + ... + h4*a4 (first: HI:LO = 0) */
         .macro MULSUM a0, a1, a2, a3, a4, first
@@ -57,11 +55,16 @@
         mfhi  $23
         .endm
 
-/* g = HI:LO mod 2^26, then HI:LO = HI:LO >> 26 (fits 32 bits) */
-        .macro CARRY g
+/* g = the sum ($23:$22) mod 2^26; $22 = the sum >> 26 (fits 32 bits) */
+        .macro CUT g
         ext   \g, $22, 0, 26
         srl   $22, $22, 26
         ins   $22, $23, 6, 26
+        .endm
+
+/* CUT, and HI:LO = the carry, for the next sum */
+        .macro CARRY g
+        CUT   \g
         mtlo  $22
         mthi  $0
         .endm
@@ -98,9 +101,7 @@
         CARRY $21
         MULSUM $12, $11, $10, $9, $8, 0
         /* h4 = d4 mod 2^26; h0 = g0 + 5 (d4 >> 26); h1 = g1 + (h0 >> 26) */
-        ext   $17, $22, 0, 26
-        srl   $22, $22, 26
-        ins   $22, $23, 6, 26
+        CUT   $17
         sll   $23, $22, 2
         addu  $22, $22, $23
         addu  $2, $18, $22

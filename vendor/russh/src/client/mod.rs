@@ -42,9 +42,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// roadie: how much the session loop seals before writing to the socket.
-const EAGER_WRITE: usize = 64 * 1024;
-
 use futures::Future;
 use futures::task::{Context, Poll};
 use kex::ClientKex;
@@ -82,6 +79,9 @@ mod session;
 
 #[cfg(test)]
 mod test;
+
+/// roadie: how much the session loop seals before writing to the socket.
+const EAGER_WRITE: usize = 64 * 1024;
 
 /// Actual client session's state.
 ///
@@ -1507,11 +1507,7 @@ impl Session {
                     };
 
                     // eagerly take all outgoing messages so writes are batched
-                    // (roadie: up to EAGER_WRITE bytes, or the write buffer
-                    // grows to all that is queued: 580 KiB seen on a router)
-                    while !self.kex.active() && !self.common.has_any_pending_data()
-                        && self.common.packet_writer.buffered_len() < EAGER_WRITE
-                    {
+                    while self.may_batch_more() {
                         self.drain_priority_msgs()?;
                         match self.receiver.try_recv() {
                             Ok(next) => self.handle_msg(next)?,
@@ -1536,11 +1532,7 @@ impl Session {
                     }
 
                     // eagerly take all outgoing messages so writes are batched
-                    // (roadie: up to EAGER_WRITE bytes, or the write buffer
-                    // grows to all that is queued: 580 KiB seen on a router)
-                    while !self.kex.active() && !self.common.has_any_pending_data()
-                        && self.common.packet_writer.buffered_len() < EAGER_WRITE
-                    {
+                    while self.may_batch_more() {
                         self.drain_priority_msgs()?;
                         match self.inbound_channel_receiver.try_recv() {
                             Ok(next) => self.handle_msg(next)?,
@@ -1918,6 +1910,16 @@ impl Session {
             .encrypted
             .as_ref()?
             .rekey_time_remaining(&self.common.config.limits, &self.common.packet_writer)
+    }
+
+    /// roadie: whether the loop may take another queued message before
+    /// writing: not during a key exchange, nothing held back, and less than
+    /// EAGER_WRITE sealed (else the write buffer grows to all that is
+    /// queued: 580 KiB seen on a router).
+    fn may_batch_more(&self) -> bool {
+        !self.kex.active()
+            && !self.common.has_any_pending_data()
+            && self.common.packet_writer.buffered_len() < EAGER_WRITE
     }
 
     /// Flush the temporary cleartext buffer into the encryption
