@@ -170,6 +170,15 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for PacketAlloc<A> {
         unsafe { self.inner.alloc(layout) }
     }
 
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // Straight to calloc, not the default (alloc, then clear every
+        // byte, of a kept block too): calloc leaves fresh pages untouched,
+        // so a large zeroed buffer that is mostly never written (a netlink
+        // socket's receive buffer) costs only the pages it uses.
+        // SAFETY: the caller's layout, passed on.
+        unsafe { self.inner.alloc_zeroed(layout) }
+    }
+
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller gives the block up; in the cached range it is
         // one of `inner`'s (malloc's blocks are ALIGN-aligned).
@@ -272,7 +281,7 @@ mod tests {
             // Packet after packet: one block from malloc, then the same one.
             let first = a.alloc(l(32_800));
             first.write_bytes(1, 32_800);
-            a.dealloc(first, l(32_800));
+            a.dealloc(first, l(32_790));
             for _ in 0..100 {
                 let p = a.alloc(l(32_790));
                 assert_eq!(p, first);
@@ -280,6 +289,18 @@ mod tests {
                 a.dealloc(p, l(32_790));
             }
             assert_eq!(a.inner.allocs.load(Ordering::Relaxed), 1);
+            // Zeroed: calloc's, not the dirty kept block.
+            let z = a.alloc_zeroed(l(32_000));
+            assert_ne!(z, first);
+            assert!(
+                std::slice::from_raw_parts(z, 32_000)
+                    .iter()
+                    .all(|&b| b == 0)
+            );
+            assert_eq!(a.inner.allocs.load(Ordering::Relaxed), 2);
+            a.dealloc(z, l(32_000));
+            assert_eq!(a.alloc(l(32_790)), first, "the kept block is still there");
+            a.dealloc(first, l(32_790));
             // Outside the range: straight through.
             let small = a.alloc(l(100));
             a.dealloc(small, l(100));

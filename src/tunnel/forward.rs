@@ -284,7 +284,10 @@ pub async fn carry(
             match tr.try_read(&mut buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Ok(0) => {
-                    let _ = wr.eof().await;
+                    // Boxed: russh's eof() future is over 1 KiB, and held
+                    // inline it would be part of every connection's task for
+                    // its whole life.
+                    let _ = Box::pin(wr.eof()).await;
                     return;
                 }
                 Ok(n) => {
@@ -309,11 +312,18 @@ pub async fn carry(
         }
     };
 
-    let end = tokio::select! {
-        (d, ()) = async { tokio::join!(down, up) } => d,
-        _ = stop.cancelled() => End::Cancelled,
+    // Pinned here and joined by reference: moved into the join, each would
+    // be stored twice in this future (what it was and what the join holds),
+    // and a task's future is allocated per connection.
+    let end = {
+        tokio::pin!(down, up);
+        tokio::select! {
+            (d, ()) = async { tokio::join!(&mut down, &mut up) } => d,
+            _ = stop.cancelled() => End::Cancelled,
+        }
     };
-    let _ = wr.close().await;
+    // Boxed, as eof() above.
+    let _ = Box::pin(wr.close()).await;
     end
 }
 
