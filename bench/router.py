@@ -176,16 +176,17 @@ def cpu():
                     p, counters = start(lab, impl, cipher, mac)
                     s0 = snapshot(counters, p.pid)
                     for d, reverse in (("server → target", False), ("target → server", True)):
-                        mbit, nbytes = iperf(lab, reverse)
+                        (mbit, nbytes), peak = peak_during(p.pid, lambda: iperf(lab, reverse))
                         s1 = snapshot(counters, p.pid)
                         gib = nbytes / 2**30
                         runs[d][impl].append(
                             {"ginsns": (s1[0] - s0[0]) / gib / 1e9, "mmaps": (s1[1] - s0[1]) / gib,
-                             "faults": (s1[2] - s0[2]) / gib, "mbit": mbit}
+                             "faults": (s1[2] - s0[2]) / gib, "mbit": mbit, "anon": peak[1] / 1024}
                         )
                         r = runs[d][impl][-1]
                         print(f"  {impl:8} {d}: {r['ginsns']:.1f} G insns/GiB, {r['mmaps']:.0f} mmap/munmap/GiB, "
-                              f"{r['faults']:.0f} faults/GiB, {mbit:.0f} Mbit/s", flush=True)
+                              f"{r['faults']:.0f} faults/GiB, {mbit:.0f} Mbit/s, "
+                              f"peak {r['anon']:.2f} MiB anonymous", flush=True)
                         s0 = s1
                     lab.stop(impl)
             for d, per in runs.items():
@@ -211,6 +212,29 @@ def guest_rss(pid):
     return rss, anon
 
 
+def peak_during(pid, fn):
+    """(fn(), [KiB resident, KiB anonymous] at their largest while fn ran,
+    sampled every 50 ms inside the guest's address space)."""
+    peak, done = list(guest_rss(pid)), threading.Event()
+
+    def sample():
+        while not done.is_set():
+            try:
+                now = guest_rss(pid)
+            except FileNotFoundError:
+                return
+            peak[:] = [max(a, b) for a, b in zip(peak, now)]
+            done.wait(0.05)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        return fn(), peak
+    finally:
+        done.set()
+        t.join()
+
+
 def memory():
     """{impl: {when: (MiB resident, MiB of it anonymous)}} for `when` in
     idle, peak and after, medians of ROUNDS: each client's own cipher
@@ -232,26 +256,9 @@ def memory_once(lab, impl):
     p, _ = start(lab, impl, None, None)
     L.wait_for("serving", lambda: serving(lab), timeout=30)
     idle = guest_rss(p.pid)
-    peak, done = list(idle), threading.Event()
-
-    def sample():
-        while not done.is_set():
-            try:
-                now = guest_rss(p.pid)
-            except FileNotFoundError:
-                return
-            peak[:] = [max(a, b) for a, b in zip(peak, now)]
-            done.wait(0.05)
-
-    t = threading.Thread(target=sample)
-    t.start()
-    try:
-        # 200 connections at once; less data each than bench.py's flood
-        # (qemu is slow), still all open and moving together.
-        r = json.loads(lab.client("flood", L.SERVER_IP, 9000, 200, 256 * 1024))
-    finally:
-        done.set()
-        t.join()
+    # 200 connections at once; less data each than bench.py's flood (qemu
+    # is slow), still all open and moving together.
+    r, peak = peak_during(p.pid, lambda: json.loads(lab.client("flood", L.SERVER_IP, 9000, 200, 256 * 1024)))
     assert r["failed"] == 0, (impl, r)
     # What stays once the connections are gone (a fixed wait: this measures
     # memory some time after, as a router owner would see it).
@@ -335,11 +342,15 @@ def table(cpu_res, mem_res):
         "first touches of fresh memory and qemu's own). Mbit/s: under qemu on this machine, not the router's.",
         "",
         "| cipher, direction | G instructions per GiB: roadie / ssh / dbclient | roadie ÷ ssh | roadie ÷ dbclient "
-        "| mmap calls per GiB | minor faults per GiB | Mbit/s under qemu |",
-        "|---|---|---|---|---|---|---|",
+        "| mmap calls per GiB | minor faults per GiB | peak anonymous MiB during the transfer | Mbit/s under qemu |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (c, d), per in cpu_res.items():
         g = {i: per.get(i, {}) for i in IMPLS}
+
+        def anon(v):
+            # arm64: roadie's heap lies outside the range read (memory()).
+            return "–" if v is None or ARCH == "arm64" else f"{v:.2f}"
 
         def three(k, f=fmt):
             return " / ".join(f(g[i].get(k)) for i in IMPLS)
@@ -347,7 +358,7 @@ def table(cpu_res, mem_res):
         r_s = g["roadie"]["ginsns"] / g["ssh"]["ginsns"]
         r_d = g["roadie"]["ginsns"] / g["dbclient"]["ginsns"] if g["dbclient"] else None
         lines.append(f"| {c}, {d} | {three('ginsns')} | {r_s:.2f} | {fmt(r_d, 3)} | {three('mmaps', fmt_k)} | "
-                     f"{three('faults', fmt_k)} | {three('mbit')} |")
+                     f"{three('faults', fmt_k)} | {three('anon', anon)} | {three('mbit')} |")
     def mem_row(label, cell):
         return f"| {label} | " + " | ".join(cell(mem_res[i]) for i in IMPLS) + " |"
 
