@@ -22,10 +22,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// GiB; 32 slots: 0.5 k, dlmalloc 0.2 k, in runs of 64 MiB).
 pub const SLOTS: usize = 32;
 /// The sizes kept: packet buffers (an SSH packet is at most 32 KiB of data
-/// and its headers; buffers grow by doubling). Smaller blocks come from
+/// and its headers; buffers grow by doubling) and the session's write
+/// buffer, which grows to 148 KiB while sending (russh patch 06 stops
+/// sealing at 64 KiB, a packet past it and Vec's doubling make the rest):
+/// with 128 KiB here, musl mapped it afresh for every transfer (an mmap,
+/// two mremaps and a munmap in qemu's syscall log). Smaller blocks come from
 /// musl's size classes, which do not churn.
 pub const MIN: usize = 8 * 1024;
-pub const MAX: usize = 128 * 1024;
+pub const MAX: usize = 256 * 1024;
 /// Requests at most this aligned; malloc's blocks always are.
 const ALIGN: usize = 8;
 /// A slot with no block.
