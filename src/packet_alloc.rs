@@ -331,10 +331,10 @@ mod tests {
                 allocs + 1,
                 "only the small one"
             );
-            let q = a.realloc(grown, l(40_000), 200_000);
+            let q = a.realloc(grown, l(40_000), MAX + 1000);
             assert!(!q.is_null());
             assert_eq!(std::slice::from_raw_parts(q, 64), &[7; 64]);
-            a.dealloc(q, l(200_000));
+            a.dealloc(q, l(MAX + 1000));
 
             // Used since the last trim: kept. Then idle: all given back.
             assert_eq!(a.trim_if_idle(), 0);
