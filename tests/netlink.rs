@@ -230,3 +230,28 @@ fn netwatch_dumps_then_follows_events() {
         second.routes
     );
 }
+
+#[test]
+fn a_dump_many_times_the_receive_buffer_comes_back_whole() {
+    let Some(ns) = Netns::new("d") else { return };
+    // 3,000 routes: a dump of several hundred KiB, so many datagrams of at
+    // most the 16 KiB the socket reads at once.
+    let batch = std::env::temp_dir().join(format!("roadie-routes-{}", std::process::id()));
+    let lines: String = (0..3000)
+        .map(|i| format!("route add 10.77.{}.{}/32 dev lan0\n", i / 250, i % 250))
+        .collect();
+    std::fs::write(&batch, lines).expect("write the ip batch");
+    let path = batch.to_str().expect("utf-8 temp path").to_string();
+    ns.ip(&["-n", &ns.0, "-batch", &path]);
+    let _ = std::fs::remove_file(&batch);
+    let routes = ns.run(async || {
+        let mut nl = netlink::Socket::open().expect("netlink");
+        nl.routes().await
+    });
+    let routes = routes.expect("route dump");
+    let ours = routes
+        .iter()
+        .filter(|r| net("10.77.0.0/16").contains(&r.dst) && r.dst.prefix_len() == 32)
+        .count();
+    assert_eq!(ours, 3000, "every route of the dump");
+}
