@@ -78,9 +78,9 @@ pub const NFPROTO_NETDEV: u8 = 5;
 pub const GROUPS_NFTABLES: u32 = 1 << (7 - 1);
 /// Largest datagram read at once. The kernel fills a dump's datagrams to at
 /// most the size the reader asks for (and at least about 8 KiB), and a
-/// notification too big is still a notification (`event`). Not 64 KiB: on
-/// the router each socket's buffer was resident in full (4 sockets, 256 KiB
-/// of the idle daemon's 0.57 MiB of anonymous memory under qemu-mipsel).
+/// notification too big is still a notification (`event`). Not 64 KiB:
+/// under qemu-mipsel each socket's buffer was resident in full (4 sockets,
+/// 256 KiB of the idle daemon's 0.57 MiB of anonymous memory).
 const RECV_BUF: usize = 16 * 1024;
 /// A dump the kernel reports as interrupted (it changed meanwhile) is redone.
 const DUMP_TRIES: u32 = 5;

@@ -285,7 +285,7 @@ mod tests {
             // Packet after packet: one block from malloc, then the same one.
             let first = a.alloc(l(32_800));
             first.write_bytes(1, 32_800);
-            a.dealloc(first, l(32_790));
+            a.dealloc(first, l(32_800));
             for _ in 0..100 {
                 let p = a.alloc(l(32_790));
                 assert_eq!(p, first);
