@@ -23,11 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 pub const SLOTS: usize = 32;
 /// The sizes kept: packet buffers (an SSH packet is at most 32 KiB of data
 /// and its headers; buffers grow by doubling) and the session's write
-/// buffer, which grows to 148 KiB while sending (russh patch 06 stops
-/// sealing at 64 KiB, a packet past it and Vec's doubling make the rest):
-/// with 128 KiB here, musl mapped it afresh for every transfer (an mmap,
-/// two mremaps and a munmap in qemu's syscall log). Smaller blocks come from
-/// musl's size classes, which do not churn.
+/// buffer, 128 KiB and what was pending when russh patch 08 reserved it (it
+/// grew to 148 KiB before that patch; with 128 KiB here musl mapped it
+/// afresh for every transfer), so a session that follows takes the last
+/// one's. Smaller blocks come from musl's size classes, which do not churn.
 pub const MIN: usize = 8 * 1024;
 pub const MAX: usize = 256 * 1024;
 /// Requests at most this aligned; malloc's blocks always are.

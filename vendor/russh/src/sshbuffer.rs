@@ -395,6 +395,12 @@ pub(crate) struct IncomingSshPacket {
     pub seqn: Wrapping<u32>,
 }
 
+/// roadie: the most a write batch takes: the client loop stops sealing
+/// once 64 KiB wait (`EAGER_WRITE`), and the message that crosses that adds
+/// at most one packet of data (a 32 KiB packet: 96.5 KiB at most, measured
+/// sending bulk data on mipsel), with room to spare.
+const WRITE_BATCH_RESERVE: usize = 128 * 1024;
+
 /// Packet writer for constructing and encrypting outgoing SSH packets.
 pub(crate) struct PacketWriter {
     cipher: Box<dyn SealingKey + Send>,
@@ -606,6 +612,14 @@ impl PacketWriter {
 
     pub fn set_cipher(&mut self, cipher: Box<dyn SealingKey + Send>) {
         self.cipher = cipher;
+        // roadie: room for a whole write batch from the first keys on, so
+        // that sending bulk data never grows the buffer (it went by doubling
+        // to 148 KiB in the first transfer: an mmap and two mremaps in
+        // qemu's syscall log). Pages never written take no memory.
+        let spare = self.write_buffer.buffer.capacity() - self.write_buffer.buffer.len();
+        if spare < WRITE_BATCH_RESERVE {
+            self.write_buffer.buffer.reserve_exact(WRITE_BATCH_RESERVE);
+        }
         // Every cipher installation starts a new key epoch. In particular,
         // discard the cleartext KEX packets counted before the initial keys
         // were installed as well as the previous encrypted epoch on rekey.
