@@ -26,7 +26,9 @@ which is why its resident figure follows the binary's size.
 Environment: ROUTER_ARCH (mipsel), ROUTER_SYSROOT, ROUTER_PLUGIN, ROADIE_BIN
 (the cross build), ROUNDS (3), ROUTER_MIB (MiB per transfer, 128),
 ROUTER_PARTS ("cpu memory"), ROUTER_SYMS (a file: per-symbol profile of
-roadie, one server → target transfer per cipher, no table).
+roadie, one server → target transfer per cipher, no table), ROUTER_LAYOUT
+(a file: the linker script of the code roadie runs until it serves, for
+scripts/cross-build; ROADIE_BIN must have symbols: cross-build's roadie.syms).
 """
 
 import json
@@ -316,6 +318,73 @@ def profile(path):
         f.write("\n".join(lines))
 
 
+# Code a symbol's name does not place: the C library (musl's C, one
+# function per object, all in `.text`; Zig's own libc and compiler-rt, whose
+# section names are not the names the plugin sees), the startup object and
+# Poly1305's MIPS assembly (crates/openssh-chacha). All that is linked of
+# them goes first: about 90 KB.
+HOT_ARCHIVES = ["*crt1.o", "*libc.a:*", "*libzigc.a:*", "*libcompiler_rt.a:*", "*libopenssh_chacha_mips32.a:*"]
+
+
+def hot_patterns(names):
+    """Input-section patterns for the functions `names` (symbols as the
+    plugin saw them run): each function's section, with the parts that change
+    between builds of the same code left open: legacy mangling's hash (one
+    pattern serves every instance of a generic function), v0's crate
+    disambiguators; `.text*.` also takes LLVM's `.text.unlikely.` (cold
+    functions)."""
+    out = set()
+    for n in names:
+        if n == "?":  # the plugin's name for code outside every symbol
+            continue
+        m = re.fullmatch(r"(_ZN.*)17h[0-9a-f]{16}E(\.[0-9]+)?", n)  # .N: LTO's copies of a local
+        if m:
+            n = m.group(1) + "17h*"
+        elif n.startswith("_R"):
+            n = re.sub(r"Cs[0-9A-Za-z]+_", "Cs*_", n)
+        out.add(".text*." + n)
+    return sorted(out)
+
+
+def layout(path):
+    """Writes to `path` the linker script that puts first, in `.text.hot`,
+    the code roadie runs from its start until it serves (3 tunnels up, one
+    request through them) and at its exit, started afresh and again with the
+    state the first run left: from the plugin's per-symbol counts, run on
+    cross-build's roadie.syms (the same link, with symbols). Why: at idle the
+    kernel had every 64 KiB window of the code mapped, about half of it run;
+    scripts/cross-build links the MIPS builds with the script."""
+    lab = L.Lab(tag="l", sshd_extra=sshd_extra(None))
+    names = set()
+    try:
+        # Twice: the second start finds the state file and the server's host
+        # key the first left, as in memory()'s later rounds.
+        for run in range(2):
+            syms = f"{lab.dir}/syms{run}.txt"
+            start(lab, "roadie", None, None, syms=syms)
+            L.wait_for("serving", lambda: serving(lab), timeout=30)
+            lab.stop("roadie")  # SIGTERM: roadie exits, the plugin writes syms
+            with open(syms) as f:
+                names |= {line.rstrip("\n").split("\t", 1)[1] for line in f}
+    finally:
+        lab.close()
+    if sum(n.startswith(("_ZN", "_R")) for n in names) < 100:
+        sys.exit(f"router.py: {L.ROADIE_BIN} has no Rust symbols: give it cross-build's roadie.syms")
+    pats = hot_patterns(names)
+    header = f"""/* Generated: sudo ROUTER_LAYOUT=scripts/zig/hot-text.ld ROADIE_BIN=<roadie.syms> scripts/bench router
+   (bench/router.py, layout()), from the {len(names)} functions roadie ran on {ARCH} from its start
+   until it served and at its exit, afresh and again with the state it left. scripts/cross-build
+   links the MIPS builds with it: that code first, so that at idle the kernel maps its 64 KiB
+   windows of the code, not all of them. A name that matches nothing costs nothing;
+   scripts/test-cross checks that the script still matches most of that code. */
+"""
+    with open(path, "w") as f:
+        f.write(header + "SECTIONS {\n  .text.hot : {\n")
+        f.write("".join(f"    {a}(.text .text.*)\n" for a in HOT_ARCHIVES))
+        f.write("    *(\n" + "".join(f"      {p}\n" for p in pats) + "    )\n  }\n} INSERT BEFORE .text;\n")
+    print(f"router.py: {path}: {len(pats)} patterns from {len(names)} functions", flush=True)
+
+
 def fmt(v, digits=3):
     return "–" if v is None else f"{v:.{digits}g}"
 
@@ -408,6 +477,9 @@ if __name__ == "__main__":
         sys.exit("router.py: run it through scripts/bench router")
     if os.environ.get("ROUTER_SYMS"):
         profile(os.environ["ROUTER_SYMS"])
+        sys.exit(0)
+    if os.environ.get("ROUTER_LAYOUT"):
+        layout(os.environ["ROUTER_LAYOUT"])
         sys.exit(0)
     parts = os.environ.get("ROUTER_PARTS", "cpu memory" if MEMORY_READABLE else "cpu").split()
     c = cpu() if "cpu" in parts else {}
