@@ -20,8 +20,9 @@ anonymous pages (heap, stacks, written data): what the router cannot take
 back under memory pressure.
 The rest is file pages of the code that ran, in the program and its
 libraries (the kernel maps up to 64 KiB around each first touch): for
-roadie's static binary that came to all 2.2 MiB of its code in every run,
-which is why its resident figure follows the binary's size.
+roadie's static binary that came to all 2.2 MiB of its code in every run
+until the MIPS builds put the code run at idle first (layout() below,
+scripts/zig/hot-text.ld): about 1.4 MiB since.
 
 Environment: ROUTER_ARCH (mipsel), ROUTER_SYSROOT, ROUTER_PLUGIN, ROADIE_BIN
 (the cross build), ROUNDS (3), ROUTER_MIB (MiB per transfer, 128),

@@ -1,15 +1,20 @@
-//! The router builds' global allocator: musl's malloc, with the last few
-//! freed blocks of packet size kept for the next allocation of about that
-//! size.
+//! The router builds' global allocator: the C library's malloc, with the
+//! last few freed blocks of packet size kept for the next allocation of
+//! about that size.
 //!
-//! Why: musl's malloc gives a freed 32 KiB packet buffer back to the kernel
-//! at once, so every packet cost an mmap, a munmap and nine fresh pages to
-//! fault in (65 k mmap calls and 296 k faults per GiB on mipsel). dlmalloc
-//! fixed that but keeps everything it ever held: with 200 connections moving
-//! data its peak was about 1 MiB above musl's (README, "On the router's own
-//! CPU"). This keeps at most [`SLOTS`] blocks: the churn goes, the peak
-//! stays musl's, plus at most `SLOTS` × [`MAX`], and the daemon gives the
-//! kept blocks back once traffic stops ([`PacketAlloc::trim_if_idle`]).
+//! Why: that malloc gives a freed 32 KiB packet buffer back to the kernel at
+//! once, so every packet cost an mmap, a munmap and nine fresh pages to
+//! fault in (65 k mmap calls and 296 k faults per GiB on mipsel). In
+//! scripts/cross-build's builds it is the malloc of zig 0.17's libc, Zig's
+//! SmpAllocator (`heap.SmpAllocator.alloc` and `heap.PageAllocator.map` in
+//! roadie.syms; musl's mallocng is not linked): blocks of packet size come
+//! straight from mmap. An OpenWrt SDK build gets OpenWrt's musl malloc.
+//! dlmalloc fixed that but keeps everything it ever held: with 200
+//! connections moving data its peak was about 1 MiB above malloc's (README,
+//! "On the router's own CPU"). This keeps at most [`SLOTS`] blocks: the
+//! churn goes, the peak stays malloc's, plus at most `SLOTS` × [`MAX`], and
+//! the daemon gives the kept blocks back once traffic stops
+//! ([`PacketAlloc::trim_if_idle`]).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
@@ -24,9 +29,9 @@ pub const SLOTS: usize = 32;
 /// The sizes kept: packet buffers (an SSH packet is at most 32 KiB of data
 /// and its headers; buffers grow by doubling) and the session's write
 /// buffer, 128 KiB and what was pending when russh patch 08 reserved it (it
-/// grew to 148 KiB before that patch; with 128 KiB here musl mapped it
+/// grew to 148 KiB before that patch; with 128 KiB here malloc mapped it
 /// afresh for every transfer), so a session that follows takes the last
-/// one's. Smaller blocks come from musl's size classes, which do not churn.
+/// one's. Smaller blocks come from malloc's size classes, which do not churn.
 pub const MIN: usize = 8 * 1024;
 pub const MAX: usize = 256 * 1024;
 /// Requests at most this aligned; malloc's blocks always are.
