@@ -70,10 +70,15 @@ MIB = int(os.environ.get("ROUTER_MIB", "128"))
 GUEST_BASE = 0x100000000000
 GUEST_SPAN = 1 << 40
 # (cipher, MAC sshd allows or None for an AEAD cipher, dbclient has it)
+# Every cipher roadie offers (src/tunnel/session.rs, cipher_order); Debian's
+# dbclient has chacha20-poly1305, aes128-ctr and aes256-ctr.
 CIPHERS = [
     ("chacha20-poly1305@openssh.com", None, True),
     ("aes128-gcm@openssh.com", None, False),
+    ("aes256-gcm@openssh.com", None, False),
     ("aes128-ctr", "hmac-sha2-256", True),
+    ("aes192-ctr", "hmac-sha2-256", False),
+    ("aes256-ctr", "hmac-sha2-256", True),
 ]
 TUNNELS = [("ui", 8080, 8080), ("bulk", 5201, 5201), ("sink", 9000, 9000)]
 IMPLS = ["roadie", "ssh", "dbclient"]
