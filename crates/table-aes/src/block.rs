@@ -138,8 +138,11 @@ impl Aes {
 
     /// Encrypts the block whose first three words gave `first` (from
     /// `first_round_of`) and whose last word is `last`: the same result as
-    /// `encrypt_words`, four table loads fewer.
-    #[inline]
+    /// `encrypt_words`, four table loads fewer. Always inlined: called per
+    /// block, it saved and restored seven registers and rebuilt the tables'
+    /// addresses each time (1.3 G instructions per GiB of aes256-ctr on
+    /// mipsel, 1 %).
+    #[inline(always)]
     pub fn encrypt_last_word(&self, first: &[u32; 4], last: u32) -> [u32; 4] {
         let s3 = last ^ self.rk[3];
         let s = [
