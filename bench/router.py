@@ -291,6 +291,15 @@ def serving(lab):
         return False
 
 
+def stop_for_syms(lab, syms):
+    """Stops roadie (SIGTERM: it exits, and the plugin writes `syms` then);
+    returns that file's (instructions, symbol) rows."""
+    lab.stop("roadie")
+    L.wait_for("the symbol file", lambda: os.path.exists(syms))
+    with open(syms) as f:
+        return [(int(a), b.strip()) for a, b in (x.split("\t", 1) for x in f)]
+
+
 def profile(path):
     """Per-symbol instructions of roadie (a build with symbols), one
     server → target transfer per cipher; the top 25 per cipher to `path`."""
@@ -305,10 +314,7 @@ def profile(path):
             L.wait_for("iperf3 server", lambda: L.listening(lab.iperf.pid, 5201))
             p, _ = start(lab, "roadie", cipher, mac, syms=syms)
             iperf(lab, False)
-            lab.stop("roadie")  # SIGTERM: roadie exits, the plugin writes syms
-            L.wait_for("the symbol file", lambda: os.path.exists(syms))
-            with open(syms) as f:
-                rows = [(int(a), b.strip()) for a, b in (x.split("\t", 1) for x in f)]
+            rows = stop_for_syms(lab, syms)
             names = subprocess.run(["c++filt", "-s", "rust"], input="\n".join(n for _, n in rows),
                                    capture_output=True, text=True, check=True).stdout.splitlines()
             rows = [(n, name) for (n, _), name in zip(rows, names)]
@@ -369,9 +375,7 @@ def layout(path):
             syms = f"{lab.dir}/syms{run}.txt"
             start(lab, "roadie", None, None, syms=syms)
             L.wait_for("serving", lambda: serving(lab), timeout=30)
-            lab.stop("roadie")  # SIGTERM: roadie exits, the plugin writes syms
-            with open(syms) as f:
-                names |= {line.rstrip("\n").split("\t", 1)[1] for line in f}
+            names |= {n for _, n in stop_for_syms(lab, syms)}
     finally:
         lab.close()
     if sum(n.startswith(("_ZN", "_R")) for n in names) < 100:

@@ -615,11 +615,9 @@ impl PacketWriter {
         // roadie: room for a whole write batch from the first keys on, so
         // that sending bulk data never grows the buffer (it went by doubling
         // to 148 KiB in the first transfer: an mmap and two mremaps in
-        // qemu's syscall log). Pages never written take no memory.
-        let spare = self.write_buffer.buffer.capacity() - self.write_buffer.buffer.len();
-        if spare < WRITE_BATCH_RESERVE {
-            self.write_buffer.buffer.reserve_exact(WRITE_BATCH_RESERVE);
-        }
+        // qemu's syscall log). Pages never written take no memory; with that
+        // room already spare (a rekey), this does nothing.
+        self.write_buffer.buffer.reserve_exact(WRITE_BATCH_RESERVE);
         // Every cipher installation starts a new key epoch. In particular,
         // discard the cleartext KEX packets counted before the initial keys
         // were installed as well as the previous encrypted epoch on rekey.
